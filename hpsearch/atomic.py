@@ -1,0 +1,80 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half.
+
+The search folder is read while it is written (the postprocessor, a user's
+spreadsheet, a resumed driver after ``kill -9``), so every file we produce is
+written to a temporary file in the same folder, flushed to disk and renamed
+over the target; a rename within one file system is atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` atomically and durably.
+
+    The temporary file starts with a dot and ends in ``.tmp`` so that scans of
+    the folder skip it; it is removed if anything fails before the rename.
+    """
+    path = Path(path)
+    fd, temp_name = _create_temp(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        try:
+            os.unlink(temp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_folder(path.parent)
+
+
+def write_text_atomic(path: Path, text: str, encoding: str = "utf-8") -> None:
+    """Replace ``path`` by ``text`` atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode(encoding))
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Replace ``path`` by ``obj`` as indented JSON, atomically.
+
+    NaN and infinities are written as Python's ``json`` module does
+    (``NaN``, ``Infinity``), because summaries may hold them.
+    """
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new, exclusive temporary file next to ``path``.
+
+    Unlike ``tempfile.mkstemp`` (mode 0600) the file gets the usual mode
+    (0666 minus the umask), so results stay readable by a user's group.
+    """
+    while True:
+        name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), name
+        except FileExistsError:
+            continue
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable; not every file system allows this."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

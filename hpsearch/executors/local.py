@@ -1,0 +1,479 @@
+"""Run configurations as subprocesses of the driver, on local GPUs or CPUs.
+
+Each run is started from its argument list (never through a shell) as the
+leader of a new session, with stdout/stderr streaming into its run folder. A
+thread per run waits for its exit and wakes the driver, so nothing polls in a
+loop. Whenever a run ends, is timed out or is stopped, its whole process tree
+goes with it (see :mod:`hpsearch.proctree`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import psutil
+
+from hpsearch import proctree
+from hpsearch.errors import GpuQueryError, SubmissionError, UsageError
+from hpsearch.executors.base import Executor, JobHandle, LaunchSpec, Outcome, Wakeup
+from hpsearch.gpu.allocate import Reservation, plan_slots
+from hpsearch.gpu.monitor import GpuMonitor, GpuReading
+
+log = logging.getLogger(__name__)
+
+RUN_KEY_ENV = "HPSEARCH_RUN_KEY"
+CREATE_TIME_TOLERANCE = 0.01
+"""Seconds by which a live process's start time may differ from the recorded
+one and still be the same process (psutil reports it in clock ticks)."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class _Run:
+    spec: LaunchSpec
+    proc: subprocess.Popen
+    process: psutil.Process
+    gpu: int | None
+    deadline: float | None
+    reservation: Reservation | None = None
+    waiter: threading.Thread | None = None
+    killer: threading.Thread | None = None
+
+
+def _carries_key(proc: psutil.Process, key: str) -> bool:
+    """Whether ``proc`` belongs to the run ``key`` (it inherited our marker);
+    guards every kill that is not anchored on a process we know."""
+    try:
+        return proc.environ().get(RUN_KEY_ENV) == key
+    except (psutil.Error, OSError):
+        return False
+
+
+def _run_processes(pid: int, key: str) -> list[psutil.Process]:
+    """Processes left in the session of a run whose leader had ``pid``."""
+    return [p for p in proctree.session_members(pid) if _carries_key(p, key)]
+
+
+@functools.lru_cache(maxsize=None)
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when the driver dies
+    (Linux ``PR_SET_PDEATHSIG``), so ``kill -9`` of the driver leaves no run.
+
+    The signal follows the *thread* that started the child: runs must be
+    submitted from a thread that lives as long as the driver (the main one).
+    The function does no more than one C call and a check, as code run between
+    fork and exec in a threaded parent must.
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def set_parent_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the driver died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal
+
+
+def _describe_end(returncode: int) -> str:
+    if returncode >= 0:
+        return f"exit code {returncode}"
+    try:
+        return f"killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"killed by signal {-returncode}"
+
+
+class LocalExecutor(Executor):
+    """Runs on this machine: on GPUs when given a monitor, else on CPUs.
+
+    GPU mode polls the GPUs at most once per :meth:`capacity` call and at most
+    every ``gpu_poll_interval`` seconds, and plans runs with
+    :func:`hpsearch.gpu.allocate.plan_slots`; a run on GPU ``i`` gets
+    ``CUDA_VISIBLE_DEVICES=i`` and ``CUDA_DEVICE_ORDER=PCI_BUS_ID``. CPU mode
+    runs up to ``num_jobs`` at once and leaves ``CUDA_VISIBLE_DEVICES`` as the
+    driver has it (a user who wants runs off the GPUs sets it empty). Every run
+    gets ``HPSEARCH_RUN_KEY`` so its processes can be recognised later.
+
+    Args:
+        wakeup: Set whenever a run ends.
+        gpu_monitor: GPU source; None for CPU mode.
+        max_per_gpu: ``--max_num_jobs_per_gpu``.
+        allowed_memory: ``--allowed_memory`` (fraction of a GPU's memory).
+        allowed_load: ``--allowed_load`` (fraction).
+        startup_time: ``--sim_startup_time`` in seconds: how long a new run's
+            memory is reserved on its GPU before it must show in the readings.
+        num_jobs: Parallel runs in CPU mode.
+        gpu_poll_interval: Minimum seconds between two GPU polls.
+        kill_grace: Seconds between SIGTERM and SIGKILL when stopping a run.
+        gpu_error_patience: Seconds the GPU poll may keep failing mid-search
+            (no new runs meanwhile) before :meth:`capacity` raises.
+        clock: Monotonic clock, replaceable in tests.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        wakeup: Wakeup,
+        *,
+        gpu_monitor: GpuMonitor | None,
+        max_per_gpu: int = 1,
+        allowed_memory: float = 0.5,
+        allowed_load: float = 0.5,
+        startup_time: float = 60.0,
+        num_jobs: int = 1,
+        gpu_poll_interval: float = 1.0,
+        kill_grace: float = proctree.DEFAULT_GRACE,
+        gpu_error_patience: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(wakeup)
+        _check_at_least("--max_num_jobs_per_gpu", max_per_gpu, 1)
+        _check_at_least("--num_jobs", num_jobs, 1)
+        _check_at_least("--sim_startup_time", startup_time, 0)
+        _check_positive("--allowed_memory", allowed_memory)
+        _check_positive("--allowed_load", allowed_load)
+        self.monitor = gpu_monitor
+        self.max_per_gpu = max_per_gpu
+        self.allowed_memory = allowed_memory
+        self.allowed_load = allowed_load
+        self.startup_time = startup_time
+        self.num_jobs = num_jobs
+        self.gpu_poll_interval = gpu_poll_interval
+        self.kill_grace = kill_grace
+        self.gpu_error_patience = gpu_error_patience
+        self.clock = clock
+        self._runs: dict[str, _Run] = {}
+        self._ended: queue.Queue[tuple[str, int]] = queue.Queue()
+        self._readings: list[GpuReading] | None = None
+        self._last_poll = -float("inf")
+        self._last_good_poll: float | None = None
+        self._poll_failed = False
+        self._plan: list[int] = []
+        self._closed = False
+
+    # ---- capacity and GPU planning
+
+    def capacity(self) -> int:
+        if self.monitor is None:
+            return max(0, self.num_jobs - len(self._runs))
+        now = self.clock()
+        if self._readings is None or now - self._last_poll >= self.gpu_poll_interval:
+            self._poll_gpus(now)
+        self._plan = plan_slots(
+            self._readings or [],
+            running_per_gpu=self._running_per_gpu(),
+            reservations=self._reservations(now),
+            now=now,
+            allowed_memory=self.allowed_memory,
+            allowed_load=self.allowed_load,
+            max_per_gpu=self.max_per_gpu,
+            startup_time=self.startup_time,
+        )
+        return len(self._plan)
+
+    def _poll_gpus(self, now: float) -> None:
+        """One GPU poll; a failure mid-search pauses new runs until the
+        patience runs out, since a driver hiccup should not end the search."""
+        self._last_poll = now
+        try:
+            self._readings = self.monitor.poll()
+        except GpuQueryError as exc:
+            self._poll_failed = True
+            if self._last_good_poll is None or now - self._last_good_poll > self.gpu_error_patience:
+                raise
+            log.warning("GPU poll failed, starting no runs for now: %s", exc)
+            self._readings = []
+            return
+        self._poll_failed = False
+        self._last_good_poll = now
+
+    def _reservations(self, now: float) -> list[Reservation]:
+        """Reservations of runs still starting up; a run that ended takes its
+        reservation with it."""
+        runs = self._runs.values()
+        return [run.reservation for run in runs if run.reservation and run.reservation.until > now]
+
+    def _running_per_gpu(self) -> Counter[int]:
+        return Counter(run.gpu for run in self._runs.values() if run.gpu is not None)
+
+    def _waiting_for_gpu(self) -> bool:
+        """True when runs could be added but the GPUs' readings (or
+        reservations) hold them back, so a later poll may free a slot."""
+        if self.monitor is None or self._readings is None or self._plan:
+            return False
+        running = self._running_per_gpu()
+        return self._poll_failed or any(running[r.id] < self.max_per_gpu for r in self._readings)
+
+    def next_event_in(self) -> float | None:
+        now = self.clock()
+        times = [run.deadline for run in self._runs.values() if run.deadline is not None and run.killer is None]
+        if self._waiting_for_gpu():
+            times.append(self._last_poll + self.gpu_poll_interval)
+            times.extend(r.until for r in self._reservations(now))
+        if not times:
+            return None
+        return max(0.0, min(times) - now)
+
+    # ---- starting runs
+
+    def submit(self, spec: LaunchSpec) -> JobHandle:
+        if spec.key in self._runs:
+            raise RuntimeError(f"run {spec.key} is already in flight")
+        gpu = self._claim_slot()
+        proc = self._start(spec, gpu)
+        now = self.clock()
+        process = psutil.Process(proc.pid)  # not reaped yet: the waiter starts below
+        create_time = process.create_time()
+        run = _Run(
+            spec=spec,
+            proc=proc,
+            process=process,
+            gpu=gpu,
+            deadline=None if spec.timeout is None else now + spec.timeout,
+        )
+        if gpu is not None:
+            self._plan.pop(0)
+            if self.startup_time > 0:
+                baseline = next(r.memory_used for r in self._readings or [] if r.id == gpu)
+                run.reservation = Reservation(gpu, now + self.startup_time, baseline)
+        self._runs[spec.key] = run
+        run.waiter = threading.Thread(
+            target=self._wait_for, args=(run,), name=f"hpsearch-wait-{proc.pid}", daemon=True
+        )
+        run.waiter.start()
+        return JobHandle(
+            key=spec.key,
+            backend=self.name,
+            job_id=str(proc.pid),
+            where="cpu" if gpu is None else f"gpu {gpu}",
+            extra={"create_time": create_time, "gpu": gpu},
+        )
+
+    def _claim_slot(self) -> int | None:
+        """The GPU for the next run (None in CPU mode); the driver is expected
+        to respect :meth:`capacity`, anything else is a bug."""
+        if self.monitor is None:
+            if len(self._runs) >= self.num_jobs:
+                raise RuntimeError("submit() called with all CPU slots busy")
+            return None
+        if not self._plan and not self.capacity():
+            raise RuntimeError("submit() called with no free GPU slot")
+        return self._plan[0]
+
+    def _environment(self, spec: LaunchSpec, gpu: int | None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(spec.env)
+        env[RUN_KEY_ENV] = spec.key
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        return env
+
+    def _start(self, spec: LaunchSpec, gpu: int | None) -> subprocess.Popen:
+        if not spec.argv:
+            raise SubmissionError(f"run {spec.name}: empty command line")
+        program = spec.argv[0]
+        try:
+            with open(spec.stdout_path, "ab") as out, open(spec.stderr_path, "ab") as err:
+                return subprocess.Popen(
+                    list(spec.argv),
+                    cwd=spec.cwd,
+                    env=self._environment(spec, gpu),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent(),
+                )
+        except FileNotFoundError as exc:
+            if not os.path.isdir(spec.cwd):
+                raise SubmissionError(f"run {spec.name}: working directory {spec.cwd} does not exist") from exc
+            if exc.filename not in (None, program):
+                raise SubmissionError(f"run {spec.name}: cannot open {exc.filename}: {exc.strerror}") from exc
+            raise SubmissionError(f"run {spec.name}: program {program!r} not found") from exc
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise SubmissionError(f"run {spec.name}: cannot start {program!r}: {exc}") from exc
+
+    def _wait_for(self, run: _Run) -> None:
+        """Waiter thread: reap the run, stop what it left behind, wake the driver."""
+        returncode = run.proc.wait()
+        leftovers = _run_processes(run.proc.pid, run.spec.key)
+        if leftovers:
+            proctree.terminate_processes(leftovers, self.kill_grace)
+        self._ended.put((run.spec.key, returncode))
+        if not self._closed:  # the driver may close the wakeup after shutdown
+            self.wakeup.set()
+
+    # ---- ending runs
+
+    def poll(self) -> list[Outcome]:
+        self._enforce_timeouts(self.clock())
+        return [self._outcome(run, code) for run, code in self._drain()]
+
+    def _drain(self) -> list[tuple[_Run, int]]:
+        ended = []
+        while True:
+            try:
+                key, returncode = self._ended.get_nowait()
+            except queue.Empty:
+                return ended
+            run = self._runs.pop(key)
+            for thread in (run.killer, run.waiter):
+                if thread is not None:
+                    thread.join()
+            ended.append((run, returncode))
+
+    def _outcome(self, run: _Run, returncode: int, *, interrupted: bool = False) -> Outcome:
+        state = f"pid {run.proc.pid} {_describe_end(returncode)}"
+        if run.killer is not None:
+            interrupted = False
+            state = f"timed out after {run.spec.timeout:g}s; {state}"
+        elif interrupted:
+            state = f"stopped by the driver; {state}"
+        return Outcome(
+            key=run.spec.key,
+            exit_code=returncode if returncode >= 0 else None,
+            signal=-returncode if returncode < 0 else None,
+            timed_out=run.killer is not None,
+            interrupted=interrupted,
+            backend_state=state,
+        )
+
+    def _enforce_timeouts(self, now: float) -> None:
+        """Stop every run past its deadline, in the background: the kill's
+        grace period must not stall the driver."""
+        for run in self._runs.values():
+            if run.deadline is not None and run.killer is None and now >= run.deadline:
+                run.killer = threading.Thread(
+                    target=self._stop,
+                    args=([run],),
+                    name=f"hpsearch-timeout-{run.proc.pid}",
+                    daemon=True,
+                )
+                run.killer.start()
+
+    def _trees(self, runs: Sequence[_Run]) -> list[psutil.Process]:
+        procs: dict[int, psutil.Process] = {}
+        for run in runs:
+            for proc in proctree.collect_tree(run.process):
+                procs.setdefault(proc.pid, proc)
+            for proc in _run_processes(run.proc.pid, run.spec.key):
+                procs.setdefault(proc.pid, proc)
+        return list(procs.values())
+
+    def _stop(self, runs: Sequence[_Run]) -> None:
+        proctree.terminate_processes(self._trees(runs), self.kill_grace)
+
+    def in_flight(self) -> int:
+        return len(self._runs)
+
+    def shutdown(self, cancel: bool) -> list[Outcome]:
+        """Stop every run (local runs cannot outlive their driver, whatever
+        ``cancel`` says) and report the ones still in flight as interrupted."""
+        outcomes = self.poll()
+        runs = list(self._runs.values())
+        self._stop(runs)
+        self._closed = True
+        for run in runs:
+            run.waiter.join(timeout=self.kill_grace + 5.0)
+        outcomes.extend(self._outcome(run, code, interrupted=True) for run, code in self._drain())
+        for run in self._runs.values():  # stuck in the kernel even after SIGKILL
+            state = f"pid {run.proc.pid} did not exit after SIGKILL"
+            outcomes.append(Outcome(key=run.spec.key, exit_code=None, interrupted=True, backend_state=state))
+        self._runs.clear()
+        return outcomes
+
+    def kill_now(self) -> None:
+        """SIGKILL every run's process tree at once (a second Ctrl-C); safe to
+        call from a signal handler, does not wait."""
+        for proc in self._trees(list(self._runs.values())):
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+    # ---- resume
+
+    def adopt(self, handles: Sequence[JobHandle]) -> list[Outcome]:
+        """Kill what is left of a previous driver's runs and report them as
+        interrupted: they are not our children, so their exit codes are lost."""
+        outcomes, doomed = [], []
+        for handle in handles:
+            procs, state = _orphan(handle)
+            doomed.extend(procs)
+            outcomes.append(Outcome(key=handle.key, exit_code=None, interrupted=True, backend_state=state))
+        proctree.terminate_processes(doomed, self.kill_grace)
+        return outcomes
+
+    def describe(self) -> str:
+        if self.monitor is None:
+            return f"CPU, {self.num_jobs} run(s) at a time"
+        ids = self.monitor.visible
+        if ids is None and self._readings:
+            ids = [r.id for r in self._readings]
+        where = "all GPUs" if ids is None else "GPUs " + ",".join(map(str, ids))
+        return f"{where} x {self.max_per_gpu} runs"
+
+
+def _orphan(handle: JobHandle) -> tuple[list[psutil.Process], str]:
+    """The processes of a previous driver's run that are still alive, and
+    what happened to the run.
+
+    The recorded start time tells the run apart from an unrelated process that
+    reuses its pid. If the run's leader is gone, members of its session that
+    carry the run's key are still found.
+    """
+    try:
+        pid = int(handle.job_id)
+        recorded = float(handle.extra["create_time"])
+    except (KeyError, TypeError, ValueError):
+        return [], f"previous driver died; cannot identify pid {handle.job_id!r}, left alone"
+    try:
+        leader = psutil.Process(pid)
+        same = abs(leader.create_time() - recorded) <= CREATE_TIME_TOLERANCE
+    except psutil.NoSuchProcess:
+        leader, same = None, False
+    if leader is not None and not same:
+        return [], f"previous driver died; pid {pid} now belongs to another process, left alone"
+    procs = {p.pid: p for p in _run_processes(pid, handle.key)}
+    if leader is not None:
+        procs.update((p.pid, p) for p in proctree.collect_tree(leader))
+    if not procs:
+        return [], "previous driver died; run no longer alive"
+    return list(procs.values()), "orphaned run of a previous driver killed"
+
+
+def _check_at_least(flag: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        raise UsageError(f"{flag} must be at least {minimum}, got {value}")
+
+
+def _check_positive(flag: str, value: float) -> None:
+    if not value > 0:
+        raise UsageError(f"{flag} must be greater than 0, got {value}")

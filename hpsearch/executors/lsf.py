@@ -1,0 +1,216 @@
+"""Runs as LSF jobs: ``bsub`` with the job script on stdin, states from ``bjobs``.
+
+Options go on ``bsub``'s command line as separate argv elements and the
+script is spooled from stdin, so no path or value ever passes through the
+command string LSF hands to a shell. ``-R`` takes ``--resources`` as
+hypnettorch users write it: its default carries literal double quotes
+(``"rusage[mem=8000, ngpus_excl_p=1]"``) meant for a shell, so one outer pair
+of matching quotes is removed.
+
+States come from one ``bjobs -a -noheader -o "jobid jobindex stat exit_code
+exit_reason delimiter='|'"`` call per poll. ``Job <N> is not found`` means the
+job has been cleaned from the system (``CLEAN_PERIOD``), not a failed query;
+such a job ended as its ``exit_code.txt`` says, or was lost.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from hpsearch.command import strip_shell_quotes
+from hpsearch.executors.base import LaunchSpec, Wakeup
+from hpsearch.executors.jobscript import (
+    ARRAY_LOG_DIR,
+    GIVE_UP_AFTER,
+    ClusterExecutor,
+    ClusterOptions,
+    Ending,
+    JobState,
+    Submission,
+    ToolError,
+    case_table,
+    failure,
+    id_order,
+    job_script,
+    option_groups,
+    run_lines,
+    run_tool,
+)
+
+BJOBS_FORMAT = "jobid jobindex stat exit_code exit_reason delimiter='|'"
+_SUBMITTED = re.compile(r"Job <(\d+)> is submitted")
+_HARMLESS = re.compile(r"is not found|^No (unfinished )?job found")
+
+WAITING = {"PEND", "PROV", "PSUSP", "RUN", "USUSP", "SSUSP", "WAIT", "UNKWN", "ZOMBI"}
+TIMEOUT_REASONS = {"TERM_RUNLIMIT", "TERM_DEADLINE"}
+# Not the run's fault: LSF stopped it to make room or lost its host; it is run again.
+INTERRUPT_REASONS = {
+    "TERM_PREEMPT", "TERM_LOAD", "TERM_WINDOW", "TERM_REQUEUE_OWNER", "TERM_REQUEUE_ADMIN", "TERM_MC_RECALL",
+    "TERM_ORPHAN_SYSTEM", "TERM_REMOVE_HUNG_JOB", "TERM_ZOMBIE",
+}
+
+
+@dataclass
+class LsfOptions(ClusterOptions):
+    """hypnettorch's LSF flags plus ours (see :class:`ClusterOptions`).
+
+    Attributes:
+        resources: ``bsub -R`` value; one outer pair of quotes is removed.
+        max_array_size: LSF's ``MAX_JOB_ARRAY_SIZE`` (1000 unless the
+            cluster's ``lsb.params`` says otherwise).
+    """
+
+    resources: str = '"rusage[mem=8000, ngpus_excl_p=1]"'
+    max_array_size: int = 1000
+
+    extra_flag = "--lsf_extra"
+
+
+# --------------------------------------------------------------------------- submission
+
+
+def bsub_argv(options: LsfOptions, *, name: str, output: Path, depends_on: Sequence[str] = ()) -> list[str]:
+    """``bsub`` with every option as its own argv element; the script follows on stdin."""
+    argv = ["bsub", "-J", name, "-o", str(output), "-e", str(output), "-W", f"{options.num_hours}:00", "-n", "1"]
+    resources = strip_shell_quotes(options.resources.strip())
+    if resources:
+        argv += ["-R", resources]
+    for group in option_groups(options.extra, options.extra_flag):
+        argv += group
+    if depends_on:
+        argv += ["-w", " && ".join(f"ended({job_id})" for job_id in depends_on)]
+    return argv
+
+
+def bsub_script(spec: LaunchSpec, options: LsfOptions) -> str:
+    """One run's job script (LSF's own messages go to ``lsf-<id>.out`` in the run folder)."""
+    return job_script([], options.setup, run_lines(spec), comment=f"hpsearch job script of {spec.name}")
+
+
+def bsub_array_script(specs: Sequence[LaunchSpec], options: LsfOptions) -> str:
+    """An array script: element ``i`` (``LSB_JOBINDEX``, from 1) runs ``specs[i - 1]``."""
+    return job_script([], options.setup, case_table("LSB_JOBINDEX", specs, 1),
+                      comment=f"hpsearch array script of {len(specs)} runs")
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def parse_bsub_id(stdout: str) -> str | None:
+    """``Job <123> is submitted to queue <normal>.`` -> ``123``."""
+    match = _SUBMITTED.search(stdout)
+    return match.group(1) if match else None
+
+
+def lsf_state(stat: str, exit_code: str = "-", reason: str = "-") -> JobState:
+    """Classify a ``bjobs`` line's ``stat``/``exit_code``/``exit_reason``."""
+    stat = stat.strip()
+    if stat == "DONE":
+        return JobState("DONE", Ending.EXITED, 0)
+    if stat != "EXIT":
+        return JobState(stat)
+    code = int(exit_code) if exit_code.strip().isdigit() else None
+    reason = "" if reason.strip() in ("", "-") else reason.strip()
+    word = reason.split(":")[0].strip()
+    if word in TIMEOUT_REASONS:
+        ending = Ending.TIMED_OUT
+    elif word in INTERRUPT_REASONS:
+        ending = Ending.INTERRUPTED
+    elif word.startswith("TERM_"):
+        ending = Ending.KILLED
+    else:
+        ending = Ending.EXITED
+    signal = code - 128 if ending is not Ending.EXITED and code is not None and code > 128 else None
+    label = " ".join(part for part in ("EXIT", "" if code is None else str(code), f"({reason})" if reason else "")
+                     if part)
+    return JobState(label, ending, code, signal)
+
+
+def parse_bjobs(text: str) -> dict[str, JobState]:
+    """Lines of ``bjobs -o "jobid jobindex stat exit_code exit_reason delimiter='|'"``.
+
+    An array element is keyed ``123[4]``, a plain job (index 0) ``123``.
+    """
+    states = {}
+    for line in text.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) < 3 or not fields[0]:
+            continue
+        job_id, index, stat = (f.strip() for f in fields[:3])
+        exit_code = fields[3] if len(fields) > 3 else "-"
+        reason = "|".join(fields[4:]) if len(fields) > 4 else "-"
+        if index not in ("", "0", "-") and "[" not in job_id:
+            job_id = f"{job_id}[{index}]"
+        states[job_id] = lsf_state(stat, exit_code, reason)
+    return states
+
+
+def unexplained_errors(stderr: str) -> list[str]:
+    """stderr lines of ``bjobs`` other than the harmless ``Job <N> is not found``."""
+    return [line.strip() for line in stderr.splitlines() if line.strip() and not _HARMLESS.search(line)]
+
+
+# --------------------------------------------------------------------------- the executor
+
+
+class LsfExecutor(ClusterExecutor):
+    """LSF jobs, one per run or as arrays (see :class:`ClusterExecutor`)."""
+
+    name = "lsf"
+    submit_tool = "bsub"
+    first_index = 1
+    options: LsfOptions
+
+    def __init__(
+        self,
+        wakeup: Wakeup,
+        options: LsfOptions,
+        search_dir: Path,
+        *,
+        poll_interval: float = 2.0,
+        max_poll_interval: float = 30.0,
+        give_up_after: float = GIVE_UP_AFTER,
+    ) -> None:
+        super().__init__(wakeup, options, search_dir, poll_interval=poll_interval,
+                         max_poll_interval=max_poll_interval, give_up_after=give_up_after)
+
+    def job_script(self, spec: LaunchSpec) -> str:
+        return bsub_script(spec, self.options)
+
+    def array_script(self, specs: Sequence[LaunchSpec], name: str) -> str:
+        return bsub_array_script(specs, self.options)
+
+    def submission(self, script: Path, *, name: str, array_size: int, depends_on: Sequence[str]) -> Submission:
+        if array_size:
+            output = self.search_dir / ARRAY_LOG_DIR / f"{name}-%J_%I.out"
+            name = f"{name}[1-{array_size}]%{self.options.num_jobs}"
+        else:
+            output = script.parent / "lsf-%J.out"
+        return Submission(bsub_argv(self.options, name=name, output=output, depends_on=depends_on), script,
+                          script_on_stdin=True)
+
+    def parse_job_id(self, stdout: str) -> str | None:
+        return parse_bsub_id(stdout)
+
+    def task_id(self, array_id: str, index: int) -> str:
+        return f"{array_id}[{index}]"
+
+    def array_id(self, job_id: str) -> str | None:
+        base, sep, _ = job_id.partition("[")
+        return base if sep else None
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return ["bkill", *job_ids]
+
+    def read_max_array_size(self) -> int:
+        return self.options.max_array_size
+
+    def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        bases = sorted({self.array_id(j) or j for j in job_ids}, key=id_order)
+        result = run_tool(["bjobs", "-a", "-noheader", "-o", BJOBS_FORMAT, *bases])
+        if result.returncode != 0 and (unexplained_errors(result.stderr) or not result.stderr.strip()):
+            raise ToolError(failure(result))
+        return parse_bjobs(result.stdout)

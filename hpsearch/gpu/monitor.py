@@ -1,0 +1,132 @@
+"""Read the GPUs' memory and load through GPUtil, one ``nvidia-smi`` call per poll.
+
+GPUtil hides every failure of ``nvidia-smi`` behind an empty list, which looks
+exactly like "this machine has no GPUs". We check for the executable first and
+treat an empty answer as a broken driver, so a search never waits forever for
+GPUs that will not appear.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from typing import Sequence
+
+from hpsearch.errors import GpuQueryError
+
+NVIDIA_SMI = "nvidia-smi"
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    """One GPU at the moment of a poll.
+
+    Attributes:
+        id: The index ``nvidia-smi`` shows (``CUDA_DEVICE_ORDER=PCI_BUS_ID``).
+        memory_used: MiB in use.
+        memory_total: MiB on the card.
+        load: Utilisation in [0, 1].
+    """
+
+    id: int
+    memory_used: float
+    memory_total: float
+    load: float
+
+    @property
+    def memory_fraction(self) -> float:
+        """Used / total memory; NaN when the card reports no total."""
+        if not self.memory_total > 0:
+            return math.nan
+        return self.memory_used / self.memory_total
+
+    @property
+    def is_valid(self) -> bool:
+        """False when the driver answered ``[N/A]`` or similar: such a GPU
+        gets no run rather than crashing the search."""
+        return all(math.isfinite(v) for v in (self.memory_used, self.memory_total, self.load)) and (
+            self.memory_total > 0
+        )
+
+
+def _import_gputil():
+    try:
+        import GPUtil
+    except ImportError as exc:  # distutils is gone on Python 3.12+
+        raise GpuQueryError(
+            f"cannot import GPUtil ({exc}); on Python 3.12 or newer GPUtil needs "
+            "setuptools, install it with: pip install setuptools"
+        ) from exc
+    return GPUtil
+
+
+def query_gpus() -> list[GpuReading]:
+    """Every GPU ``nvidia-smi`` reports, from exactly one call of it.
+
+    Raises:
+        GpuQueryError: ``nvidia-smi`` is missing, fails or reports nothing.
+    """
+    if shutil.which(NVIDIA_SMI) is None:
+        raise GpuQueryError(f"{NVIDIA_SMI} not found on PATH (no NVIDIA driver installed?)")
+    gputil = _import_gputil()
+    try:
+        gpus = gputil.getGPUs()
+    except Exception as exc:  # GPUtil parses free text; odd output raises anything
+        raise GpuQueryError(f"cannot read the output of {NVIDIA_SMI}: {exc!r}") from exc
+    if not gpus:
+        raise GpuQueryError(f"{NVIDIA_SMI} reported no GPUs (is the driver working?)")
+    return [
+        GpuReading(
+            id=int(gpu.id),
+            memory_used=float(gpu.memoryUsed),
+            memory_total=float(gpu.memoryTotal),
+            load=float(gpu.load),
+        )
+        for gpu in gpus
+    ]
+
+
+class GpuMonitor:
+    """Polls the GPUs a search may use.
+
+    Args:
+        visible: GPU ids the search may use (``--visible_gpus``); None means
+            every GPU found.
+    """
+
+    def __init__(self, visible: Sequence[int] | None = None) -> None:
+        self.visible = None if visible is None else list(visible)
+
+    def poll(self) -> list[GpuReading]:
+        """Readings of the visible GPUs, ordered by id; one ``nvidia-smi`` call.
+
+        Raises:
+            GpuQueryError: the query failed, or a visible id does not exist.
+        """
+        readings = query_gpus()
+        if self.visible is None:
+            return sorted(readings, key=lambda r: r.id)
+        by_id = {r.id: r for r in readings}
+        missing = [i for i in self.visible if i not in by_id]
+        if missing:
+            found = ",".join(str(i) for i in sorted(by_id))
+            raise GpuQueryError(
+                f"--visible_gpus names GPU {','.join(map(str, missing))}, "
+                f"but {NVIDIA_SMI} only reports GPUs {found}"
+            )
+        return [by_id[i] for i in sorted(set(self.visible))]
+
+
+def gpus_available(visible: Sequence[int] | None = None) -> tuple[bool, str]:
+    """Probe whether GPU mode can work, for the driver's fallback policy.
+
+    Returns:
+        ``(True, "GPUs 0,1")`` when the visible GPUs can be read, else
+        ``(False, reason)`` with the reason a user should see.
+    """
+    try:
+        readings = GpuMonitor(visible).poll()
+    except GpuQueryError as exc:
+        return False, str(exc)
+    return True, "GPUs " + ",".join(str(r.id) for r in readings)

@@ -1,0 +1,584 @@
+"""The search driver: enumerate, launch, collect, record — and resume.
+
+This is the one module that brings the search space, an executor, the run
+store and the report together. It never learns which executor it drives: it
+asks for capacity, submits launch specs, and turns outcomes into verdicts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from hpsearch import space
+from hpsearch.command import render_argv
+from hpsearch.errors import GpuQueryError, GridModuleError, HpsearchError, SubmissionError, UsageError
+from hpsearch.executors.base import Executor, JobHandle, LaunchSpec, Outcome, RunStatus, Wakeup
+from hpsearch.gridmodule import GridSpec, load_grid_module
+from hpsearch.progress import Progress
+from hpsearch.report import ResultsReport, row_from_record
+from hpsearch.searchdir import (
+    SearchFolder,
+    archive_previous_attempt,
+    prepare_run_folder,
+    record_result,
+    resolve_search_folder,
+    run_name,
+    save_settings,
+    write_commands,
+)
+from hpsearch.store import RunRecord, RunStore, SearchLock
+from hpsearch.verdict import SummaryReader, judge
+
+EXIT_CODE_FILE = "exit_code.txt"
+
+
+@dataclass
+class SearchSettings:
+    """Every command-line choice that shapes a search (see ``hpsearch --help``)."""
+
+    grid_module: str
+    grid_config: str = ""
+    num_searches: int = -1
+    random_search: bool = False
+    shuffle: bool = True
+    seed: int = 42
+    out_dir: str = "./out/hyperparam_search"
+    force_out_dir: bool = False
+    dont_force_new_dir: bool = False
+    resume: str = ""
+    run_cwd: str = "."
+    python: str = field(default_factory=lambda: sys.executable or "python3")
+    visible_gpus: str = ""
+    allowed_load: float = 0.5
+    allowed_memory: float = 0.5
+    max_num_jobs_per_gpu: int = 1
+    sim_startup_time: float = 60.0
+    num_jobs: int | None = None
+    timeout: float | None = None
+    max_retries: int = 0
+    rerun_failed: bool = False
+    allow_unknown_condition_keys: bool = False
+    gpu_poll_interval: float = 1.0
+    run_cluster: bool = False
+    scheduler: str = "lsf"
+    num_hours: int = 24
+    resources: str = '"rusage[mem=8000, ngpus_excl_p=1]"'
+    slurm_mem: str = "8G"
+    slurm_gres: str = "gpu:1"
+    slurm_partition: str = ""
+    slurm_qos: str = ""
+    slurm_constraint: str = ""
+    cluster_extra: list[str] = field(default_factory=list)
+    cluster_setup: str = ""
+    cluster_array: bool = False
+    cancel_on_exit: bool = False
+    generate_only: bool = False
+    csv_interval: float = 1.0
+    quiet: bool = False
+    driver_argv: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def load_and_check(settings: SearchSettings, *, need_script: bool = True) -> GridSpec:
+    """Load the grid module and check everything that can be checked before a run starts."""
+    run_cwd = Path(settings.run_cwd)
+    if not run_cwd.is_dir():
+        raise UsageError(f"--run_cwd {settings.run_cwd} is not a folder")
+    spec = load_grid_module(
+        settings.grid_module,
+        grid_config=settings.grid_config,
+        search_path=[run_cwd],
+        allow_unknown_condition_keys=settings.allow_unknown_condition_keys,
+    )
+    script = run_cwd / spec.script_name
+    if need_script and not script.is_file():
+        raise GridModuleError(
+            f"{spec.where}: attribute _SCRIPT_NAME {spec.script_name!r} does not exist under "
+            f"--run_cwd {run_cwd.resolve()}"
+        )
+    if settings.num_searches == 0 or settings.num_searches < -1:
+        raise UsageError(f"--num_searches must be -1 (all) or positive, got {settings.num_searches}")
+    return spec
+
+
+def enumerate_configs(spec: GridSpec, settings: SearchSettings) -> list[dict[str, Any]]:
+    configs = list(
+        space.iter_configurations(
+            spec.grid,
+            spec.conditions,
+            num_searches=settings.num_searches,
+            random_search=settings.random_search,
+            shuffle=settings.shuffle,
+            seed=settings.seed,
+        )
+    )
+    if not configs:
+        raise GridModuleError(f"{spec.where}: the grid and conditions yield no configuration")
+    return configs
+
+
+ExecutorFactory = Callable[[Wakeup, Path], Executor]
+
+
+def choose_executor(settings: SearchSettings, warn: Callable[[str], None]) -> ExecutorFactory:
+    """Pick and configure the executor; GPU problems surface here, before any job starts."""
+    if settings.run_cluster:
+        return _cluster_factory(settings)
+    from hpsearch.executors.local import LocalExecutor
+    from hpsearch.gpu.monitor import GpuMonitor
+
+    monitor = None
+    if settings.visible_gpus.strip() != "-1":
+        visible = _parse_gpu_ids(settings.visible_gpus)
+        monitor = GpuMonitor(visible)
+        try:
+            monitor.poll()
+        except GpuQueryError as exc:
+            if visible is not None:
+                raise GpuQueryError(f"--visible_gpus={settings.visible_gpus}: {exc}") from None
+            warn(f"warning: no usable GPU ({exc}); running on the CPU with --num_jobs={settings.num_jobs or 1}")
+            monitor = None
+    if settings.max_num_jobs_per_gpu < 1:
+        raise UsageError(f"--max_num_jobs_per_gpu must be at least 1, got {settings.max_num_jobs_per_gpu}")
+
+    def make(wakeup: Wakeup, search_dir: Path) -> Executor:
+        return LocalExecutor(
+            wakeup,
+            gpu_monitor=monitor,
+            max_per_gpu=settings.max_num_jobs_per_gpu,
+            allowed_memory=settings.allowed_memory,
+            allowed_load=settings.allowed_load,
+            startup_time=settings.sim_startup_time,
+            num_jobs=settings.num_jobs or 1,
+            gpu_poll_interval=settings.gpu_poll_interval,
+        )
+
+    return make
+
+
+def _parse_gpu_ids(text: str) -> list[int] | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--visible_gpus must be a comma-separated list of GPU ids, got {text!r}") from None
+
+
+def _cluster_factory(settings: SearchSettings) -> ExecutorFactory:
+    num_jobs = settings.num_jobs or 8
+    if settings.scheduler == "slurm":
+        from hpsearch.executors.slurm import SlurmExecutor, SlurmOptions
+
+        options: Any = SlurmOptions(
+            num_jobs=num_jobs,
+            num_hours=settings.num_hours,
+            mem=settings.slurm_mem,
+            gres=settings.slurm_gres,
+            partition=settings.slurm_partition,
+            qos=settings.slurm_qos,
+            constraint=settings.slurm_constraint,
+            extra=list(settings.cluster_extra),
+            setup=settings.cluster_setup,
+            array=settings.cluster_array,
+            generate_only=settings.generate_only,
+        )
+        return lambda wakeup, search_dir: SlurmExecutor(wakeup, options, search_dir)
+    if settings.scheduler == "lsf":
+        from hpsearch.executors.lsf import LsfExecutor, LsfOptions
+
+        options = LsfOptions(
+            num_jobs=num_jobs,
+            num_hours=settings.num_hours,
+            resources=settings.resources,
+            extra=list(settings.cluster_extra),
+            setup=settings.cluster_setup,
+            array=settings.cluster_array,
+            generate_only=settings.generate_only,
+        )
+        return lambda wakeup, search_dir: LsfExecutor(wakeup, options, search_dir)
+    raise UsageError(f"--scheduler must be 'lsf' or 'slurm', got {settings.scheduler!r}")
+
+
+def run_argv(settings: SearchSettings, spec: GridSpec, search_dir: Path, record: RunRecord) -> list[str]:
+    """The argument list of one run; the output-folder flag names its run folder."""
+    return render_argv(
+        settings.python,
+        spec.script_name,
+        record.config,
+        out_arg=spec.out_arg,
+        run_dir=str(search_dir / record.run_dir),
+        strip_quotes=spec.strip_outer_quotes,
+    )
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+class _Stop(Exception):
+    """Raised inside the loop when a stop signal arrived."""
+
+
+class SearchDriver:
+    """Runs one search to completion (or until stopped) against one executor."""
+
+    def __init__(
+        self,
+        settings: SearchSettings,
+        spec: GridSpec,
+        folder: SearchFolder,
+        store: RunStore,
+        executor: Executor,
+        wakeup: Wakeup,
+        progress: Progress,
+    ) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.folder = folder
+        self.store = store
+        self.executor = executor
+        self.wakeup = wakeup
+        self.progress = progress
+        self.run_cwd = Path(settings.run_cwd).resolve()
+        self.reader = SummaryReader(spec.summary_filename, spec.summary_keywords, spec.summary_parser)
+        self.report = ResultsReport(
+            folder.results_path,
+            grid_keys=space.grid_keys(spec.grid),
+            summary_keys=spec.summary_keywords,
+            out_arg=spec.out_arg,
+            performance_key=spec.performance_key,
+            sort_ascending=spec.performance_sort_asc,
+        )
+        self.stop_signal: int | None = None
+        self._signals_seen = 0
+        self._csv_dirty = False
+        self._csv_written = 0.0
+        self._counts: dict[RunStatus, int] = {}
+
+    # ---- signals
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._signals_seen += 1
+        if self._signals_seen > 1:
+            kill_now = getattr(self.executor, "kill_now", None)
+            if kill_now is not None:
+                kill_now()
+            os._exit(128 + signum)
+        self.stop_signal = signum
+        self.wakeup.set()
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    # ---- main loop
+
+    def run(self) -> int:
+        previous = self._install_signal_handlers()
+        try:
+            self._counts = self.store.counts()
+            self._recover()
+            for record in self.store.records():
+                if record.status != RunStatus.QUEUED:
+                    self.report.set_row(row_from_record(record, self.folder.path))
+            self._csv_dirty = True
+            if self.settings.generate_only:
+                return self._generate_only()
+            self.progress.message(
+                f"search folder {self.folder.path} ({'resumed' if self.folder.resuming else 'new'}); "
+                f"executor: {self.executor.describe()}"
+            )
+            self._loop()
+        finally:
+            self._finish()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if self.stop_signal is not None:
+            return 128 + self.stop_signal
+        counts = self.store.counts()
+        unfinished = sum(n for status, n in counts.items() if status != RunStatus.DONE)
+        return 0 if unfinished == 0 else 1
+
+    def _loop(self) -> None:
+        while self.stop_signal is None:
+            self._collect(self.executor.poll())
+            if self.stop_signal is not None:
+                break
+            self._launch()
+            if self._queued() == 0 and self.executor.in_flight() == 0:
+                break
+            self._refresh_outputs()
+            timeout = self.executor.next_event_in()
+            tick = 1.0 if self.progress.stream.isatty() else self.progress.log_interval
+            timeout = tick if timeout is None else min(timeout, tick)
+            if self._csv_dirty:
+                timeout = min(timeout, max(0.0, self._csv_written + self.settings.csv_interval - time.monotonic()))
+            self.wakeup.wait(timeout)
+
+    def _queued(self) -> int:
+        return self._counts.get(RunStatus.QUEUED, 0)
+
+    def _refresh_outputs(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._csv_dirty and (force or now - self._csv_written >= self.settings.csv_interval):
+            self.report.write()
+            self._csv_dirty = False
+            self._csv_written = now
+        self.progress.set_counts(self._counts)
+        self.progress.show(force=force)
+
+    def _finish(self) -> None:
+        """Stop following runs, record what was cut short, write the report."""
+        cancel = self.stop_signal is not None and self._should_cancel()
+        try:
+            outcomes = self.executor.shutdown(cancel=cancel)
+        except HpsearchError as exc:
+            self.progress.message(f"warning: stopping the runs failed: {exc}")
+            outcomes = []
+        self._collect(outcomes, stopping=True)
+        self._csv_dirty = True
+        self._refresh_outputs(force=True)
+        self.progress.close()
+        if self.stop_signal is not None:
+            left = self.executor.in_flight()
+            note = f"; {left} cluster jobs keep running and will be adopted on resume" if left else ""
+            self.progress.message(
+                f"stopped by {signal.Signals(self.stop_signal).name}{note}; resume with: "
+                f"hpsearch --grid_module={self.settings.grid_module} --resume {self.folder.path}"
+            )
+
+    def _should_cancel(self) -> bool:
+        if self.executor.name == "local" or self.settings.cancel_on_exit:
+            return True
+        if self.executor.in_flight() == 0 or not sys.stdin.isatty():
+            return False
+        try:
+            answer = input(f"\nCancel the {self.executor.in_flight()} jobs of this search? [y/N] ")
+        except (EOFError, KeyboardInterrupt):
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
+    # ---- launching
+
+    def _launch(self) -> None:
+        queued = self._queued()
+        if queued == 0:
+            return
+        capacity = self.executor.capacity()
+        if capacity <= 0:
+            return
+        records = self.store.queued(min(capacity, queued))
+        specs = [self._prepare(record) for record in records]
+        try:
+            results: Sequence[JobHandle | SubmissionError] = self.executor.submit_many(specs)
+        except SubmissionError as exc:
+            results = [exc] * len(specs)
+        now = time.time()
+        for record, result in zip(records, results):
+            if isinstance(result, SubmissionError):
+                self._final(record, RunStatus.FAILED, f"submission failed: {result}", None, None, None, "")
+                continue
+            self.store.mark_running(record.key, result, now)
+            self._move(RunStatus.QUEUED, RunStatus.RUNNING)
+
+    def _prepare(self, record: RunRecord) -> LaunchSpec:
+        run_dir = self.folder.path / record.run_dir
+        if record.attempts > 0:
+            stale = [self.spec.summary_filename, EXIT_CODE_FILE, "hpsearch_result.json"]
+            archive_previous_attempt(run_dir, record.attempts, stale)
+        argv = self._argv(record)
+        prepare_run_folder(
+            run_dir,
+            {"key": record.key, "index": record.index, "config": record.config, "argv": argv, "cwd": str(self.run_cwd)},
+        )
+        return LaunchSpec(
+            key=record.key,
+            name=record.run_dir,
+            argv=tuple(argv),
+            cwd=self.run_cwd,
+            run_dir=run_dir,
+            env={"HPSEARCH_RUN_KEY": record.key, "HPSEARCH_SEARCH_DIR": str(self.folder.path)},
+            timeout=self.settings.timeout,
+        )
+
+    def _argv(self, record: RunRecord) -> list[str]:
+        return run_argv(self.settings, self.spec, self.folder.path, record)
+
+    def _generate_only(self) -> int:
+        records = self.store.queued(self._queued())
+        specs = [self._prepare(record) for record in records]
+        results = self.executor.submit_many(specs)
+        errors = [r for r in results if isinstance(r, SubmissionError)]
+        if errors:
+            raise errors[0]
+        self.progress.message(
+            f"wrote job scripts for {len(specs)} runs and {self.folder.path / 'submit.sh'}; nothing was submitted. "
+            f"After submitting, collect the results with: hpsearch --grid_module={self.settings.grid_module} "
+            f"--resume {self.folder.path} (or python -m postprocessing {self.folder.path})"
+        )
+        return 0
+
+    # ---- collecting
+
+    def _collect(self, outcomes: Iterable[Outcome], stopping: bool = False) -> None:
+        for outcome in outcomes:
+            record = self.store.get(outcome.key)
+            if record is None:
+                continue
+            run_dir = self.folder.path / record.run_dir
+            verdict = judge(outcome, run_dir, record.index, self.reader)
+            status = verdict.status
+            retry = status in (RunStatus.FAILED, RunStatus.TIMED_OUT) and record.attempts <= self.settings.max_retries
+            if status == RunStatus.INTERRUPTED and not stopping and self.stop_signal is None:
+                retry = True
+            if retry and not stopping and self.stop_signal is None:
+                self.store.requeue(record.key, verdict.reason)
+                self._move(record.status, RunStatus.QUEUED)
+                self.progress.message(f"{record.run_dir}: {verdict.reason}; running it again")
+                continue
+            self._final(record, status, verdict.reason, outcome.exit_code, outcome.signal, verdict.summary,
+                        outcome.backend_state)
+
+    def _final(
+        self,
+        record: RunRecord,
+        status: RunStatus,
+        reason: str | None,
+        exit_code: int | None,
+        signum: int | None,
+        summary: dict | None,
+        backend_state: str,
+    ) -> None:
+        ended = time.time()
+        self.store.mark_final(
+            record.key, status, reason=reason, exit_code=exit_code, signal=signum, summary=summary, ended=ended,
+            backend_state=backend_state or None,
+        )
+        self._move(record.status, status)
+        updated = self.store.get(record.key)
+        assert updated is not None
+        record_result(
+            self.folder.path / record.run_dir,
+            {
+                "status": status.value, "reason": reason, "exit_code": exit_code, "signal": signum,
+                "attempt": updated.attempts, "started": updated.started, "ended": ended,
+                "backend": updated.backend, "job_id": updated.job_id, "backend_state": backend_state,
+            },
+        )
+        self.report.set_row(row_from_record(updated, self.folder.path))
+        self._csv_dirty = True
+        self.progress.record_final(record.run_dir, summary, status == RunStatus.DONE)
+        if status not in (RunStatus.DONE, RunStatus.INTERRUPTED):
+            self.progress.message(f"{record.run_dir}: {status.value}: {reason}")
+
+    def _move(self, old: RunStatus, new: RunStatus) -> None:
+        self._counts[old] = self._counts.get(old, 0) - 1
+        self._counts[new] = self._counts.get(new, 0) + 1
+
+    # ---- resume
+
+    def _recover(self) -> None:
+        """Bring a store left by an earlier driver back into a runnable state."""
+        handles = self.store.running_handles()
+        ours = [h for h in handles if h.backend == self.executor.name]
+        foreign = [h for h in handles if h.backend != self.executor.name]
+        if ours:
+            self.progress.message(f"re-attaching to {len(ours)} runs of the previous driver")
+            self._collect(self.executor.adopt(ours))
+        for handle in foreign:
+            self._collect([Outcome(handle.key, None, interrupted=True, backend_state=f"left by a {handle.backend} driver")])
+        requeue = [RunStatus.INTERRUPTED]
+        if self.settings.rerun_failed:
+            requeue += [RunStatus.FAILED, RunStatus.TIMED_OUT]
+        for record in self.store.records(requeue):
+            self.store.requeue(record.key, record.reason)
+            self._move(record.status, RunStatus.QUEUED)
+        self._harvest()
+
+    def _harvest(self) -> None:
+        """Collect runs whose job scripts were submitted by hand (``--generate_only``)."""
+        outcomes = []
+        for record in self.store.records([RunStatus.QUEUED]):
+            code_file = self.folder.path / record.run_dir / EXIT_CODE_FILE
+            if not code_file.is_file():
+                continue
+            try:
+                exit_code = int(code_file.read_text().strip())
+            except ValueError:
+                continue
+            self.store.mark_running(record.key, JobHandle(record.key, self.executor.name, "", "submitted by hand"),
+                                    time.time())
+            self._move(RunStatus.QUEUED, RunStatus.RUNNING)
+            outcomes.append(Outcome(record.key, exit_code, backend_state="submitted by hand"))
+        self._collect(outcomes)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def list_configurations(settings: SearchSettings) -> tuple[GridSpec, list[tuple[str, dict[str, Any]]]]:
+    """The dry run behind ``--list``: what would run, with keys; starts nothing."""
+    spec = load_and_check(settings, need_script=False)
+    return spec, [(space.config_key(config), config) for config in enumerate_configs(spec, settings)]
+
+
+def run_search(settings: SearchSettings, progress: Progress | None = None) -> int:
+    """Run (or resume) a search; returns the process exit status."""
+    progress = progress or Progress(None, False, quiet=settings.quiet)
+    spec = load_and_check(settings)
+    for warning in spec.warnings:
+        progress.message(f"warning: {warning}")
+    configs = enumerate_configs(spec, settings)
+    factory = choose_executor(settings, progress.message)
+    folder = resolve_search_folder(
+        settings.out_dir,
+        force_out_dir=settings.force_out_dir,
+        dont_force_new_dir=settings.dont_force_new_dir,
+        resume=settings.resume,
+        now=datetime.now(),
+    )
+    folder.path.mkdir(parents=True, exist_ok=True)
+    with SearchLock(folder.path):
+        store = RunStore.open(folder.path)
+        try:
+            _prepare_store(store, folder, spec, settings, configs)
+            progress.performance_key = spec.performance_key
+            progress.ascending = spec.performance_sort_asc
+            wakeup = Wakeup()
+            try:
+                executor = factory(wakeup, folder.path)
+                driver = SearchDriver(settings, spec, folder, store, executor, wakeup, progress)
+                return driver.run()
+            finally:
+                wakeup.close()
+        finally:
+            store.close()
+
+
+def _prepare_store(
+    store: RunStore, folder: SearchFolder, spec: GridSpec, settings: SearchSettings, configs: list[dict[str, Any]]
+) -> None:
+    stamp = store.get_meta("stamp")
+    if stamp is None:
+        stamp = datetime.now().strftime("%Y%m%d%H%M%S")
+        store.set_meta("stamp", stamp)
+        store.set_meta("created", time.time())
+    width = max(len(str(len(configs))), int(store.get_meta("name_width", 0) or 0))
+    store.set_meta("name_width", width)
+    store.add_configs(((space.config_key(c), c) for c in configs), lambda i: run_name(stamp, i, width))
+    save_settings(folder.path, {**spec.settings(), "stamp": stamp, "driver_argv": settings.driver_argv,
+                                "run_cwd": str(Path(settings.run_cwd).resolve())}, spec.module_file)
+    argvs = (run_argv(settings, spec, folder.path, record) for record in store.records())
+    write_commands(folder.path, argvs, Path(settings.run_cwd).resolve())

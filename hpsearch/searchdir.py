@@ -1,0 +1,119 @@
+"""The search folder: where it is, and the files in it besides the store.
+
+The run folders are the ground truth the postprocessor rebuilds the report
+from, so everything about a run that matters (its configuration, its argv,
+how it ended) is written into its folder, atomically.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from hpsearch.atomic import write_json_atomic, write_text_atomic
+from hpsearch.command import shell_line
+from hpsearch.errors import UsageError
+
+STORE_FILE = "hpsearch.db"
+SETTINGS_FILE = "search.json"
+COMMANDS_FILE = "commands.sh"
+RESULTS_FILE = "search_results.csv"
+RUN_INFO_FILE = "hpsearch_run.json"
+RUN_RESULT_FILE = "hpsearch_result.json"
+
+
+@dataclass(frozen=True)
+class SearchFolder:
+    path: Path
+    resuming: bool
+
+    @property
+    def store_path(self) -> Path:
+        return self.path / STORE_FILE
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / RESULTS_FILE
+
+
+def resolve_search_folder(
+    out_dir: str, *, force_out_dir: bool, dont_force_new_dir: bool, resume: str, now: datetime
+) -> SearchFolder:
+    """Apply hypnettorch's folder flags, plus ``--resume DIR``.
+
+    Without ``--force_out_dir`` each search gets a new ``search_<time>``
+    folder below ``--out_dir``. With it, ``--out_dir`` is used as is; an
+    existing folder is only accepted with ``--dont_force_new_dir``, and if it
+    holds a store the search resumes there.
+    """
+    if resume:
+        path = Path(resume).resolve()
+        if not (path / STORE_FILE).is_file():
+            raise UsageError(f"--resume {resume}: no hpsearch search folder there ({STORE_FILE} is missing)")
+        return SearchFolder(path, resuming=True)
+    base = Path(out_dir).resolve()
+    if not force_out_dir:
+        path = base / f"search_{now:%Y-%m-%d_%H-%M-%S}"
+        suffix = 1
+        while path.exists():
+            suffix += 1
+            path = base / f"search_{now:%Y-%m-%d_%H-%M-%S}_{suffix}"
+        return SearchFolder(path, resuming=False)
+    if base.exists() and not dont_force_new_dir:
+        raise UsageError(
+            f"--out_dir {out_dir} exists; add --dont_force_new_dir to resume the search in it "
+            f"(or use --resume {out_dir})"
+        )
+    if base.exists() and not base.is_dir():
+        raise UsageError(f"--out_dir {out_dir} is not a folder")
+    return SearchFolder(base, resuming=(base / STORE_FILE).is_file())
+
+
+def save_settings(folder: Path, settings: dict[str, Any], module_file: Path) -> None:
+    """Keep a copy of the grid module and the plain settings for the postprocessor."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / SETTINGS_FILE, settings)
+    target = folder / module_file.name
+    if module_file.is_file() and module_file.resolve() != target.resolve():
+        temp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(module_file, temp)
+        temp.replace(target)
+
+
+def write_commands(folder: Path, argvs: Iterable[Sequence[str]], cwd: Path) -> None:
+    """``commands.sh``: one command line per configuration, runnable by hand."""
+    lines = ["#!/bin/sh", "# Command lines of this search, one per configuration.", f"cd {shell_line([str(cwd)])}"]
+    lines.extend(shell_line(argv) for argv in argvs)
+    write_text_atomic(folder / COMMANDS_FILE, "\n".join(lines) + "\n")
+
+
+def run_name(stamp: str, index: int, width: int) -> str:
+    """hypnettorch's run folder name: ``sim_<search start>_<index+1, zero-padded>``."""
+    return f"sim_{stamp}_{index + 1:0{width}d}"
+
+
+def prepare_run_folder(run_dir: Path, info: dict[str, Any]) -> None:
+    """Create the run folder and record the configuration before the run starts,
+    so a run that dies at once still leaves its stderr and its identity."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / RUN_INFO_FILE, info)
+
+
+def record_result(run_dir: Path, result: dict[str, Any]) -> None:
+    if run_dir.is_dir():
+        write_json_atomic(run_dir / RUN_RESULT_FILE, result)
+
+
+def archive_previous_attempt(run_dir: Path, attempt: int, names: Sequence[str]) -> None:
+    """Move what an earlier attempt left (summary, exit code, result) aside,
+    so the new attempt cannot be judged by its predecessor's files."""
+    stale = [run_dir / name for name in names if (run_dir / name).exists()]
+    if not stale:
+        return
+    target = run_dir / "previous_attempts" / str(attempt)
+    target.mkdir(parents=True, exist_ok=True)
+    for path in stale:
+        path.replace(target / path.name)

@@ -1,0 +1,442 @@
+"""The run store: one SQLite database per search folder, and the driver lock.
+
+Every configuration of a search is a row: its key, folder, status, attempts,
+where it runs and how it ended. SQLite in WAL mode with ``synchronous=FULL``
+commits each mutating call as one transaction, so a ``kill -9`` (or a power
+cut) at any instant leaves the previous state or the next one, never a mix.
+Nothing that matters is kept outside the database.
+
+Only one driver may work on a search folder; :class:`SearchLock` makes sure
+of that with an ``flock`` that the kernel drops when its holder dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from hpsearch.errors import StoreError
+from hpsearch.executors.base import JobHandle, RunStatus
+
+STORE_FILE = "hpsearch.db"
+LOCK_FILE = ".hpsearch.lock"
+SCHEMA_VERSION = 1
+
+_TABLES_V1 = (
+    """CREATE TABLE runs (
+    idx INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    config TEXT NOT NULL,
+    run_dir TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    backend TEXT,
+    job_id TEXT,
+    location TEXT,
+    extra TEXT NOT NULL DEFAULT '{}',
+    started REAL,
+    ended REAL,
+    exit_code INTEGER,
+    signal INTEGER,
+    reason TEXT,
+    summary TEXT,
+    backend_state TEXT
+    )""",
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+# Index entries end with the rowid (= idx), so runs_by_status is ordered by index too.
+_INDEXES = {
+    "runs_key": "CREATE UNIQUE INDEX runs_key ON runs (key)",
+    "runs_by_status": "CREATE INDEX runs_by_status ON runs (status)",
+}
+# Adding more rows than this (and than are stored) rebuilds the indexes
+# afterwards instead of updating them row by row: several times faster.
+_BULK_ROWS = 20_000
+
+
+def _create_v1(db: sqlite3.Connection) -> None:
+    # One statement at a time: executescript() would commit the open transaction.
+    for statement in (*_TABLES_V1, *_INDEXES.values()):
+        db.execute(statement)
+
+
+# MIGRATIONS[v] upgrades a database of schema version v to v + 1; version 0 is
+# an empty file. A later schema adds its step here and bumps SCHEMA_VERSION.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    0: _create_v1,
+}
+
+# Configurations are JSON-like by construction (hpsearch.space checks), so the
+# encoder may skip its cycle check; that saves a fifth of a million-run insert.
+_config_json = json.JSONEncoder(check_circular=False).encode
+
+_COLUMNS = (
+    "key, idx, config, run_dir, status, attempts, backend, job_id, location, extra, "
+    "started, ended, exit_code, signal, reason, summary, backend_state"
+)
+
+
+class SearchLock:
+    """Exclusive lock on a search folder, held for the driver's lifetime.
+
+    It is an ``flock`` on ``<search_dir>/.hpsearch.lock`` taken without
+    waiting; the kernel releases it when the holder exits in any way
+    (``kill -9`` included), so a stale lock cannot exist. The holder writes
+    its pid and host into the file for the message the next driver sees.
+    Usable as a context manager.
+    """
+
+    def __init__(self, search_dir: Path) -> None:
+        self.search_dir = Path(search_dir)
+        self.path = self.search_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock.
+
+        Raises:
+            StoreError: Another process holds it, or the lock file cannot be used.
+        """
+        if self._fd is not None:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot create the lock file {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise StoreError(
+                f"another hpsearch driver ({holder}) is running on {self.search_dir}; "
+                "wait for it to end or stop it before starting another"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            raise StoreError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Give the lock up; the file stays (removing it would race with a new holder)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # closing the last descriptor drops the flock
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> "SearchLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def lock_holder(search_dir: Path) -> str | None:
+    """``pid 123 on host`` if a driver holds the lock of ``search_dir``, else None.
+
+    Only looks: the lock is not taken and the file is not created, so readers
+    such as the postprocessor can warn that a driver is still writing.
+    """
+    try:
+        fd = os.open(Path(search_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_holder(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None
+
+
+def _read_holder(fd: int) -> str:
+    """``pid 123 on host`` from the lock file, as far as it can be read."""
+    try:
+        words = os.pread(fd, 256, 0).decode(errors="replace").split()
+    except OSError:
+        words = []
+    if len(words) >= 2:
+        return f"pid {words[0]} on {words[1]}"
+    return "pid unknown"
+
+
+@dataclass
+class RunRecord:
+    """One configuration as the store knows it.
+
+    ``run_dir`` is the run folder's name, relative to the search folder, so a
+    search folder can be moved. ``where`` is the human-readable placement
+    (``gpu 2``), ``extra`` the executor's adoption facts (``JobHandle.extra``).
+    """
+
+    key: str
+    index: int
+    config: dict
+    run_dir: str
+    status: RunStatus
+    attempts: int = 0
+    backend: str | None = None
+    job_id: str | None = None
+    where: str | None = None
+    extra: dict = field(default_factory=dict)
+    started: float | None = None
+    ended: float | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str | None = None
+    summary: dict | None = None
+    backend_state: str | None = None
+
+    @classmethod
+    def from_row(cls, row: tuple) -> "RunRecord":
+        (key, idx, config, run_dir, status, attempts, backend, job_id, location, extra,
+         started, ended, exit_code, signal, reason, summary, backend_state) = row
+        return cls(
+            key=key, index=idx, config=json.loads(config), run_dir=run_dir, status=RunStatus(status),
+            attempts=attempts, backend=backend, job_id=job_id, where=location, extra=json.loads(extra or "{}"),
+            started=started, ended=ended, exit_code=exit_code, signal=signal, reason=reason,
+            summary=None if summary is None else json.loads(summary), backend_state=backend_state,
+        )
+
+
+class RunStore:
+    """The run store of one search folder (``<search_dir>/hpsearch.db``).
+
+    Every mutating method is one transaction. One connection is kept open for
+    the store's lifetime; it belongs to the thread that opened the store.
+    Errors of SQLite become :class:`~hpsearch.errors.StoreError` naming the
+    database file.
+    """
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+
+    # ---- opening
+
+    @classmethod
+    def open(cls, search_dir: Path) -> "RunStore":
+        """Open the store of ``search_dir``, creating or upgrading the database as needed.
+
+        Raises:
+            StoreError: The folder is missing, the file is no SQLite database,
+                or it was written by a newer hpsearch.
+        """
+        path = Path(search_dir) / STORE_FILE
+        if not Path(search_dir).is_dir():
+            raise StoreError(f"run store {path}: the search folder does not exist")
+        try:
+            connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"run store {path}: cannot open: {exc}") from None
+        store = cls(path, connection)
+        try:
+            with store._errors():
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+                store._migrate()
+        except StoreError:
+            connection.close()
+            raise
+        return store
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"run store {self.path}: schema version {version} is newer than this hpsearch "
+                    f"understands ({SCHEMA_VERSION}); upgrade hpsearch"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](db)
+            if version != SCHEMA_VERSION:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---- plumbing
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"run store {self.path}: {exc}") from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it is committed, or none of it."""
+        with self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._errors():
+            return self._db.execute(sql, params).fetchall()
+
+    def _update(self, key: str, sql: str, params: tuple) -> None:
+        """Run one ``UPDATE runs ... WHERE key = ?`` that must hit exactly one row."""
+        with self._transaction() as db:
+            if db.execute(sql, (*params, key)).rowcount != 1:
+                raise StoreError(f"run store {self.path}: no configuration with key {key!r}")
+
+    # ---- settings of the search
+
+    def get_meta(self, name: str, default: Any = None) -> Any:
+        rows = self._query("SELECT value FROM meta WHERE name = ?", (name,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def set_meta(self, name: str, value: Any) -> None:
+        text = json.dumps(value)
+        with self._transaction() as db:
+            db.execute("INSERT INTO meta (name, value) VALUES (?, ?) "
+                       "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, text))
+
+    # ---- configurations
+
+    def add_configs(self, items: Iterable[tuple[str, dict]], name_for_index: Callable[[int], str]) -> int:
+        """Store the configurations not stored yet (by key) as queued.
+
+        New configurations get the next free indexes (0-based) in iteration
+        order and the run folder ``name_for_index(index)``; stored ones are
+        left untouched, so indexes and folders never change on resume.
+        Returns how many were added.
+        """
+        with self._transaction() as db:
+            known = {key for (key,) in db.execute("SELECT key FROM runs")}
+            next_index = db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM runs").fetchone()[0]
+            stored = len(known)
+            rows = []
+            for key, config in items:
+                if key in known:
+                    continue
+                known.add(key)
+                rows.append((key, next_index, _config_json(config), name_for_index(next_index),
+                             RunStatus.QUEUED.value))
+                next_index += 1
+            bulk = len(rows) > max(_BULK_ROWS, stored)
+            if bulk:
+                for name in _INDEXES:
+                    db.execute(f"DROP INDEX {name}")
+            db.executemany("INSERT INTO runs (key, idx, config, run_dir, status) VALUES (?, ?, ?, ?, ?)", rows)
+            if bulk:
+                for statement in _INDEXES.values():
+                    db.execute(statement)
+        return len(rows)
+
+    def get(self, key: str) -> RunRecord | None:
+        rows = self._query(f"SELECT {_COLUMNS} FROM runs WHERE key = ?", (key,))
+        return RunRecord.from_row(rows[0]) if rows else None
+
+    def records(self, statuses: Iterable[RunStatus] | None = None) -> list[RunRecord]:
+        """Records ordered by index, all of them or those in ``statuses``."""
+        if statuses is None:
+            rows = self._query(f"SELECT {_COLUMNS} FROM runs ORDER BY idx")
+        else:
+            values = tuple(RunStatus(status).value for status in statuses)
+            if not values:
+                return []
+            marks = ", ".join("?" * len(values))
+            rows = self._query(f"SELECT {_COLUMNS} FROM runs WHERE status IN ({marks}) ORDER BY idx", values)
+        return [RunRecord.from_row(row) for row in rows]
+
+    def queued(self, limit: int) -> list[RunRecord]:
+        """The first ``limit`` queued records by index."""
+        rows = self._query(f"SELECT {_COLUMNS} FROM runs WHERE status = ? ORDER BY idx LIMIT ?",
+                           (RunStatus.QUEUED.value, max(0, limit)))
+        return [RunRecord.from_row(row) for row in rows]
+
+    def counts(self) -> dict[RunStatus, int]:
+        """How many records are in each status (every status present, zeros included)."""
+        counts = dict.fromkeys(RunStatus, 0)
+        for status, number in self._query("SELECT status, COUNT(*) FROM runs GROUP BY status"):
+            counts[RunStatus(status)] = number
+        return counts
+
+    # ---- life cycle of a run
+
+    def mark_running(self, key: str, handle: JobHandle, started: float) -> None:
+        """A new attempt started: count it, remember where, forget the previous outcome."""
+        self._update(
+            key,
+            "UPDATE runs SET status = ?, attempts = attempts + 1, backend = ?, job_id = ?, location = ?, "
+            "extra = ?, started = ?, ended = NULL, exit_code = NULL, signal = NULL, reason = NULL, "
+            "summary = NULL, backend_state = NULL WHERE key = ?",
+            (RunStatus.RUNNING.value, handle.backend, handle.job_id, handle.where or None,
+             json.dumps(handle.extra or {}), started),
+        )
+
+    def mark_final(
+        self,
+        key: str,
+        status: RunStatus,
+        *,
+        reason: str | None,
+        exit_code: int | None,
+        signal: int | None,
+        summary: dict | None,
+        ended: float,
+        backend_state: str | None,
+    ) -> None:
+        """Record how a run ended (done, failed, timed out, or interrupted)."""
+        status = RunStatus(status)
+        if status in (RunStatus.QUEUED, RunStatus.RUNNING):
+            raise ValueError(f"mark_final needs an end status, got {status.value}")
+        self._update(
+            key,
+            "UPDATE runs SET status = ?, reason = ?, exit_code = ?, signal = ?, summary = ?, ended = ?, "
+            "backend_state = ? WHERE key = ?",
+            (status.value, reason, exit_code, signal, None if summary is None else json.dumps(summary), ended,
+             backend_state),
+        )
+
+    def requeue(self, key: str, reason: str | None = None) -> None:
+        """Put a run back in the queue (a retry, or a run cut short); its attempts are kept."""
+        self._update(
+            key,
+            "UPDATE runs SET status = ?, reason = ?, backend = NULL, job_id = NULL, location = NULL, "
+            "extra = '{}', started = NULL, ended = NULL, exit_code = NULL, signal = NULL, summary = NULL, "
+            "backend_state = NULL WHERE key = ?",
+            (RunStatus.QUEUED.value, reason),
+        )
+
+    def running_handles(self) -> list[JobHandle]:
+        """Handles of the runs marked running, for a resumed driver to adopt."""
+        return [
+            JobHandle(record.key, record.backend or "", record.job_id or "", record.where or "", record.extra)
+            for record in self.records([RunStatus.RUNNING])
+        ]

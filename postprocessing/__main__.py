@@ -1,0 +1,3 @@
+from postprocessing.cli import main
+
+raise SystemExit(main())

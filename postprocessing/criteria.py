@@ -1,0 +1,73 @@
+"""``--performance_criteria``: find the done runs a grid module's criterion rejects,
+and optionally move their folders aside (never delete them).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from hpsearch.errors import GridModuleError, UsageError
+from hpsearch.executors.base import RunStatus
+from hpsearch.report import ReportRow
+from postprocessing.scan import SET_ASIDE_FOLDER
+
+
+def hypnettorch_summary(summary: dict[str, Any]) -> dict[str, list[Any]]:
+    """The summary in the shape hypnettorch handed to ``_PERFORMANCE_EVAL_HANDLE``.
+
+    hypnettorch's parser returned ``{key: [value]}``, so existing criteria read
+    ``float(summary_dict['acc'][0])``; we keep that shape, with numbers (a
+    list-valued entry is the list, wrapped the same way).
+    """
+    return {key: [value] for key, value in summary.items()}
+
+
+def failing_runs(rows: Sequence[ReportRow], handle: Callable | None, criteria: Any, where: str) -> list[ReportRow]:
+    """The done runs for which ``handle(summary_dict, criteria)`` is false.
+
+    Raises:
+        GridModuleError: The grid module has no handle, or the handle raised.
+    """
+    if handle is None:
+        raise GridModuleError(
+            f"--performance_criteria needs _PERFORMANCE_EVAL_HANDLE, which {where or 'the grid module'} "
+            "does not define"
+        )
+    failing = []
+    for row in rows:
+        if row.status != RunStatus.DONE.value or row.summary is None:
+            continue
+        try:
+            passed = handle(hypnettorch_summary(row.summary), criteria)
+        except Exception as exc:
+            raise GridModuleError(
+                f"_PERFORMANCE_EVAL_HANDLE of {where or 'the grid module'} failed on {row.run_dir}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        if not passed:
+            failing.append(row)
+    return failing
+
+
+def set_aside(rows: Sequence[ReportRow], out_dir: Path) -> list[ReportRow]:
+    """Move the rows' run folders into ``<out_dir>/failed_criteria/``; update the rows.
+
+    Folders already there stay. Nothing is overwritten: if a name is taken
+    there, nothing is moved at all.
+
+    Raises:
+        UsageError: A folder of that name is already set aside.
+    """
+    target_dir = out_dir / SET_ASIDE_FOLDER
+    to_move = [row for row in rows if Path(row.run_dir).parent != target_dir and Path(row.run_dir).is_dir()]
+    for row in to_move:
+        if (target_dir / Path(row.run_dir).name).exists():
+            raise UsageError(f"cannot set {row.run_dir} aside: {target_dir / Path(row.run_dir).name} exists already")
+    for row in to_move:
+        target_dir.mkdir(exist_ok=True)
+        target = target_dir / Path(row.run_dir).name
+        shutil.move(row.run_dir, target)
+        row.run_dir = str(target)
+    return to_move

@@ -1,0 +1,148 @@
+"""Rebuild the rows of the results table from the run folders.
+
+The run folders are the ground truth: each holds ``hpsearch_run.json`` (key,
+index, configuration) from before its start, ``hpsearch_result.json`` once
+the driver saw it end, and the summary the training script wrote. Runs the
+search planned (in ``hpsearch.db`` or ``commands.sh``) but whose folder is
+gone are reported as missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from hpsearch.errors import HpsearchError, SummaryError
+from hpsearch.executors.base import Outcome, RunStatus
+from hpsearch.report import ReportRow
+from hpsearch.searchdir import COMMANDS_FILE, RUN_INFO_FILE, RUN_RESULT_FILE, STORE_FILE
+from hpsearch.store import RunRecord, RunStore
+from hpsearch.summary import finished_flag
+from hpsearch.verdict import SummaryReader, judge
+
+SET_ASIDE_FOLDER = "failed_criteria"
+EXIT_CODE_FILE = "exit_code.txt"
+UNFINISHED = "unfinished"
+MISSING = "missing"
+
+
+def run_folders(out_dir: Path) -> list[Path]:
+    """Folders holding ``hpsearch_run.json``: in the search folder and among those set aside."""
+    found = []
+    for parent in (out_dir, out_dir / SET_ASIDE_FOLDER):
+        if parent.is_dir():
+            found.extend(Path(entry.path) for entry in os.scandir(parent)
+                         if entry.is_dir() and os.path.isfile(os.path.join(entry.path, RUN_INFO_FILE)))
+    return sorted(found, key=lambda path: path.name)
+
+
+def read_run(folder: Path, reader: SummaryReader) -> ReportRow | None:
+    """The row of one run folder; None (with a warning) if its ``hpsearch_run.json`` is unreadable."""
+    info = _read_json(folder / RUN_INFO_FILE)
+    if not isinstance(info, dict) or not isinstance(info.get("key"), str):
+        _warn(f"{folder}: {RUN_INFO_FILE} is unreadable; folder skipped")
+        return None
+    key, config = info["key"], info.get("config") or {}
+    index = info.get("index") if isinstance(info.get("index"), int) else 0
+    result = _read_json(folder / RUN_RESULT_FILE)
+    if isinstance(result, dict) and result.get("status"):
+        summary, _ = _summary(folder, index, reader)
+        return ReportRow(key, config, str(result["status"]), result.get("reason"), str(folder), summary)
+    exit_code = _read_exit_code(folder)
+    if exit_code is not None:
+        verdict = judge(Outcome(key, exit_code), folder, index, reader)
+        return ReportRow(key, config, verdict.status.value, verdict.reason, str(folder), verdict.summary)
+    summary, problem = _summary(folder, index, reader)
+    if summary is not None and finished_flag(summary):
+        return ReportRow(key, config, RunStatus.DONE.value, None, str(folder), summary)
+    problem = problem or f"not finished (finished {(summary or {}).get('finished')})"
+    return ReportRow(key, config, UNFINISHED, f"running or interrupted: {problem}", str(folder), summary)
+
+
+def _summary(folder: Path, index: int, reader: SummaryReader) -> tuple[dict | None, str | None]:
+    try:
+        return reader.read(folder, index), None
+    except SummaryError as exc:
+        return None, str(exc)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _read_exit_code(folder: Path) -> int | None:
+    """The exit status a cluster job script left, if any."""
+    try:
+        return int((folder / EXIT_CODE_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def missing_runs(out_dir: Path, present: set[str], out_arg: str) -> list[ReportRow]:
+    """Runs the search planned whose folder (by name) is not in ``present``.
+
+    The store knows every configuration with its key; without it (deleted, or
+    unreadable) ``commands.sh`` still names every run folder.
+    """
+    records = _stored_records(out_dir)
+    if records is None:
+        return list(_missing_from_commands(out_dir, present, out_arg))
+    rows = []
+    for record in records:
+        if record.run_dir in present:
+            continue
+        reason = "not started" if record.status == RunStatus.QUEUED else f"run folder gone (store: {record.status.value})"
+        rows.append(ReportRow(record.key, record.config, MISSING, reason, str(out_dir / record.run_dir), None))
+    return rows
+
+
+def _stored_records(out_dir: Path) -> list[RunRecord] | None:
+    """Every record of the store; None if there is no readable store."""
+    if not (out_dir / STORE_FILE).is_file():
+        return None
+    try:
+        with RunStore.open(out_dir) as store:
+            return store.records()
+    except HpsearchError as exc:
+        _warn(f"{exc}; missing runs are taken from {COMMANDS_FILE}")
+        return None
+
+
+def _missing_from_commands(out_dir: Path, present: set[str], out_arg: str) -> Iterator[ReportRow]:
+    try:
+        lines = (out_dir / COMMANDS_FILE).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    flag = f"--{out_arg}="
+    for line in lines:
+        try:
+            argv = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        run_dir = next((arg[len(flag):] for arg in reversed(argv) if arg.startswith(flag)), None)
+        if run_dir is None or Path(run_dir).name in present:
+            continue
+        yield ReportRow("", _config_from_argv(argv[2:], flag), MISSING, "not started (listed in commands.sh)",
+                        run_dir, None)
+
+
+def _config_from_argv(flags: list[str], out_flag: str) -> dict[str, Any]:
+    """hypnettorch's flag rendering read backwards: ``--k=v`` -> ``'v'``, a bare ``--k`` -> True."""
+    config: dict[str, Any] = {}
+    for flag in flags:
+        if not flag.startswith("--") or flag.startswith(out_flag):
+            continue
+        name, equals, value = flag[2:].partition("=")
+        config[name] = value if equals else True
+    return config

@@ -1,0 +1,516 @@
+"""Slurm executor without Slurm: job-script text, the parsers on captured
+scheduler output, array splitting, and polling that backs off while
+``squeue`` fails (small fake Slurm commands on PATH)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hpsearch.errors import SchedulerQueryError, SubmissionError, UsageError
+from hpsearch.executors.base import JobHandle, LaunchSpec, Wakeup
+from hpsearch.executors.jobscript import (
+    EXIT_CODE_FILE,
+    Ending,
+    JobState,
+    StatusWatcher,
+    option_groups,
+    outcome_for,
+)
+from hpsearch.executors.slurm import (
+    SlurmExecutor,
+    SlurmOptions,
+    expand_ids,
+    format_limit,
+    parse_exit_code,
+    parse_max_array_size,
+    parse_sacct,
+    parse_sbatch_id,
+    parse_scontrol,
+    parse_squeue,
+    sbatch_array_script,
+    sbatch_script,
+    slurm_state,
+)
+
+DATA = Path(__file__).resolve().parent / "data"
+NASTY = ["a b", "it's", 'say "hi"', "$(touch PWNED)", "`touch PWNED2`", "x; touch PWNED3 #", "new\nline",
+         "back\\slash", "*", "~", "%j"]
+
+
+def golden_spec() -> LaunchSpec:
+    return LaunchSpec(
+        key="k0001",
+        name="sim_20260101120000_01",
+        argv=("/usr/bin/python3", "train.py", "--lr=0.1", "--name=a b", "--out_dir=/search dir/sim_20260101120000_01"),
+        cwd=Path("/project"),
+        run_dir=Path("/search dir/sim_20260101120000_01"),
+        env={"HPSEARCH_RUN_KEY": "k0001", "HPSEARCH_SEARCH_DIR": "/search dir"},
+    )
+
+
+def golden_options(**overrides) -> SlurmOptions:
+    values = dict(num_jobs=3, num_hours=2, mem="4G", gres="gpu:1", partition="gpu", constraint="a100|h100",
+                  extra=["--account=my lab", "-x", "node1", "--exclusive"],
+                  setup="module load cuda/12\nsource '/opt/my env/bin/activate'")
+    values.update(overrides)
+    return SlurmOptions(**values)
+
+
+def check_golden(name: str, text: str) -> None:
+    path = DATA / name
+    assert text == path.read_text(), f"{name} changed; if on purpose, rewrite tests/data/{name} from the new text"
+
+
+def test_job_script_matches_golden_file():
+    check_golden("slurm_job.golden.sh", sbatch_script(golden_spec(), golden_options()))
+
+
+def test_array_script_matches_golden_file():
+    first = golden_spec()
+    second = LaunchSpec(key="k0002", name="sim_20260101120000_02", argv=("python3", "train.py", "--lr=1e-05"),
+                        cwd=Path("/project"), run_dir=Path("/search dir/sim_20260101120000_02"))
+    text = sbatch_array_script([first, second], golden_options(extra=[], setup=""), name="search_array_001",
+                               log_dir=Path("/search dir/job_logs"))
+    check_golden("slurm_array.golden.sh", text)
+
+
+def test_empty_options_are_left_out():
+    text = sbatch_script(golden_spec(), SlurmOptions(mem="", gres="", partition="", qos="", constraint=""))
+    directives = [line for line in text.splitlines() if line.startswith("#SBATCH")]
+    assert directives == [
+        "#SBATCH --job-name=sim_20260101120000_01",
+        "#SBATCH '--output=/search dir/sim_20260101120000_01/slurm-%j.out'",
+        "#SBATCH '--error=/search dir/sim_20260101120000_01/slurm-%j.out'",
+        "#SBATCH --time=24:00:00",
+    ]
+
+
+def test_percent_in_the_run_folder_is_kept_literal():
+    spec = LaunchSpec(key="k", name="sim_1", argv=("true",), cwd=Path("/p"), run_dir=Path("/out/100%/sim_1"))
+    assert "#SBATCH --output=/out/100%%/sim_1/slurm-%j.out" in sbatch_script(spec, SlurmOptions()).splitlines()
+
+
+# --------------------------------------------------------------------------- quoting, really executed
+
+
+@pytest.fixture
+def stub_python(tmp_path: Path) -> Path:
+    """A program that records its argv and environment as JSON next to itself."""
+    stub = tmp_path / "stub python"
+    stub.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "json.dump({'argv': sys.argv[1:], 'cwd': os.getcwd(), 'env': dict(os.environ)},\n"
+        "          open(os.path.join(os.path.dirname(sys.argv[0]), 'record.json'), 'w'))\n"
+        "print('to stdout'); print('to stderr', file=sys.stderr); sys.exit(3)\n"
+    )
+    stub.chmod(0o755)
+    return stub
+
+
+def test_script_passes_every_value_exactly_and_records_the_exit_code(tmp_path, stub_python):
+    run_dir = tmp_path / "search 'dir' $(x)" / "sim_1"
+    run_dir.mkdir(parents=True)
+    cwd = tmp_path / "project; rm -rf"
+    cwd.mkdir()
+    values = [f"--v{i}={value}" for i, value in enumerate(NASTY)]
+    spec = LaunchSpec(key="key 'with' $(quotes)", name="sim_1", argv=(str(stub_python), *values), cwd=cwd,
+                      run_dir=run_dir, env={"HPSEARCH_SEARCH_DIR": "$(touch PWNED4)", "OTHER": "a\nb"})
+    script = run_dir / "job.sh"
+    script.write_text(sbatch_script(spec, golden_options(setup="export FROM_SETUP='set up'")))
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    result = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 3
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["argv"] == values
+    assert record["cwd"] == str(cwd)
+    assert record["env"]["HPSEARCH_RUN_KEY"] == "key 'with' $(quotes)"
+    assert record["env"]["HPSEARCH_SEARCH_DIR"] == "$(touch PWNED4)"
+    assert record["env"]["OTHER"] == "a\nb"
+    assert record["env"]["FROM_SETUP"] == "set up"
+    assert (run_dir / EXIT_CODE_FILE).read_text() == "3\n"
+    assert (run_dir / "stdout.txt").read_text() == "to stdout\n"
+    assert (run_dir / "stderr.txt").read_text() == "to stderr\n"
+    assert not list(tmp_path.rglob("PWNED*")) and not list(Path.cwd().glob("PWNED*"))
+    assert [p.name for p in run_dir.iterdir() if p.name.startswith(".")] == []
+
+
+def test_missing_working_directory_is_reported_in_the_runs_stderr(tmp_path):
+    run_dir = tmp_path / "sim_1"
+    run_dir.mkdir()
+    spec = LaunchSpec(key="k", name="sim_1", argv=("true",), cwd=tmp_path / "gone", run_dir=run_dir)
+    script = run_dir / "job.sh"
+    script.write_text(sbatch_script(spec, SlurmOptions()))
+    assert subprocess.run(["bash", str(script)], capture_output=True).returncode == 1
+    assert (run_dir / EXIT_CODE_FILE).read_text() == "1\n"
+    assert "gone" in (run_dir / "stderr.txt").read_text()
+
+
+def test_array_script_runs_the_task_of_its_index_only(tmp_path, stub_python):
+    specs = []
+    for i in range(3):
+        run_dir = tmp_path / f"sim_{i}"
+        run_dir.mkdir()
+        specs.append(LaunchSpec(key=f"k{i}", name=f"sim_{i}", argv=(str(stub_python), f"--i={i} 'q'"),
+                                cwd=tmp_path, run_dir=run_dir))
+    script = tmp_path / "array.sh"
+    script.write_text(sbatch_array_script(specs, SlurmOptions(), name="a", log_dir=tmp_path))
+    env = dict(os.environ, SLURM_ARRAY_TASK_ID="1")
+    assert subprocess.run(["bash", str(script)], env=env, capture_output=True).returncode == 3
+    assert json.loads((tmp_path / "record.json").read_text())["argv"] == ["--i=1 'q'"]
+    assert [(tmp_path / f"sim_{i}" / EXIT_CODE_FILE).exists() for i in range(3)] == [False, True, False]
+    env["SLURM_ARRAY_TASK_ID"] = "7"
+    result = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert result.returncode == 2 and "no run for array index 7" in result.stderr
+
+
+def test_invalid_environment_name_is_refused(tmp_path):
+    spec = LaunchSpec(key="k", name="sim_1", argv=("true",), cwd=tmp_path, run_dir=tmp_path, env={"A-B": "x"})
+    with pytest.raises(SubmissionError, match="A-B"):
+        sbatch_script(spec, SlurmOptions())
+
+
+@pytest.mark.parametrize(
+    "tokens, groups",
+    [
+        (["--account=x", "--exclusive"], [["--account=x"], ["--exclusive"]]),
+        (["-A", "lab", "-p", "gpu", "--nice=5"], [["-A", "lab"], ["-p", "gpu"], ["--nice=5"]]),
+        ([], []),
+    ],
+)
+def test_extra_options_are_grouped_per_option(tokens, groups):
+    assert option_groups(tokens, "--slurm_extra") == groups
+
+
+@pytest.mark.parametrize("tokens, problem", [(["account"], "not an option"), (["--comment=a\nb"], "line break")])
+def test_bad_extra_options_are_usage_errors(tokens, problem):
+    with pytest.raises(UsageError, match=problem):
+        SlurmOptions(extra=tokens)
+
+
+def test_bad_counts_are_usage_errors():
+    with pytest.raises(UsageError, match="--num_jobs"):
+        SlurmOptions(num_jobs=0)
+
+
+# --------------------------------------------------------------------------- parsers on captured text
+
+
+@pytest.mark.parametrize("text, job_id", [("22\n", "22"), ("22;ci\n", "22"), ("", None), ("Submitted batch job 5", None)])
+def test_sbatch_answer(text, job_id):
+    assert parse_sbatch_id(text) == job_id
+
+
+def test_squeue_lines_with_arrays_and_pending_ranges():
+    text = (DATA / "squeue_array.txt").read_text()
+    states = parse_squeue(text)
+    assert states["3_0"] == JobState("COMPLETED", Ending.EXITED)
+    assert states["3_1"].ending is Ending.EXITED
+    for task in ("3_2", "3_3", "3_4", "3_5"):
+        assert states[task] == JobState("PENDING")
+    assert [k for k in states if k.startswith("40_")] == ["40_5", "40_6", "40_7", "40_9"]
+    assert states["9"] == JobState("CANCELLED", Ending.KILLED)
+    assert states["21"] == JobState("TIMEOUT after 0:01:00", Ending.TIMED_OUT)
+    assert states["22"].ending is None and states["22"].state == "RUNNING"
+
+
+def test_sacct_lines_with_cancelled_by_and_every_final_state():
+    states = parse_sacct((DATA / "sacct.txt").read_text())
+    assert states["9"] == JobState("CANCELLED by 0", Ending.KILLED, None, 15)
+    assert states["10"] == JobState("CANCELLED by 0", Ending.KILLED, 0, None)
+    assert states["11"] == JobState("COMPLETED", Ending.EXITED, 0, None)
+    assert states["12"] == JobState("FAILED", Ending.EXITED, 3, None)
+    assert states["13"] == JobState("TIMEOUT after 1:00:00", Ending.TIMED_OUT, None, 15)
+    assert states["14"].ending is Ending.INTERRUPTED and states["14"].state == "NODE_FAIL"
+    assert states["15"].ending is Ending.INTERRUPTED and states["15"].state == "PREEMPTED"
+    assert states["16"].ending is Ending.KILLED and states["16"].state == "OUT_OF_MEMORY"
+    assert states["17_3"] == JobState("COMPLETED", Ending.EXITED, 0, None)
+    assert states["18"].ending is Ending.INTERRUPTED  # BOOT_FAIL
+    assert states["19"].ending is Ending.TIMED_OUT  # DEADLINE
+    assert states["20"].ending is None  # PENDING
+    assert states["23_4"].ending is None and states["23_5"].ending is None
+
+
+def test_scontrol_records():
+    states = parse_scontrol((DATA / "scontrol_show_job.txt").read_text())
+    assert states == {
+        "21": JobState("FAILED", Ending.EXITED, 3, None),
+        "22_1": JobState("FAILED", Ending.EXITED, 1, None),  # JobId=25 ArrayJobId=22 ArrayTaskId=1
+        "23": JobState("CANCELLED", Ending.KILLED, None, 15),
+        "20": JobState("TIMEOUT after 0:01:00", Ending.TIMED_OUT, None, 15),
+    }
+
+
+@pytest.mark.parametrize(
+    "state, ending",
+    [("PENDING", None), ("RUNNING", None), ("COMPLETING", None), ("COMPLETED", Ending.EXITED),
+     ("FAILED", Ending.EXITED), ("CANCELLED", Ending.KILLED), ("CANCELLED by 1000", Ending.KILLED),
+     ("CANCELLED+", Ending.KILLED), ("TIMEOUT", Ending.TIMED_OUT), ("NODE_FAIL", Ending.INTERRUPTED),
+     ("PREEMPTED", Ending.INTERRUPTED), ("OUT_OF_MEMORY", Ending.KILLED), ("BOOT_FAIL", Ending.INTERRUPTED),
+     ("DEADLINE", Ending.TIMED_OUT), ("REQUEUED", None), ("SOMETHING_NEW", None)],
+)
+def test_every_state_is_classified(state, ending):
+    assert slurm_state(state).ending is ending
+
+
+@pytest.mark.parametrize(
+    "text, result", [("3:0", (3, None)), ("0:15", (None, 15)), ("0:0", (0, None)), ("", (None, None)), ("x", (None, None))]
+)
+def test_exit_code_field(text, result):
+    assert parse_exit_code(text) == result
+
+
+@pytest.mark.parametrize(
+    "text, result",
+    [("1:00", "0:01:00"), ("01:00:00", "1:00:00"), ("1-02:03:04", "26:03:04"), ("30", "0:30:00"),
+     ("UNLIMITED", "UNLIMITED")],
+)
+def test_time_limits(text, result):
+    assert format_limit(text) == result
+
+
+def test_array_id_ranges():
+    assert expand_ids("5_[1-3,7%2]") == ["5_1", "5_2", "5_3", "5_7"]
+    assert expand_ids("5_[0-6:3]") == ["5_0", "5_3", "5_6"]
+    assert expand_ids("5_4") == ["5_4"]
+
+
+def test_max_array_size_from_config():
+    assert parse_max_array_size((DATA / "scontrol_show_config.txt").read_text()) == 1001
+    assert parse_max_array_size("ClusterName = x\n") is None
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def test_outcomes_prefer_the_recorded_exit_code(tmp_path):
+    (tmp_path / EXIT_CODE_FILE).write_text("7\n")
+    outcome = outcome_for("k", tmp_path, JobState("FAILED", Ending.EXITED, 1))
+    assert (outcome.exit_code, outcome.backend_state) == (7, "FAILED")
+    assert outcome_for("k", tmp_path, JobState("RUNNING")) is None
+    assert outcome_for("k", tmp_path, None).exit_code == 7
+
+
+def test_outcomes_without_recorded_exit_code(tmp_path):
+    assert outcome_for("k", tmp_path, JobState("FAILED", Ending.EXITED, 3)).exit_code == 3
+    cancelled = outcome_for("k", tmp_path, JobState("CANCELLED by 0", Ending.KILLED, 0))
+    assert (cancelled.exit_code, cancelled.interrupted, cancelled.timed_out) == (None, False, False)
+    timeout = outcome_for("k", tmp_path, JobState("TIMEOUT after 0:01:00", Ending.TIMED_OUT, None, 15))
+    assert (timeout.timed_out, timeout.signal, timeout.backend_state) == (True, 15, "TIMEOUT after 0:01:00")
+    assert outcome_for("k", tmp_path, JobState("NODE_FAIL", Ending.INTERRUPTED)).interrupted
+    lost = outcome_for("k", tmp_path, None)
+    assert lost.interrupted and lost.backend_state == "unknown to the scheduler"
+
+
+# --------------------------------------------------------------------------- the executor with fake commands
+
+
+FAKE_TOOLS = {
+    # Each call appends its argv (fields split by \x1f) to calls.log.
+    "sbatch": 'n=$(cat "$D/next_id" 2>/dev/null || echo 100); echo $((n + 1)) > "$D/next_id"\n'
+              'if [ -f "$D/sbatch_fails" ]; then echo "sbatch: error: Batch job submission failed: '
+              'Invalid account" >&2; exit 1; fi\necho "$n;ci"',
+    "squeue": 'n=$(cat "$D/squeue_failures" 2>/dev/null || echo 0)\n'
+              'if [ "$n" != 0 ]; then echo $((n - 1)) > "$D/squeue_failures"\n'
+              '  echo "squeue: error: Unable to contact slurm controller (connect failure)" >&2; exit 1; fi\n'
+              'cat "$D/squeue.txt" 2>/dev/null; exit 0',
+    "sacct": 'echo "Slurm accounting storage is disabled" >&2; exit 1',
+    "scontrol": 'case "$*" in "show config") cat "$D/config.txt";;\n'
+                '*) echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1;; esac',
+    "scancel": "exit 0",
+}
+
+
+class FakeSlurm:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def calls(self, tool: str) -> list[list[str]]:
+        log = self.folder / "calls.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [line.split("\x1f")[1:-1] for line in lines if line.split("\x1f")[0] == tool]
+
+    def write(self, name: str, text: str) -> None:
+        (self.folder / name).write_text(text)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch) -> FakeSlurm:
+    folder = tmp_path / "fake_slurm"
+    folder.mkdir()
+    for tool, body in FAKE_TOOLS.items():
+        path = folder / tool
+        path.write_text(f'#!/bin/sh\nD={folder}\n{{ printf "%s\\037" {tool} "$@"; echo; }} >> "$D/calls.log"\n'
+                        f"{body}\n")
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    (folder / "config.txt").write_text("MaxArraySize            = 4\n")
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return FakeSlurm(folder)
+
+
+def make_specs(root: Path, count: int) -> list[LaunchSpec]:
+    specs = []
+    for i in range(count):
+        run_dir = root / f"sim_{i:02d}"
+        run_dir.mkdir(parents=True)
+        specs.append(LaunchSpec(key=f"k{i}", name=run_dir.name, argv=("true",), cwd=root, run_dir=run_dir))
+    return specs
+
+
+def test_arrays_larger_than_max_array_size_are_split_and_chained(tmp_path, fake_slurm):
+    executor = SlurmExecutor(Wakeup(), SlurmOptions(array=True, num_jobs=2), tmp_path)
+    handles = executor.submit_many(make_specs(tmp_path, 10))
+    assert [h.job_id for h in handles] == ["100_0", "100_1", "100_2", "100_3", "101_0", "101_1", "101_2",
+                                           "101_3", "102_0", "102_1"]
+    sbatch = fake_slurm.calls("sbatch")
+    assert [call[:-1] for call in sbatch] == [
+        ["--parsable"],
+        ["--parsable", "--dependency=afterany:100"],
+        ["--parsable", "--dependency=afterany:100:101"],
+    ]
+    scripts = [Path(call[-1]) for call in sbatch]
+    assert [s.name for s in scripts] == ["array_001.sh", "array_002.sh", "array_003.sh"]
+    assert "#SBATCH --array=0-3%2" in scripts[0].read_text().splitlines()
+    assert "#SBATCH --array=0-1%2" in scripts[2].read_text().splitlines()
+    assert len(fake_slurm.calls("scontrol")) == 1  # MaxArraySize is read once
+    assert executor.in_flight() == 10
+
+
+def test_per_job_mode_keeps_at_most_num_jobs_in_the_queue(tmp_path, fake_slurm):
+    executor = SlurmExecutor(Wakeup(), SlurmOptions(num_jobs=3), tmp_path)
+    assert executor.capacity() == 3
+    handles = executor.submit_many(make_specs(tmp_path, 2))
+    assert [h.job_id for h in handles] == ["100", "101"]
+    assert handles[0].extra == {"run_dir": str(tmp_path / "sim_00")}
+    assert executor.capacity() == 1
+
+
+def test_refused_submission_is_returned_with_sbatchs_message(tmp_path, fake_slurm):
+    fake_slurm.write("sbatch_fails", "")
+    executor = SlurmExecutor(Wakeup(), SlurmOptions(), tmp_path)
+    [result] = executor.submit_many(make_specs(tmp_path, 1))
+    assert isinstance(result, SubmissionError)
+    assert "Invalid account" in str(result) and "sim_00" in str(result)
+    assert executor.in_flight() == 0
+
+
+def test_generate_only_writes_scripts_and_submits_nothing(tmp_path, fake_slurm):
+    executor = SlurmExecutor(Wakeup(), SlurmOptions(generate_only=True), tmp_path / "search dir")
+    handles = executor.submit_many(make_specs(tmp_path / "search dir", 3))
+    assert [h.job_id for h in handles] == ["", "", ""]
+    assert fake_slurm.calls("sbatch") == [] and executor.in_flight() == 0
+    submit = tmp_path / "search dir" / "submit.sh"
+    assert subprocess.run(["bash", "-n", str(submit)]).returncode == 0
+    assert os.access(submit, os.X_OK)
+    subprocess.run(["bash", str(submit)], check=True, capture_output=True)
+    submitted = [Path(call[-1]) for call in fake_slurm.calls("sbatch")]
+    assert submitted == [tmp_path / "search dir" / f"sim_{i:02d}" / "job.sh" for i in range(3)]
+
+
+def test_generate_only_array_writes_one_array_script(tmp_path, fake_slurm):
+    executor = SlurmExecutor(Wakeup(), SlurmOptions(generate_only=True, array=True), tmp_path)
+    executor.submit_many(make_specs(tmp_path, 3))
+    assert (tmp_path / "submit.sh").read_text().splitlines()[-1] == f"sbatch --parsable {tmp_path}/array_001.sh"
+    assert fake_slurm.calls("sbatch") == []
+
+
+def adopt_one(tmp_path: Path, job_id: str = "77", **kwargs) -> tuple[SlurmExecutor, list]:
+    executor = SlurmExecutor(Wakeup(), SlurmOptions(), tmp_path, **kwargs)
+    run_dir = tmp_path / "sim_1"
+    run_dir.mkdir(exist_ok=True)
+    handle = JobHandle("k1", "slurm", job_id, extra={"run_dir": str(run_dir)})
+    return executor, executor.adopt([handle])
+
+
+def test_failing_squeue_backs_off_and_never_ends_a_job(tmp_path, fake_slurm):
+    fake_slurm.write("squeue_failures", "4")
+    fake_slurm.write("squeue.txt", "77|77|RUNNING|1:00:00|None\n")
+    executor, outcomes = adopt_one(tmp_path, poll_interval=0.05, max_poll_interval=0.2)
+    assert outcomes == []
+    delays = []
+    while len(fake_slurm.calls("squeue")) < 5:
+        delays.append(executor.next_event_in())
+        time.sleep(executor.next_event_in())
+        assert executor.poll() == []
+    assert delays[0] == pytest.approx(0.1, abs=0.03)
+    assert max(delays) == pytest.approx(0.2, abs=0.03)
+    assert executor.in_flight() == 1
+    fake_slurm.write("squeue.txt", "77|77|COMPLETED|1:00:00|None\n")
+    (tmp_path / "sim_1" / EXIT_CODE_FILE).write_text("0\n")
+    deadline = time.monotonic() + 5
+    outcomes = []
+    while not outcomes and time.monotonic() < deadline:
+        time.sleep(executor.next_event_in())
+        outcomes = executor.poll()
+    assert [(o.key, o.exit_code, o.backend_state) for o in outcomes] == [("k1", 0, "COMPLETED")]
+
+
+def test_squeue_failing_for_too_long_stops_the_search(tmp_path, fake_slurm):
+    fake_slurm.write("squeue_failures", "-1")
+    executor, _ = adopt_one(tmp_path, poll_interval=0.01, max_poll_interval=0.02, give_up_after=0.2)
+    deadline = time.monotonic() + 10
+    with pytest.raises(SchedulerQueryError, match="Unable to contact slurm controller"):
+        while time.monotonic() < deadline:
+            time.sleep(executor.next_event_in())
+            executor.poll()
+    assert len(fake_slurm.calls("squeue")) >= 5
+
+
+def test_job_unknown_everywhere_ends_by_its_exit_code_file(tmp_path, fake_slurm):
+    (tmp_path / "sim_1").mkdir()
+    (tmp_path / "sim_1" / EXIT_CODE_FILE).write_text("4\n")
+    _, outcomes = adopt_one(tmp_path)
+    assert [(o.exit_code, o.interrupted) for o in outcomes] == [(4, False)]
+    assert fake_slurm.calls("scontrol") == [["-o", "show", "job", "77"]]
+
+
+def test_adopted_job_unknown_everywhere_is_interrupted(tmp_path, fake_slurm):
+    executor, outcomes = adopt_one(tmp_path)
+    assert [(o.exit_code, o.interrupted) for o in outcomes] == [(None, True)]
+    assert fake_slurm.calls("sbatch") == [] and executor.in_flight() == 0
+
+
+def test_cancel_reports_interrupted_except_runs_that_recorded_their_end(tmp_path, fake_slurm):
+    fake_slurm.write("squeue.txt", "100|100|RUNNING|1:00:00|None\n101|101|RUNNING|1:00:00|None\n")
+    executor = SlurmExecutor(Wakeup(), SlurmOptions(), tmp_path)
+    executor.submit_many(make_specs(tmp_path, 2))
+    (tmp_path / "sim_01" / EXIT_CODE_FILE).write_text("0\n")
+    outcomes = executor.shutdown(cancel=True)
+    assert fake_slurm.calls("scancel") == [["100", "101"]]
+    assert sorted((o.key, o.interrupted, o.exit_code) for o in outcomes) == [("k0", True, None), ("k1", False, 0)]
+
+
+def test_shutdown_without_cancel_leaves_jobs_alone(tmp_path, fake_slurm):
+    executor = SlurmExecutor(Wakeup(), SlurmOptions(), tmp_path)
+    executor.submit_many(make_specs(tmp_path, 2))
+    assert executor.shutdown(cancel=False) == []
+    assert fake_slurm.calls("scancel") == [] and executor.in_flight() == 2
+    assert executor.poll() == [] and executor.next_event_in() is None
+
+
+def test_status_watcher_backoff_with_a_clock():
+    now = [0.0]
+    watcher = StatusWatcher(2.0, 30.0, give_up_after=100.0, min_failures=3, clock=lambda: now[0])
+    assert not watcher.due() and watcher.next_in() == 2.0
+    now[0] = 2.0
+    delays = []
+    for _ in range(5):
+        watcher.failed("boom")
+        delays.append(watcher.next_in())
+        now[0] += watcher.next_in()
+    assert delays == [4.0, 8.0, 16.0, 30.0, 30.0]
+    watcher.succeeded()
+    assert watcher.next_in() == 2.0
+    for _ in range(2):  # 60 s of failures: below give_up_after
+        watcher.failed("boom")
+        now[0] += 60.0
+    with pytest.raises(SchedulerQueryError, match="boom"):
+        watcher.failed("boom")
