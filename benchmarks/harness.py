@@ -22,6 +22,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO / "benchmarks"
 SLEEPER = BENCH_DIR / "sleeper.py"
+SHELL_SLEEPER = BENCH_DIR / "sleeper.sh"
 GRID_MODULE = "bench_grid"
 
 if str(REPO) not in sys.path:  # run.py is started as a script from anywhere
@@ -31,21 +32,24 @@ from benchmarks.sleeper import SUMMARY_FILENAME, SUMMARY_KEYWORDS  # noqa: E402
 from tests.fakes.fakegpu import FAKES_DIR, STATE_ENV, FakeGpus  # noqa: E402
 
 
-def write_project(folder: Path, grid_source: str) -> Path:
-    """A fresh project folder: the sleeper as ``train.py`` and a grid module.
+def write_project(folder: Path, grid_source: str, script: Path = SLEEPER) -> Path:
+    """A fresh project folder: the sleeper as ``train.py`` (or ``train.sh``)
+    and a grid module.
 
     Args:
         folder: Where to build it (emptied first).
         grid_source: Python expression of the ``grid`` dict; a source string
             so that huge grids stay small (``list(range(10))``).
+        script: The training script to copy in.
     """
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    shutil.copy(SLEEPER, folder / "train.py")
+    script_name = "train" + script.suffix
+    shutil.copy(script, folder / script_name)
     (folder / f"{GRID_MODULE}.py").write_text(
         f"grid = {grid_source}\n"
         "conditions = []\n"
-        "_SCRIPT_NAME = 'train.py'\n"
+        f"_SCRIPT_NAME = {script_name!r}\n"
         f"_SUMMARY_FILENAME = {SUMMARY_FILENAME!r}\n"
         f"_SUMMARY_KEYWORDS = {list(SUMMARY_KEYWORDS)!r}\n"
         "_OUT_ARG = 'out_dir'\n"

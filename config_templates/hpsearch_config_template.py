@@ -106,10 +106,11 @@ def _performance_is_good(summary_dict, performance_criteria):
     """Tell whether a finished run meets ``--performance_criteria`` of hpsearch_postprocessing.
 
     Args:
-        summary_dict: The run's summary, keyword -> value.
+        summary_dict: The run's summary in hypnettorch's shape, keyword -> list of
+            values (one entry for a single number), e.g. ``{"acc_test": [0.91]}``.
         performance_criteria: The number given on the command line.
     """
-    return summary_dict["acc_test"] >= performance_criteria
+    return summary_dict["acc_test"][0] >= performance_criteria
 
 
 # Optional. f(summary_dict, criteria) -> bool, used by postprocessing to set aside runs

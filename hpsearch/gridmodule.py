@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from hpsearch import space
-from hpsearch.errors import GridModuleError, HpsearchError
+from hpsearch.errors import GridModuleError, HpsearchError, SpaceError
 
 REQUIRED = ("grid", "conditions", "_SCRIPT_NAME", "_SUMMARY_FILENAME", "_SUMMARY_KEYWORDS")
 HANDLES = ("_SUMMARY_PARSER_HANDLE", "_PERFORMANCE_EVAL_HANDLE", "_ARGPARSE_HANDLE")
@@ -86,6 +86,8 @@ def import_grid_module(name: str, search_path: list[Path]) -> ModuleType:
             module_spec.loader.exec_module(module)
             return module
         return importlib.import_module(name)
+    except SpaceError as exc:  # a constructor such as uniform(1, 0) refused its arguments
+        raise GridModuleError(f"grid module {name}: {exc}") from None
     except HpsearchError:
         raise
     except ModuleNotFoundError as exc:

@@ -19,11 +19,12 @@ from typing import Any, Callable, Iterable, Sequence
 from hpsearch import space
 from hpsearch.command import render_argv
 from hpsearch.errors import GpuQueryError, GridModuleError, HpsearchError, SubmissionError, UsageError
-from hpsearch.executors.base import Executor, JobHandle, LaunchSpec, Outcome, RunStatus, Wakeup
+from hpsearch.executors.base import EXIT_CODE_FILE, Executor, JobHandle, LaunchSpec, Outcome, RunStatus, Wakeup
 from hpsearch.gridmodule import GridSpec, load_grid_module
 from hpsearch.progress import Progress
 from hpsearch.report import ResultsReport, row_from_record
 from hpsearch.searchdir import (
+    RUN_RESULT_FILE,
     SearchFolder,
     archive_previous_attempt,
     prepare_run_folder,
@@ -35,8 +36,6 @@ from hpsearch.searchdir import (
 )
 from hpsearch.store import RunRecord, RunStore, SearchLock
 from hpsearch.verdict import SummaryReader, judge
-
-EXIT_CODE_FILE = "exit_code.txt"
 
 
 @dataclass
@@ -396,7 +395,7 @@ class SearchDriver:
     def _prepare(self, record: RunRecord) -> LaunchSpec:
         run_dir = self.folder.path / record.run_dir
         if record.attempts > 0:
-            stale = [self.spec.summary_filename, EXIT_CODE_FILE, "hpsearch_result.json"]
+            stale = [self.spec.summary_filename, EXIT_CODE_FILE, RUN_RESULT_FILE]
             archive_previous_attempt(run_dir, record.attempts, stale)
         argv = self._argv(record)
         prepare_run_folder(

@@ -16,8 +16,8 @@ from typing import Any, Iterable, Sequence
 from hpsearch.atomic import write_json_atomic, write_text_atomic
 from hpsearch.command import shell_line
 from hpsearch.errors import UsageError
+from hpsearch.store import STORE_FILE
 
-STORE_FILE = "hpsearch.db"
 SETTINGS_FILE = "search.json"
 COMMANDS_FILE = "commands.sh"
 RESULTS_FILE = "search_results.csv"

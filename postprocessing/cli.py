@@ -122,7 +122,7 @@ def print_overview(out_dir: Path, rows: Sequence[ReportRow], failing: Sequence[R
     unfinished = [row for row in rows if row.status not in (RunStatus.DONE.value, MISSING)]
     print(f"search folder: {out_dir}")
     print(f"finished: {len(done)}")
-    print(f"unfinished: {len(unfinished)}{_by_reason(unfinished)}")
+    print(f"unfinished: {len(unfinished)}{_by_status(unfinished)}")
     _print_rows(unfinished)
     print(f"missing: {len(missing)}")
     _print_rows(missing)
@@ -132,13 +132,12 @@ def print_overview(out_dir: Path, rows: Sequence[ReportRow], failing: Sequence[R
         _print_rows(failing, with_reason=False)
 
 
-def _by_reason(rows: Sequence[ReportRow]) -> str:
-    """`` (exit code 3: 2, no summary file x: 1)``: the reasons, most common first."""
+def _by_status(rows: Sequence[ReportRow]) -> str:
+    """`` (failed 2, unfinished 1)``; each run's reason is listed below it."""
     if not rows:
         return ""
-    counts = Counter(f"{row.status}: {row.reason}" if row.reason else row.status for row in rows)
-    return " (" + ", ".join(f"{reason}: {n}" for reason, n in counts.most_common(5)) + \
-        (", ..." if len(counts) > 5 else "") + ")"
+    counts = Counter(row.status for row in rows)
+    return " (" + ", ".join(f"{status} {n}" for status, n in counts.most_common()) + ")"
 
 
 def _print_rows(rows: Sequence[ReportRow], with_reason: bool = True) -> None:

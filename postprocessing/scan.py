@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from hpsearch.errors import HpsearchError, SummaryError
-from hpsearch.executors.base import Outcome, RunStatus
+from hpsearch.executors.base import EXIT_CODE_FILE, Outcome, RunStatus
 from hpsearch.report import ReportRow
 from hpsearch.searchdir import COMMANDS_FILE, RUN_INFO_FILE, RUN_RESULT_FILE, STORE_FILE
 from hpsearch.store import RunRecord, RunStore
@@ -25,7 +25,6 @@ from hpsearch.summary import finished_flag
 from hpsearch.verdict import SummaryReader, judge
 
 SET_ASIDE_FOLDER = "failed_criteria"
-EXIT_CODE_FILE = "exit_code.txt"
 UNFINISHED = "unfinished"
 MISSING = "missing"
 

@@ -163,6 +163,8 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$LOG/jobcomp.txt
 MinJobAge=300
+# Small on purpose: tests of larger searches then see arrays split and chained.
+MaxArraySize=5
 KillWait=5
 GresTypes=gpu
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory Gres=gpu:4 State=UNKNOWN

@@ -397,10 +397,10 @@ def test_shutdown_kills_every_tree(tmp_path, make_executor):
     assert executor.in_flight() == 0
 
 
-def test_shutdown_reports_runs_that_already_ended_normally(tmp_path, make_executor):
+def test_shutdown_reports_runs_that_already_ended_normally(tmp_path, make_executor, wakeup):
     executor = make_executor()
     executor.submit(spec_for(tmp_path, "quick", [sys.executable, "-c", "raise SystemExit(4)"]))
-    wait_until(lambda: executor._ended.qsize() == 1)
+    assert wakeup.wait(10)  # the run has ended and is waiting to be polled
 
     (outcome,) = executor.shutdown(cancel=True)
 

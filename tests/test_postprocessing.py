@@ -116,14 +116,19 @@ def check_table(folder: Path, table: pd.DataFrame) -> None:
     assert set(table["status"][3:]) == {"failed", "unfinished", "missing"}
 
 
-def test_rebuilds_the_table_without_the_store(tmp_path):
+def rebuild_without(tmp_path, file_name: str) -> tuple[subprocess.CompletedProcess, pd.DataFrame]:
+    """Postprocess a hand-built search folder from which ``file_name`` was deleted."""
     folder = build_search(tmp_path / "search")
-    (folder / "hpsearch.db").unlink()
+    (folder / file_name).unlink()
     result = postprocess(str(folder))
     assert result.returncode == 0, result.stderr
     table = results(folder)
     check_table(folder, table)
-    rows = by_run(table)
+    return result, by_run(table)
+
+
+def test_rebuilds_the_table_without_the_store(tmp_path):
+    result, rows = rebuild_without(tmp_path, "hpsearch.db")
     assert rows.loc[run_name(1), "config_key"] == "key1"
     assert pd.isna(rows.loc[run_name(MISSING), "config_key"])  # known only from commands.sh
     assert rows.loc[run_name(MISSING), "lr"] == 0.8 and rows.loc[run_name(MISSING), "opt"] == "sgd"
@@ -135,13 +140,7 @@ def test_rebuilds_the_table_without_the_store(tmp_path):
 
 
 def test_missing_runs_come_from_the_store_when_it_is_there(tmp_path):
-    folder = build_search(tmp_path / "search")
-    (folder / "commands.sh").unlink()
-    result = postprocess(str(folder))
-    assert result.returncode == 0, result.stderr
-    table = results(folder)
-    check_table(folder, table)
-    rows = by_run(table)
+    _, rows = rebuild_without(tmp_path, "commands.sh")
     assert rows.loc[run_name(MISSING), "config_key"] == f"key{MISSING}"
     assert rows.loc[run_name(MISSING), "reason"] == "not started"
 
@@ -266,3 +265,18 @@ def test_console_entry_point_main_exists(argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 0
+
+
+def test_warns_while_a_driver_holds_the_folder(tmp_path):
+    from tests.test_store import start_holder
+
+    folder = build_search(tmp_path / "search")
+    holder = start_holder(folder)
+    try:
+        result = postprocess(str(folder))
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert result.returncode == 0, result.stderr
+    assert f"warning: a driver (pid {holder.pid} on" in result.stderr

@@ -153,3 +153,9 @@ def test_row_from_record_gives_the_full_folder_path(tmp_path):
                        reason="exit code 3", summary={"acc": 0.1})
     assert row_from_record(record, tmp_path) == ReportRow("k", {"lr": 0.1}, "failed", "exit code 3",
                                                           str(tmp_path / "sim_x_004"), {"acc": 0.1})
+
+
+def test_empty_table_has_the_header(tmp_path):
+    report = make_report(tmp_path)
+    report.write()
+    assert report.path.read_text() == "lr;opt;acc;finished;status;reason;out_dir;config_key\n"

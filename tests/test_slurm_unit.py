@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hpsearch.errors import SchedulerQueryError, SubmissionError, UsageError
 from hpsearch.executors.base import JobHandle, LaunchSpec, Wakeup
@@ -141,6 +143,18 @@ def test_script_passes_every_value_exactly_and_records_the_exit_code(tmp_path, s
     assert (run_dir / "stderr.txt").read_text() == "to stderr\n"
     assert not list(tmp_path.rglob("PWNED*")) and not list(Path.cwd().glob("PWNED*"))
     assert [p.name for p in run_dir.iterdir() if p.name.startswith(".")] == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")), max_size=4))
+def test_any_argv_survives_the_job_script(tmp_path, values):
+    spec = LaunchSpec(key="k", name="sim_1", argv=("printf", "%s\\0", "first", *values), cwd=tmp_path, run_dir=tmp_path)
+    script = tmp_path / "job.sh"
+    script.write_text(sbatch_script(spec, SlurmOptions()))
+    (tmp_path / "stdout.txt").unlink(missing_ok=True)
+    assert subprocess.run(["bash", str(script)]).returncode == 0
+    printed = (tmp_path / "stdout.txt").read_bytes().decode()
+    assert printed.split("\0")[:-1] == ["first", *values]
 
 
 def test_missing_working_directory_is_reported_in_the_runs_stderr(tmp_path):

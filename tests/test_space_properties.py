@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpsearch import choice, derived, loguniform, normal, randint, table, uniform, union
 from hpsearch import space
+from hpsearch.errors import SpaceError
 from hpsearch.space.permutation import IndexPermutation
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -134,6 +137,10 @@ def test_sampled_values_honour_support_and_constraint(dist, operator, fraction, 
     bound = bound_at(kind, first, second, fraction)
     text = {None: None, "between": f">= {bound!r} or <= {bound!r} and != {bound!r}"}.get(operator, f"{operator} {bound!r}")
     made = MAKERS[kind](first, second, constraint=text)
+    if kind == "randint" and made.constraint is not None and not any(map(made.constraint, range(first, second + 1))):
+        with pytest.raises(SpaceError):  # an empty support must end in a clear error, not a hang
+            list(space.iter_configurations({"x": made}, [], num_searches=20, seed=seed))
+        return
     result = list(space.iter_configurations({"x": made}, [], num_searches=20, seed=seed))
     assert result
     for config in result:

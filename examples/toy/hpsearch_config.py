@@ -27,8 +27,11 @@ _PERFORMANCE_SORT_ASC = False
 
 
 def _performance_criteria(summary_dict, performance_criteria):
-    """Keep runs whose final validation accuracy reaches the criterion."""
-    return summary_dict["val_acc"] >= performance_criteria
+    """Keep runs whose final validation accuracy reaches the criterion.
+
+    ``summary_dict`` has hypnettorch's shape: keyword -> list of values.
+    """
+    return summary_dict["val_acc"][0] >= performance_criteria
 
 
 _PERFORMANCE_EVAL_HANDLE = _performance_criteria

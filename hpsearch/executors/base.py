@@ -19,6 +19,9 @@ from typing import Sequence
 
 from hpsearch.errors import SubmissionError
 
+EXIT_CODE_FILE = "exit_code.txt"
+"""Where a cluster job script records its run's exit status, in the run folder."""
+
 
 class RunStatus(str, Enum):
     """Life cycle of one configuration in the run store."""
@@ -67,6 +70,10 @@ class LaunchSpec:
     @property
     def stderr_path(self) -> Path:
         return self.run_dir / "stderr.txt"
+
+    @property
+    def exit_code_path(self) -> Path:
+        return self.run_dir / EXIT_CODE_FILE
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from hpsearch.executors.jobscript import (
     case_table,
     failure,
     id_order,
+    job_name,
     job_script,
     option_groups,
     run_lines,
@@ -87,7 +88,7 @@ def bsub_argv(options: LsfOptions, *, name: str, output: Path, depends_on: Seque
 
 def bsub_script(spec: LaunchSpec, options: LsfOptions) -> str:
     """One run's job script (LSF's own messages go to ``lsf-<id>.out`` in the run folder)."""
-    return job_script([], options.setup, run_lines(spec), comment=f"hpsearch job script of {spec.name}")
+    return job_script([], options.setup, run_lines(spec), comment=f"hpsearch job script of {job_name(spec.name)}")
 
 
 def bsub_array_script(specs: Sequence[LaunchSpec], options: LsfOptions) -> str:

@@ -292,14 +292,24 @@ class SlurmExecutor(ClusterExecutor):
         return size
 
     def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """``squeue`` for all; ``sacct``/``scontrol`` for jobs that ended (squeue shows no
+        exit code) or left the queue, once per job, batched per array."""
         wanted = set(job_ids)
-        states = self._squeue(sorted({self.array_id(j) or j for j in wanted}, key=id_order))
-        missing = sorted(wanted - states.keys(), key=id_order)
-        if missing and self._sacct_usable:
-            states.update(self._sacct(missing))
-        for job_id in sorted(wanted - states.keys(), key=id_order):
-            states.update(self._scontrol(job_id))
+        states = self._squeue(self._bases(wanted))
+        settle = {j for j in wanted if j not in states or states[j].ending is not None}
+        details = self._sacct(sorted(settle, key=id_order)) if settle and self._sacct_usable else {}
+        final = {j for j in settle if j in details and details[j].ending is not None}
+        for base in self._bases(settle - final):
+            details.update(self._scontrol(base))
+        for job_id in settle & details.keys():
+            # Accounting may lag behind squeue: a job squeue saw end stays ended.
+            if job_id not in states or details[job_id].ending is not None:
+                states[job_id] = details[job_id]
         return states
+
+    def _bases(self, job_ids: Iterable[str]) -> list[str]:
+        """The ids to name in a query: an array's id covers all its tasks."""
+        return sorted({self.array_id(j) or j for j in job_ids}, key=id_order)
 
     def _squeue(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         result = run_tool(["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT, "-j", ",".join(job_ids)])

@@ -1,0 +1,323 @@
+"""LSF executor against the fake LSF in tests/fakes/lsf (which really runs the jobs):
+first the executor alone, then whole searches through ``python -m hpsearch``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hpsearch.errors import SchedulerQueryError
+from hpsearch.executors.base import JobHandle, Wakeup
+from hpsearch.executors.jobscript import EXIT_CODE_FILE
+from hpsearch.executors.lsf import (
+    BJOBS_FORMAT,
+    LsfExecutor,
+    LsfOptions,
+    bsub_argv,
+    lsf_state,
+    parse_bjobs,
+    parse_bsub_id,
+)
+from hpsearch.verdict import SummaryReader, judge
+from tests.cluster_fixtures import (
+    cluster_args,
+    collect,
+    job_spec,
+    most_at_once,
+    recorded_jobs,
+    results,
+    run_intervals,
+    start_events,
+)
+from tests.helpers import FAKES, hpsearch_cmd, read_results, run_hpsearch, write_project
+
+FAKE_LSF = FAKES / "lsf"
+NASTY = "a b; touch X \"'$(id)"
+PY = sys.executable
+
+
+class FakeLsf:
+    """The fake's state folder: its call log, failure injection, and clean-up."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+
+    def calls(self, tool: str) -> list[list[str]]:
+        log = self.state / "calls.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [entry["argv"] for entry in map(json.loads, lines) if entry["tool"] == tool]
+
+    def fail_bjobs(self, times: int) -> None:
+        (self.state / "fail_bjobs").write_text(str(times))
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return dict(os.environ, **extra)
+
+    def kill_leftovers(self) -> None:
+        """Stop runner processes and jobs the fake started (each is its own process group)."""
+        for pid_file in self.state.glob("jobs/*/runner.pid"):
+            _kill_group(int(pid_file.read_text()))
+        for element in self.state.glob("jobs/*/element_*.json"):
+            pgid = json.loads(element.read_text()).get("pgid")
+            if pgid:
+                _kill_group(pgid)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@pytest.fixture
+def fake_lsf(tmp_path, monkeypatch):
+    state = tmp_path / "lsf_state"
+    state.mkdir()
+    # The interpreter's folder second, so the fakes' `#!/usr/bin/env python3` starts quickly.
+    monkeypatch.setenv("PATH", os.pathsep.join([str(FAKE_LSF), os.path.dirname(PY), os.environ["PATH"]]))
+    monkeypatch.setenv("FAKE_LSF_STATE", str(state))
+    monkeypatch.setenv("FAKE_LSF_MINUTE", "1")  # -W 1 means one second
+    fake = FakeLsf(state)
+    yield fake
+    fake.kill_leftovers()
+
+
+def lsf_executor(search_dir: Path, **options) -> LsfExecutor:
+    return LsfExecutor(Wakeup(), LsfOptions(**options), search_dir, poll_interval=0.1, max_poll_interval=0.4)
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+def test_default_resources_lose_their_shell_quotes():
+    argv = bsub_argv(LsfOptions(num_hours=3, extra=["-P", "my project", "-q", "gpu"]), name="sim_1",
+                     output=Path("/s d/lsf-%J.out"), depends_on=["7", "9"])
+    assert argv == ["bsub", "-J", "sim_1", "-o", "/s d/lsf-%J.out", "-e", "/s d/lsf-%J.out", "-W", "3:00",
+                    "-n", "1", "-R", "rusage[mem=8000, ngpus_excl_p=1]", "-P", "my project", "-q", "gpu",
+                    "-w", "ended(7) && ended(9)"]
+    assert bsub_argv(LsfOptions(resources="select[ngpus>0]"), name="x", output=Path("/o"))[-1] == "select[ngpus>0]"
+    assert "-R" not in bsub_argv(LsfOptions(resources=""), name="x", output=Path("/o"))
+
+
+def test_bsub_and_bjobs_answers():
+    assert parse_bsub_id("Job <1234> is submitted to queue <normal>.\n") == "1234"
+    assert parse_bsub_id("Request aborted by esub. Job not submitted.") is None
+    states = parse_bjobs("7|0|RUN|-|-\n8|0|DONE|-|-\n9|2|EXIT|3|-\n9|3|PEND|-|-\n"
+                         "10|0|EXIT|143|TERM_OWNER: job killed by owner\n"
+                         "11|0|EXIT|140|TERM_RUNLIMIT: job killed after reaching LSF run time limit\n")
+    assert states["7"].ending is None and states["9[3]"].ending is None
+    assert (states["8"].ending.value, states["8"].exit_code) == ("exited", 0)
+    assert (states["9[2]"].state, states["9[2]"].exit_code) == ("EXIT 3", 3)
+    assert (states["10"].ending.value, states["10"].signal) == ("killed", 15)
+    assert states["11"].ending.value == "timed_out" and "TERM_RUNLIMIT" in states["11"].state
+    assert lsf_state("EXIT", "-", "TERM_PREEMPT: job killed after preemption").ending.value == "interrupted"
+
+
+# --------------------------------------------------------------------------- the executor
+
+
+def test_jobs_run_and_exit_codes_are_recorded(tmp_path, fake_lsf):
+    lsf = lsf_executor(tmp_path, num_jobs=2)
+    specs = [job_spec(tmp_path, 1, python=PY), job_spec(tmp_path, 2, "--mode=exit3", python=PY),
+             job_spec(tmp_path, 3, python=PY)]
+    assert lsf.capacity() == 2
+    handles = lsf.submit_many(specs[:2])
+    assert [h.job_id for h in handles] == ["100", "101"] and lsf.capacity() == 0
+    outcomes = {o.key: o for o in collect(lsf, 2, timeout=20)}
+    assert (outcomes["key1"].exit_code, outcomes["key1"].backend_state) == (0, "DONE")
+    assert (outcomes["key2"].exit_code, outcomes["key2"].backend_state) == (3, "EXIT 3")
+    assert (tmp_path / "sim_02" / EXIT_CODE_FILE).read_text() == "3\n"
+    trace = json.loads((tmp_path / "sim_01" / "trace.json").read_text())
+    assert trace["key"] == "key1"
+    assert lsf.capacity() == 2
+    [bsub] = fake_lsf.calls("bsub")[:1]
+    assert bsub[bsub.index("-R") + 1] == "rusage[mem=8000, ngpus_excl_p=1]"
+
+
+def test_values_reach_the_run_exactly(tmp_path, fake_lsf):
+    lsf = lsf_executor(tmp_path / "search 'x' $(y)")
+    spec = job_spec(tmp_path / "search 'x' $(y)", 1, f"--value={NASTY}", python=PY)
+    lsf.submit(spec)
+    [outcome] = collect(lsf, 1, timeout=20)
+    assert outcome.exit_code == 0
+    argv = json.loads((spec.run_dir / "argv.json").read_text())
+    assert argv[1:] == list(spec.argv[2:])
+    assert not list(tmp_path.rglob("X"))
+
+
+def test_array_caps_concurrency_and_uses_lsb_jobindex(tmp_path, fake_lsf):
+    lsf = lsf_executor(tmp_path, num_jobs=2, array=True)
+    specs = [job_spec(tmp_path, i, "--sleep=0.4", python=PY) for i in range(5)]
+    handles = lsf.submit_many(specs)
+    assert [h.job_id for h in handles] == [f"100[{i}]" for i in range(1, 6)]
+    outcomes = collect(lsf, 5, timeout=30)
+    assert sorted(o.exit_code for o in outcomes) == [0] * 5
+    [bsub] = fake_lsf.calls("bsub")
+    assert bsub[bsub.index("-J") + 1].endswith("[1-5]%2")
+    assert most_at_once(run_intervals(tmp_path)) == 2
+    for i, spec in enumerate(specs):
+        assert json.loads((spec.run_dir / "trace.json").read_text())["key"] == f"key{i}"
+
+
+def test_cancel_on_shutdown_bkills_and_reports_interrupted(tmp_path, fake_lsf):
+    lsf = lsf_executor(tmp_path, num_jobs=3)
+    specs = [job_spec(tmp_path, i, "--mode=hang", python=PY) for i in range(2)]
+    lsf.submit_many(specs)
+    deadline = time.monotonic() + 10
+    while not all((s.run_dir / "argv.json").exists() for s in specs):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    outcomes = lsf.shutdown(cancel=True)
+    assert sorted((o.key, o.interrupted) for o in outcomes) == [("key0", True), ("key1", True)]
+    assert fake_lsf.calls("bkill") == [["100", "101"]]
+    deadline = time.monotonic() + 10
+    while True:
+        bjobs = subprocess.run(["bjobs", "-noheader", "-o", BJOBS_FORMAT, "100", "101"], capture_output=True,
+                               text=True)
+        states = parse_bjobs(bjobs.stdout)
+        if all(state.ending for state in states.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert {job: state.state for job, state in states.items()} == {
+        "100": "EXIT 143 (TERM_OWNER: job killed by owner)", "101": "EXIT 143 (TERM_OWNER: job killed by owner)"}
+
+
+def test_bkill_from_outside_is_a_failed_run_not_a_rerun(tmp_path, fake_lsf):
+    lsf = lsf_executor(tmp_path)
+    spec = job_spec(tmp_path, 1, "--mode=hang", python=PY)
+    lsf.submit(spec)
+    subprocess.run(["bkill", "100"], check=True, capture_output=True)
+    [outcome] = collect(lsf, 1, timeout=20)
+    assert not outcome.interrupted and outcome.exit_code is None and outcome.signal == signal.SIGTERM
+    assert "TERM_OWNER" in outcome.backend_state
+    verdict = judge(outcome, spec.run_dir, 0, SummaryReader("performance_overview.txt", ["acc", "finished"]))
+    assert verdict.status.value == "failed" and "killed by signal 15" in verdict.reason
+
+
+def test_run_limit_is_a_timeout(tmp_path, fake_lsf):
+    lsf = lsf_executor(tmp_path, extra=["-W", "1"])  # the fake's minute is one second
+    lsf.submit(job_spec(tmp_path, 1, "--mode=hang", python=PY))
+    [outcome] = collect(lsf, 1, timeout=20)
+    assert outcome.timed_out and "TERM_RUNLIMIT" in outcome.backend_state
+
+
+def test_failing_bjobs_is_retried_with_backoff(tmp_path, fake_lsf):
+    lsf = lsf_executor(tmp_path)
+    lsf.submit(job_spec(tmp_path, 1, python=PY))
+    fake_lsf.fail_bjobs(3)
+    delays = []
+    outcomes = []
+    deadline = time.monotonic() + 20
+    while not outcomes:
+        assert time.monotonic() < deadline
+        delays.append(lsf.next_event_in())
+        time.sleep(delays[-1])
+        outcomes = lsf.poll()
+    assert outcomes[0].exit_code == 0
+    assert len(fake_lsf.calls("bjobs")) == 4
+    assert max(delays) == pytest.approx(0.4, abs=0.05)
+
+
+def test_bjobs_failing_for_too_long_stops_the_search(tmp_path, fake_lsf):
+    lsf = LsfExecutor(Wakeup(), LsfOptions(), tmp_path, poll_interval=0.01, max_poll_interval=0.02,
+                      give_up_after=0.3)
+    lsf.submit(job_spec(tmp_path, 1, python=PY))
+    fake_lsf.fail_bjobs(-1)
+    with pytest.raises(SchedulerQueryError, match="Cannot connect to LSF"):
+        collect(lsf, 1, timeout=20)
+
+
+def test_adopt_follows_jobs_and_never_submits_again(tmp_path, fake_lsf):
+    first = lsf_executor(tmp_path, num_jobs=2)
+    handles = first.submit_many([job_spec(tmp_path, i, "--sleep=0.5", python=PY) for i in range(2)])
+    first.shutdown(cancel=False)
+    (tmp_path / "sim_09").mkdir()
+    (tmp_path / "sim_09" / EXIT_CODE_FILE).write_text("5\n")
+    gone = [JobHandle("lost", "lsf", "999", extra={"run_dir": str(tmp_path / "sim_08")}),
+            JobHandle("ended", "lsf", "998", extra={"run_dir": str(tmp_path / "sim_09")})]
+    second = lsf_executor(tmp_path, num_jobs=2)
+    early = {o.key: o for o in second.adopt([*handles, *gone])}
+    assert (early["lost"].interrupted, early["ended"].exit_code) == (True, 5)
+    assert second.in_flight() == 2 and second.capacity() == 0
+    later = collect(second, 2, timeout=20)
+    assert sorted((o.key, o.exit_code) for o in later) == [("key0", 0), ("key1", 0)]
+    assert len(fake_lsf.calls("bsub")) == 2
+
+
+def test_generate_only_then_submit_by_hand(tmp_path, fake_lsf):
+    lsf = lsf_executor(tmp_path, generate_only=True, array=True, num_jobs=2)
+    specs = [job_spec(tmp_path, i, python=PY) for i in range(3)]
+    assert [h.job_id for h in lsf.submit_many(specs)] == ["", "", ""]
+    assert fake_lsf.calls("bsub") == []
+    subprocess.run(["bash", str(tmp_path / "submit.sh")], check=True, capture_output=True)
+    deadline = time.monotonic() + 20
+    while not all((s.run_dir / EXIT_CODE_FILE).exists() for s in specs):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert [(s.run_dir / EXIT_CODE_FILE).read_text() for s in specs] == ["0\n"] * 3
+
+
+# --------------------------------------------------------------------------- whole searches
+
+
+@pytest.fixture
+def project(tmp_path):
+    return write_project(tmp_path / "project", {"score": [0.1, 0.2, 0.3, 0.4], "mode": ["ok"], "value": [NASTY]})
+
+
+def test_search_on_lsf(tmp_path, fake_lsf, project):
+    write_project(project, {"score": [0.1, 0.2], "mode": ["ok", "exit3"], "value": [NASTY]})
+    out = tmp_path / "search"
+    result = run_hpsearch(cluster_args(out, "lsf", "--num_jobs=2"), project, timeout=120)
+    assert result.returncode == 1, result.stderr  # two runs fail with exit code 3
+    runs = results(out)
+    assert sorted(r["status"] for r in runs.values()) == ["done", "done", "failed", "failed"]
+    assert {r["reason"] for r in runs.values() if r["status"] == "failed"} == {"exit code 3 (EXIT 3)"}
+    assert {r["backend"] for r in runs.values()} == {"lsf"}
+    assert len(fake_lsf.calls("bsub")) == 4
+    assert most_at_once(run_intervals(out)) <= 2
+    table = read_results(out)
+    assert set(table["value"]) == {NASTY}
+    for folder in out.glob("sim_*"):
+        argv = json.loads((folder / "argv.json").read_text())
+        assert f"--value={NASTY}" in argv
+
+
+def test_array_search_on_lsf(tmp_path, fake_lsf, project):
+    out = tmp_path / "search"
+    result = run_hpsearch(cluster_args(out, "lsf", "--num_jobs=2", "--lsf_array"), project, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sorted(r["status"] for r in results(out).values()) == ["done"] * 4
+    [bsub] = fake_lsf.calls("bsub")
+    assert bsub[bsub.index("-J") + 1].endswith("[1-4]%2")
+    assert len(read_results(out)) == 4
+
+
+def test_killed_driver_is_resumed_without_submitting_twice(tmp_path, fake_lsf, project):
+    write_project(project, {"score": [0.1, 0.2, 0.3, 0.4], "sleep": [1.5], "value": ["v"]})
+    out = tmp_path / "search"
+    log = tmp_path / "events.log"
+    env = fake_lsf.env(HPSEARCH_TEST_LOG=str(log))
+    driver = subprocess.Popen(hpsearch_cmd(*cluster_args(out, "lsf", "--num_jobs=2")), cwd=project, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while recorded_jobs(out) < 2:
+        assert time.monotonic() < deadline and driver.poll() is None
+        time.sleep(0.05)
+    driver.kill()
+    driver.wait()
+    resume = ["--grid_module=grid_cfg", f"--resume={out}", "--run_cluster", "--scheduler=lsf", "--num_jobs=2"]
+    result = run_hpsearch(resume, project, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "re-attaching to 2 runs" in result.stderr + result.stdout
+    assert len(fake_lsf.calls("bsub")) == 4
+    assert sorted(start_events(log).values()) == [1, 1, 1, 1]
+    assert sorted(r["status"] for r in results(out).values()) == ["done"] * 4
