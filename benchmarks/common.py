@@ -32,6 +32,7 @@ class Context:
         launch_runs: Runs of the launch-overhead workload.
         slot_runs: Runs of workload 1 (and of the hypnettorch comparison).
         idle_seconds: How long the GPUs stay busy in the polling workload.
+        repeats: Interleaved repetitions of the launch workload (best counts).
     """
 
     work: Path
@@ -40,6 +41,7 @@ class Context:
     launch_runs: int = 400
     slot_runs: int = 40
     idle_seconds: float = 5.0
+    repeats: int = 2
 
     def folder(self, *parts: str) -> Path:
         """A fresh, empty scratch folder."""
@@ -78,6 +80,13 @@ def expect_runs(stamps: Sequence[RunStamp], count: int, who: str) -> None:
 def utilisation(stamps: Sequence[RunStamp], slots: int, wall: float) -> float:
     """Busy slot-seconds (as the runs measured them) over offered slot-seconds."""
     return sum(s.duration for s in stamps) / (slots * wall)
+
+
+def steady_utilisation(stamps: Sequence[RunStamp], slots: int) -> float:
+    """Utilisation between the first run's start and the last run's end: the
+    driver's loop alone, without its own start-up and exit."""
+    span = max(s.ended for s in stamps) - stamps[0].started
+    return sum(s.duration for s in stamps) / (slots * span)
 
 
 def tail_after_last_run(run: ProcessRun, stamps: Sequence[RunStamp]) -> float:

@@ -7,6 +7,7 @@ the ideal launcher's is the driver's overhead.
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 from benchmarks.common import Context, expect_runs, run_ours, tail_after_last_run
@@ -15,7 +16,6 @@ from benchmarks.harness import (
     ProcessRun,
     RunStamp,
     environment,
-    hpsearch_argv,
     read_stamps,
     run_folders,
     run_process,
@@ -29,16 +29,23 @@ def launch_overhead(ctx: Context, result: WorkloadResult) -> None:
     runs = ctx.launch_runs
     project = write_project(ctx.folder("launch", "project"), sleep_grid(runs, 0))
     env = environment()
-    xargs_run, xargs_stamps = run_xargs(ctx, project, runs, env)
-    ours, stamps = run_ours(ctx, "launch/ours", project, ["--visible_gpus=-1", "--num_jobs=2"], env,
-                            timeout=60 + runs)
-    expect_runs(stamps, runs, "hpsearch")
+    xargs_tries, our_tries = [], []
+    for _ in range(ctx.repeats):  # interleaved, so a burst of load hits both
+        xargs_tries.append(run_xargs(ctx, project, runs, env))
+        our_tries.append(run_ours(ctx, "launch/ours", project, ["--visible_gpus=-1", "--num_jobs=2"], env,
+                                  timeout=60 + runs))
+        expect_runs(our_tries[-1][1], runs, "hpsearch")
+    xargs_run, xargs_stamps = min(xargs_tries, key=lambda t: t[0].wall)
+    ours, stamps = min(our_tries, key=lambda t: t[0].wall)
     tail = tail_after_last_run(ours, stamps)
-    result.details = {"runs": runs, "ours_wall_s": ours.wall, "xargs_wall_s": xargs_run.wall,
+    result.details = {"runs": runs, "repeats": ctx.repeats, "ours_wall_s": [t[0].wall for t in our_tries],
+                      "xargs_wall_s": [t[0].wall for t in xargs_tries],
+                      "ours_last_exit_to_exit_s": [tail_after_last_run(*t) for t in our_tries],
                       "xargs_last_exit_to_exit_s": tail_after_last_run(xargs_run, xargs_stamps)}
+    best = f"best of {ctx.repeats}, " if ctx.repeats > 1 else ""
     result.figures += [
         Figure("wall_vs_xargs", ours.wall / xargs_run.wall, "x", "<=", 1.3,
-               f"{runs} runs: ours {ours.wall:.2f} s / xargs {xargs_run.wall:.2f} s"),
+               f"{runs} runs, {best}ours {ours.wall:.2f} s / xargs {xargs_run.wall:.2f} s"),
         Figure("last_exit_to_driver_exit", tail, "s", "<", 0.2, "last run's end stamp to the driver's exit"),
         Figure("ms_per_run_ours", 1000 * ours.wall / runs, "ms", note="wall / runs"),
         Figure("ms_per_run_xargs", 1000 * xargs_run.wall / runs, "ms", note="wall / runs"),
@@ -56,7 +63,7 @@ def run_xargs(ctx: Context, project: Path, runs: int, env: dict[str, str]) -> tu
     feed.write_bytes(b"".join(
         f"--sleep=0\0--i={i}\0--out_dir={out / f'run_{i}'}\0".encode() for i in range(runs)
     ))
-    argv = [xargs, "-0", "-n", "3", "-P", "2", hpsearch_argv()[0], "train.py"]
+    argv = [xargs, "-0", "-n", "3", "-P", "2", sys.executable, "train.py"]
     run = run_process(argv, cwd=project, env=env, log=ctx.work / "launch" / "xargs.log", stdin=feed,
                       timeout=60 + runs).check()
     stamps = read_stamps(run_folders(out))

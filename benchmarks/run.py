@@ -71,7 +71,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def make_context(args: argparse.Namespace) -> Context:
     if args.quick:
         return Context(args.work.resolve(), quick=True, scale_runs=args.scale_runs or 1000, launch_runs=100,
-                       slot_runs=16, idle_seconds=2.5)
+                       slot_runs=16, idle_seconds=2.5, repeats=1)
     return Context(args.work.resolve(), scale_runs=args.scale_runs or 20_000)
 
 
@@ -113,7 +113,7 @@ def document(args: argparse.Namespace, ctx: Context, results: list[WorkloadResul
         "cpus": os.cpu_count(),
         "quick": ctx.quick,
         "sizes": {"slot_runs": ctx.slot_runs, "launch_runs": ctx.launch_runs, "scale_runs": ctx.scale_runs,
-                  "idle_seconds": ctx.idle_seconds},
+                  "idle_seconds": ctx.idle_seconds, "repeats": ctx.repeats},
         "verdicts": tally(results),
         "workloads": {r.name: r.as_json() for r in results},
     }

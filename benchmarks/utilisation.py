@@ -13,6 +13,7 @@ from benchmarks.common import (
     expect_runs,
     gpu_args,
     run_ours,
+    steady_utilisation,
     tail_after_last_run,
     utilisation,
 )
@@ -41,6 +42,12 @@ def slot_utilisation(ctx: Context, result: WorkloadResult) -> None:
             result.figures += [
                 Figure("utilisation_startup0", utilisation(stamps, slots, run.wall), "%", ">=", 0.9,
                        f"sum of run times / ({slots} slots x wall {run.wall:.2f} s); ideal wall {bound:.2f} s"),
+                Figure("utilisation_steady_startup0", steady_utilisation(stamps, slots), "%",
+                       note="same, from the first run's start to the last run's end"),
+                Figure("first_run_after_launch", stamps[0].started - run.started, "s",
+                       note="driver start to the first run's start stamp"),
+                Figure("driver_exit_after_last_run", tail_after_last_run(run, stamps), "s",
+                       note="last run's end stamp to the driver's exit"),
                 Figure("max_concurrency", max_concurrency(stamps), "runs", note=f"of {slots} slots"),
             ]
         else:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from hpsearch.errors import HpsearchError, UsageError
-from hpsearch.runner import SearchSettings, list_configurations, run_search
+from hpsearch.runner import list_configurations, run_search
+from hpsearch.settings import SearchSettings
 
 EXIT_USAGE = 2
 
@@ -178,6 +180,8 @@ def print_listing(settings: SearchSettings, fmt: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="[hpsearch] %(levelname)s: %(message)s")
     try:
         settings = settings_from_args(args, argv)
         if args.list:

@@ -11,15 +11,23 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from hpsearch import space
 from hpsearch.command import render_argv
-from hpsearch.errors import GpuQueryError, GridModuleError, HpsearchError, SubmissionError, UsageError
-from hpsearch.executors.base import EXIT_CODE_FILE, Executor, JobHandle, LaunchSpec, Outcome, RunStatus, Wakeup
+from hpsearch.errors import GridModuleError, HpsearchError, SubmissionError, UsageError
+from hpsearch.executors.base import (
+    EXIT_CODE_FILE,
+    Executor,
+    JobHandle,
+    LaunchSpec,
+    Outcome,
+    RunStatus,
+    Wakeup,
+)
+from hpsearch.executors.factory import choose_executor
 from hpsearch.gridmodule import GridSpec, load_grid_module
 from hpsearch.progress import Progress
 from hpsearch.report import ResultsReport, row_from_record
@@ -34,55 +42,9 @@ from hpsearch.searchdir import (
     save_settings,
     write_commands,
 )
+from hpsearch.settings import SearchSettings
 from hpsearch.store import RunRecord, RunStore, SearchLock
 from hpsearch.verdict import SummaryReader, judge
-
-
-@dataclass
-class SearchSettings:
-    """Every command-line choice that shapes a search (see ``hpsearch --help``)."""
-
-    grid_module: str
-    grid_config: str = ""
-    num_searches: int = -1
-    random_search: bool = False
-    shuffle: bool = True
-    seed: int = 42
-    out_dir: str = "./out/hyperparam_search"
-    force_out_dir: bool = False
-    dont_force_new_dir: bool = False
-    resume: str = ""
-    run_cwd: str = "."
-    python: str = field(default_factory=lambda: sys.executable or "python3")
-    visible_gpus: str = ""
-    allowed_load: float = 0.5
-    allowed_memory: float = 0.5
-    max_num_jobs_per_gpu: int = 1
-    sim_startup_time: float = 60.0
-    num_jobs: int | None = None
-    timeout: float | None = None
-    max_retries: int = 0
-    rerun_failed: bool = False
-    allow_unknown_condition_keys: bool = False
-    gpu_poll_interval: float = 1.0
-    run_cluster: bool = False
-    scheduler: str = "lsf"
-    num_hours: int = 24
-    resources: str = '"rusage[mem=8000, ngpus_excl_p=1]"'
-    slurm_mem: str = "8G"
-    slurm_gres: str = "gpu:1"
-    slurm_partition: str = ""
-    slurm_qos: str = ""
-    slurm_constraint: str = ""
-    cluster_extra: list[str] = field(default_factory=list)
-    cluster_setup: str = ""
-    cluster_array: bool = False
-    cancel_on_exit: bool = False
-    generate_only: bool = False
-    csv_interval: float = 1.0
-    quiet: bool = False
-    driver_argv: list[str] = field(default_factory=list)
-
 
 # --------------------------------------------------------------------------- set-up
 
@@ -123,90 +85,6 @@ def enumerate_configs(spec: GridSpec, settings: SearchSettings) -> list[dict[str
     if not configs:
         raise GridModuleError(f"{spec.where}: the grid and conditions yield no configuration")
     return configs
-
-
-ExecutorFactory = Callable[[Wakeup, Path], Executor]
-
-
-def choose_executor(settings: SearchSettings, warn: Callable[[str], None]) -> ExecutorFactory:
-    """Pick and configure the executor; GPU problems surface here, before any job starts."""
-    if settings.run_cluster:
-        return _cluster_factory(settings)
-    from hpsearch.executors.local import LocalExecutor
-    from hpsearch.gpu.monitor import GpuMonitor
-
-    monitor = None
-    if settings.visible_gpus.strip() != "-1":
-        visible = _parse_gpu_ids(settings.visible_gpus)
-        monitor = GpuMonitor(visible)
-        try:
-            monitor.poll()
-        except GpuQueryError as exc:
-            if visible is not None:
-                raise GpuQueryError(f"--visible_gpus={settings.visible_gpus}: {exc}") from None
-            warn(f"warning: no usable GPU ({exc}); running on the CPU with --num_jobs={settings.num_jobs or 1}")
-            monitor = None
-    if settings.max_num_jobs_per_gpu < 1:
-        raise UsageError(f"--max_num_jobs_per_gpu must be at least 1, got {settings.max_num_jobs_per_gpu}")
-
-    def make(wakeup: Wakeup, search_dir: Path) -> Executor:
-        return LocalExecutor(
-            wakeup,
-            gpu_monitor=monitor,
-            max_per_gpu=settings.max_num_jobs_per_gpu,
-            allowed_memory=settings.allowed_memory,
-            allowed_load=settings.allowed_load,
-            startup_time=settings.sim_startup_time,
-            num_jobs=settings.num_jobs or 1,
-            gpu_poll_interval=settings.gpu_poll_interval,
-        )
-
-    return make
-
-
-def _parse_gpu_ids(text: str) -> list[int] | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--visible_gpus must be a comma-separated list of GPU ids, got {text!r}") from None
-
-
-def _cluster_factory(settings: SearchSettings) -> ExecutorFactory:
-    num_jobs = settings.num_jobs or 8
-    if settings.scheduler == "slurm":
-        from hpsearch.executors.slurm import SlurmExecutor, SlurmOptions
-
-        options: Any = SlurmOptions(
-            num_jobs=num_jobs,
-            num_hours=settings.num_hours,
-            mem=settings.slurm_mem,
-            gres=settings.slurm_gres,
-            partition=settings.slurm_partition,
-            qos=settings.slurm_qos,
-            constraint=settings.slurm_constraint,
-            extra=list(settings.cluster_extra),
-            setup=settings.cluster_setup,
-            array=settings.cluster_array,
-            generate_only=settings.generate_only,
-        )
-        return lambda wakeup, search_dir: SlurmExecutor(wakeup, options, search_dir)
-    if settings.scheduler == "lsf":
-        from hpsearch.executors.lsf import LsfExecutor, LsfOptions
-
-        options = LsfOptions(
-            num_jobs=num_jobs,
-            num_hours=settings.num_hours,
-            resources=settings.resources,
-            extra=list(settings.cluster_extra),
-            setup=settings.cluster_setup,
-            array=settings.cluster_array,
-            generate_only=settings.generate_only,
-        )
-        return lambda wakeup, search_dir: LsfExecutor(wakeup, options, search_dir)
-    raise UsageError(f"--scheduler must be 'lsf' or 'slurm', got {settings.scheduler!r}")
 
 
 def run_argv(settings: SearchSettings, spec: GridSpec, search_dir: Path, record: RunRecord) -> list[str]:

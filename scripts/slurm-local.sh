@@ -12,6 +12,10 @@
 #         by its pid file (never by name), and waits until they are gone.
 # status  exit 0 if the node answers and is usable, 3 otherwise.
 #
+# The node offers at least 8 CPUs (oversubscribed on small machines), 4 fake
+# GPUs (character devices with /dev/null's numbers, so --gres=gpu:N jobs get
+# CUDA_VISIBLE_DEVICES) and MaxArraySize=5, so that tests see arrays split.
+#
 # The configuration is not written to /etc/slurm, so a machine's own Slurm
 # set-up is never touched. Client commands find it through SLURM_CONF:
 #     source "$SLURM_LOCAL_BASE/env"     # exports SLURM_CONF=<base>/slurm.conf

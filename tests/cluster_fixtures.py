@@ -79,6 +79,9 @@ def recorded_jobs(search_dir: Path) -> int:
     db = search_dir / "hpsearch.db"
     if not db.exists():
         return 0
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as connection:
-        [(count,)] = connection.execute("SELECT count(*) FROM runs WHERE status = 'running' AND job_id != ''")
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as connection:
+            [(count,)] = connection.execute("SELECT count(*) FROM runs WHERE status = 'running' AND job_id != ''")
+    except sqlite3.OperationalError:  # the driver is still creating the store
+        return 0
     return count

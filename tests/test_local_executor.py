@@ -7,7 +7,6 @@ monitor and planner decide where runs go.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -321,3 +321,23 @@ def test_killed_driver_is_resumed_without_submitting_twice(tmp_path, fake_lsf, p
     assert len(fake_lsf.calls("bsub")) == 4
     assert sorted(start_events(log).values()) == [1, 1, 1, 1]
     assert sorted(r["status"] for r in results(out).values()) == ["done"] * 4
+
+
+def test_generate_only_search_is_collected_on_resume(tmp_path, fake_lsf, project):
+    out = tmp_path / "search"
+    args = cluster_args(out, "lsf", "--num_jobs=2", "--generate_only")
+    result = run_hpsearch(args, project, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert fake_lsf.calls("bsub") == []
+    scripts = sorted(out.glob("sim_*/job.sh"))
+    assert len(scripts) == 4
+    subprocess.run(["bash", str(out / "submit.sh")], check=True, capture_output=True)
+    deadline = time.monotonic() + 30
+    while len(list(out.glob(f"sim_*/{EXIT_CODE_FILE}"))) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    resume = ["--grid_module=grid_cfg", f"--resume={out}", "--run_cluster", "--scheduler=lsf"]
+    result = run_hpsearch(resume, project, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert len(fake_lsf.calls("bsub")) == 4  # only those of submit.sh
+    assert sorted(r["status"] for r in results(out).values()) == ["done"] * 4

@@ -218,7 +218,9 @@ def test_bad_counts_are_usage_errors():
 # --------------------------------------------------------------------------- parsers on captured text
 
 
-@pytest.mark.parametrize("text, job_id", [("22\n", "22"), ("22;ci\n", "22"), ("", None), ("Submitted batch job 5", None)])
+@pytest.mark.parametrize(
+    "text, job_id", [("22\n", "22"), ("22;ci\n", "22"), ("", None), ("Submitted batch job 5", None)]
+)
 def test_sbatch_answer(text, job_id):
     assert parse_sbatch_id(text) == job_id
 
@@ -276,7 +278,8 @@ def test_every_state_is_classified(state, ending):
 
 
 @pytest.mark.parametrize(
-    "text, result", [("3:0", (3, None)), ("0:15", (None, 15)), ("0:0", (0, None)), ("", (None, None)), ("x", (None, None))]
+    "text, result",
+    [("3:0", (3, None)), ("0:15", (None, 15)), ("0:0", (0, None)), ("", (None, None)), ("x", (None, None))],
 )
 def test_exit_code_field(text, result):
     assert parse_exit_code(text) == result

@@ -396,8 +396,10 @@ class ClusterExecutor(Executor):
     """
 
     name = "cluster"
-    submit_tool = ""
-    first_index = 0
+    submit_tool = ""  # sbatch, bsub
+    cancel_tool = ""  # scancel, bkill
+    task_format = ""  # how an array task's id is written, e.g. "{array}_{index}"
+    first_index = 0  # the index of an array's first task
 
     def __init__(
         self,
@@ -437,24 +439,12 @@ class ClusterExecutor(Executor):
         """The job id in the submission command's answer."""
 
     @abc.abstractmethod
-    def task_id(self, array_id: str, index: int) -> str:
-        """The id of one array task, e.g. ``123_4`` or ``123[4]``."""
-
-    @abc.abstractmethod
-    def array_id(self, job_id: str) -> str | None:
-        """The array a task id belongs to, None for a plain job."""
-
-    @abc.abstractmethod
     def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         """States of the given jobs; jobs the scheduler no longer knows are left out.
 
         Raises:
             ToolError: The scheduler could not be asked; nothing can be concluded.
         """
-
-    @abc.abstractmethod
-    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
-        """The command that cancels the given jobs (and arrays)."""
 
     @abc.abstractmethod
     def read_max_array_size(self) -> int:
@@ -548,8 +538,8 @@ class ClusterExecutor(Executor):
         self._stopped = True
         if not cancel or not self._jobs:
             return []
-        targets = sorted({self.array_id(job_id) or job_id for job_id in self._jobs}, key=id_order)
-        argv = self.cancel_argv(targets)
+        targets = self.query_ids(self._jobs)
+        argv = [self.cancel_tool, *targets]
         try:
             result = run_tool(argv)
         except ToolError as exc:
@@ -568,6 +558,19 @@ class ClusterExecutor(Executor):
         return outcomes
 
     # ---- helpers
+
+    def task_id(self, array_id: str, index: int) -> str:
+        return self.task_format.format(array=array_id, index=index)
+
+    def array_id(self, job_id: str) -> str | None:
+        """The array a task id such as ``123_4`` belongs to, None for a plain job."""
+        marker = self.task_format.split("{index}")[0].replace("{array}", "")
+        base, found, _ = job_id.partition(marker)
+        return base if found else None
+
+    def query_ids(self, job_ids: Iterable[str]) -> list[str]:
+        """The ids to name in a query or cancel: an array's id covers all its tasks."""
+        return sorted({self.array_id(job_id) or job_id for job_id in job_ids}, key=id_order)
 
     def max_array_size(self) -> int:
         if self._max_array is None:

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Sequence
 
 from hpsearch.command import strip_shell_quotes
-from hpsearch.executors.base import LaunchSpec, Wakeup
+from hpsearch.executors.base import LaunchSpec
 from hpsearch.executors.jobscript import (
     ARRAY_LOG_DIR,
-    GIVE_UP_AFTER,
     ClusterExecutor,
     ClusterOptions,
     Ending,
@@ -33,7 +32,6 @@ from hpsearch.executors.jobscript import (
     ToolError,
     case_table,
     failure,
-    id_order,
     job_name,
     job_script,
     option_groups,
@@ -162,21 +160,10 @@ class LsfExecutor(ClusterExecutor):
 
     name = "lsf"
     submit_tool = "bsub"
+    cancel_tool = "bkill"
+    task_format = "{array}[{index}]"
     first_index = 1
     options: LsfOptions
-
-    def __init__(
-        self,
-        wakeup: Wakeup,
-        options: LsfOptions,
-        search_dir: Path,
-        *,
-        poll_interval: float = 2.0,
-        max_poll_interval: float = 30.0,
-        give_up_after: float = GIVE_UP_AFTER,
-    ) -> None:
-        super().__init__(wakeup, options, search_dir, poll_interval=poll_interval,
-                         max_poll_interval=max_poll_interval, give_up_after=give_up_after)
 
     def job_script(self, spec: LaunchSpec) -> str:
         return bsub_script(spec, self.options)
@@ -196,22 +183,11 @@ class LsfExecutor(ClusterExecutor):
     def parse_job_id(self, stdout: str) -> str | None:
         return parse_bsub_id(stdout)
 
-    def task_id(self, array_id: str, index: int) -> str:
-        return f"{array_id}[{index}]"
-
-    def array_id(self, job_id: str) -> str | None:
-        base, sep, _ = job_id.partition("[")
-        return base if sep else None
-
-    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
-        return ["bkill", *job_ids]
-
     def read_max_array_size(self) -> int:
         return self.options.max_array_size
 
     def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
-        bases = sorted({self.array_id(j) or j for j in job_ids}, key=id_order)
-        result = run_tool(["bjobs", "-a", "-noheader", "-o", BJOBS_FORMAT, *bases])
+        result = run_tool(["bjobs", "-a", "-noheader", "-o", BJOBS_FORMAT, *self.query_ids(job_ids)])
         if result.returncode != 0 and (unexplained_errors(result.stderr) or not result.stderr.strip()):
             raise ToolError(failure(result))
         return parse_bjobs(result.stdout)

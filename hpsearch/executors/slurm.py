@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from hpsearch.executors.base import LaunchSpec, Wakeup
+from hpsearch.executors.base import LaunchSpec
 from hpsearch.executors.jobscript import (
     ARRAY_LOG_DIR,
-    GIVE_UP_AFTER,
     ClusterExecutor,
     ClusterOptions,
     Ending,
@@ -237,22 +236,11 @@ class SlurmExecutor(ClusterExecutor):
 
     name = "slurm"
     submit_tool = "sbatch"
+    cancel_tool = "scancel"
+    task_format = "{array}_{index}"
     first_index = 0
     options: SlurmOptions
-
-    def __init__(
-        self,
-        wakeup: Wakeup,
-        options: SlurmOptions,
-        search_dir: Path,
-        *,
-        poll_interval: float = 2.0,
-        max_poll_interval: float = 30.0,
-        give_up_after: float = GIVE_UP_AFTER,
-    ) -> None:
-        super().__init__(wakeup, options, search_dir, poll_interval=poll_interval,
-                         max_poll_interval=max_poll_interval, give_up_after=give_up_after)
-        self._sacct_usable = True
+    _sacct_usable = True  # until sacct says accounting is disabled
 
     def job_script(self, spec: LaunchSpec) -> str:
         return sbatch_script(spec, self.options)
@@ -268,16 +256,6 @@ class SlurmExecutor(ClusterExecutor):
 
     def parse_job_id(self, stdout: str) -> str | None:
         return parse_sbatch_id(stdout)
-
-    def task_id(self, array_id: str, index: int) -> str:
-        return f"{array_id}_{index}"
-
-    def array_id(self, job_id: str) -> str | None:
-        base, sep, _ = job_id.partition("_")
-        return base if sep else None
-
-    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
-        return ["scancel", *job_ids]
 
     def read_max_array_size(self) -> int:
         try:
@@ -295,21 +273,17 @@ class SlurmExecutor(ClusterExecutor):
         """``squeue`` for all; ``sacct``/``scontrol`` for jobs that ended (squeue shows no
         exit code) or left the queue, once per job, batched per array."""
         wanted = set(job_ids)
-        states = self._squeue(self._bases(wanted))
+        states = self._squeue(self.query_ids(wanted))
         settle = {j for j in wanted if j not in states or states[j].ending is not None}
         details = self._sacct(sorted(settle, key=id_order)) if settle and self._sacct_usable else {}
         final = {j for j in settle if j in details and details[j].ending is not None}
-        for base in self._bases(settle - final):
+        for base in self.query_ids(settle - final):
             details.update(self._scontrol(base))
         for job_id in settle & details.keys():
             # Accounting may lag behind squeue: a job squeue saw end stays ended.
             if job_id not in states or details[job_id].ending is not None:
                 states[job_id] = details[job_id]
         return states
-
-    def _bases(self, job_ids: Iterable[str]) -> list[str]:
-        """The ids to name in a query: an array's id covers all its tasks."""
-        return sorted({self.array_id(j) or j for j in job_ids}, key=id_order)
 
     def _squeue(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         result = run_tool(["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT, "-j", ",".join(job_ids)])

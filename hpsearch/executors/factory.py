@@ -1,0 +1,97 @@
+"""Choose and configure the executor a search runs on.
+
+GPU problems surface here, before any job starts: ``--visible_gpus`` given
+without a working ``nvidia-smi`` is an error, none given falls back to the CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from hpsearch.errors import GpuQueryError, UsageError
+from hpsearch.executors.base import Executor, Wakeup
+from hpsearch.settings import SearchSettings
+
+ExecutorFactory = Callable[[Wakeup, Path], Executor]
+
+
+def choose_executor(settings: SearchSettings, warn: Callable[[str], None]) -> ExecutorFactory:
+    """Pick and configure the executor; GPU problems surface here, before any job starts."""
+    if settings.run_cluster:
+        return _cluster_factory(settings)
+    from hpsearch.executors.local import LocalExecutor
+    from hpsearch.gpu.monitor import GpuMonitor
+
+    monitor = None
+    if settings.visible_gpus.strip() != "-1":
+        visible = _parse_gpu_ids(settings.visible_gpus)
+        monitor = GpuMonitor(visible)
+        try:
+            monitor.poll()
+        except GpuQueryError as exc:
+            if visible is not None:
+                raise GpuQueryError(f"--visible_gpus={settings.visible_gpus}: {exc}") from None
+            warn(f"warning: no usable GPU ({exc}); running on the CPU with --num_jobs={settings.num_jobs or 1}")
+            monitor = None
+    if settings.max_num_jobs_per_gpu < 1:
+        raise UsageError(f"--max_num_jobs_per_gpu must be at least 1, got {settings.max_num_jobs_per_gpu}")
+
+    def make(wakeup: Wakeup, search_dir: Path) -> Executor:
+        return LocalExecutor(
+            wakeup,
+            gpu_monitor=monitor,
+            max_per_gpu=settings.max_num_jobs_per_gpu,
+            allowed_memory=settings.allowed_memory,
+            allowed_load=settings.allowed_load,
+            startup_time=settings.sim_startup_time,
+            num_jobs=settings.num_jobs or 1,
+            gpu_poll_interval=settings.gpu_poll_interval,
+        )
+
+    return make
+
+
+def _parse_gpu_ids(text: str) -> list[int] | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--visible_gpus must be a comma-separated list of GPU ids, got {text!r}") from None
+
+
+def _cluster_factory(settings: SearchSettings) -> ExecutorFactory:
+    num_jobs = settings.num_jobs or 8
+    if settings.scheduler == "slurm":
+        from hpsearch.executors.slurm import SlurmExecutor, SlurmOptions
+
+        options: Any = SlurmOptions(
+            num_jobs=num_jobs,
+            num_hours=settings.num_hours,
+            mem=settings.slurm_mem,
+            gres=settings.slurm_gres,
+            partition=settings.slurm_partition,
+            qos=settings.slurm_qos,
+            constraint=settings.slurm_constraint,
+            extra=list(settings.cluster_extra),
+            setup=settings.cluster_setup,
+            array=settings.cluster_array,
+            generate_only=settings.generate_only,
+        )
+        return lambda wakeup, search_dir: SlurmExecutor(wakeup, options, search_dir)
+    if settings.scheduler == "lsf":
+        from hpsearch.executors.lsf import LsfExecutor, LsfOptions
+
+        options = LsfOptions(
+            num_jobs=num_jobs,
+            num_hours=settings.num_hours,
+            resources=settings.resources,
+            extra=list(settings.cluster_extra),
+            setup=settings.cluster_setup,
+            array=settings.cluster_array,
+            generate_only=settings.generate_only,
+        )
+        return lambda wakeup, search_dir: LsfExecutor(wakeup, options, search_dir)
+    raise UsageError(f"--scheduler must be 'lsf' or 'slurm', got {settings.scheduler!r}")
