@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.harness import GRID_MODULE, ProcessRun, RunStamp, hpsearch_argv, read_stamps, run_folders, run_process
+from benchmarks.harness import (
+    GRID_MODULE,
+    ProcessRun,
+    RunStamp,
+    hpsearch_argv,
+    read_stamps,
+    run_folders,
+    run_process,
+)
 
 GPUS = 4
 SLOTS_PER_GPU = 2

@@ -9,7 +9,15 @@ from __future__ import annotations
 import subprocess
 import time
 
-from benchmarks.common import GPUS, SLOTS_PER_GPU, Context, expect_runs, gpu_args, run_ours, search_args
+from benchmarks.common import (
+    GPUS,
+    SLOTS_PER_GPU,
+    Context,
+    expect_runs,
+    gpu_args,
+    run_ours,
+    search_args,
+)
 from benchmarks.figures import Figure, WorkloadResult
 from benchmarks.harness import (
     TimedProcess,

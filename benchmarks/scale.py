@@ -18,9 +18,9 @@ from benchmarks.common import Context, expect_runs, run_ours, tail_after_last_ru
 from benchmarks.figures import Figure, WorkloadResult
 from benchmarks.harness import (
     GRID_MODULE,
-    ProcessRun,
     SHELL_SLEEPER,
     SLEEPER,
+    ProcessRun,
     RunStamp,
     environment,
     hpsearch_argv,

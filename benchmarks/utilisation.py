@@ -18,7 +18,13 @@ from benchmarks.common import (
     utilisation,
 )
 from benchmarks.figures import Figure, WorkloadResult
-from benchmarks.harness import environment, fake_gpus, max_concurrency, sleep_grid, write_project
+from benchmarks.harness import (
+    environment,
+    fake_gpus,
+    max_concurrency,
+    sleep_grid,
+    write_project,
+)
 from benchmarks.ideal import ideal_wall_time
 
 

@@ -8,7 +8,15 @@ the same file).
 
 from __future__ import annotations
 
-from benchmarks.common import GPUS, SLOTS_PER_GPU, Context, expect_runs, gpu_args, run_ours, utilisation
+from benchmarks.common import (
+    GPUS,
+    SLOTS_PER_GPU,
+    Context,
+    expect_runs,
+    gpu_args,
+    run_ours,
+    utilisation,
+)
 from benchmarks.figures import Figure, WorkloadResult
 from benchmarks.harness import (
     GRID_MODULE,

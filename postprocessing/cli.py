@@ -22,7 +22,13 @@ from hpsearch.searchdir import RESULTS_FILE
 from hpsearch.store import lock_holder
 from hpsearch.verdict import SummaryReader
 from postprocessing.criteria import failing_runs, set_aside
-from postprocessing.scan import MISSING, SET_ASIDE_FOLDER, missing_runs, read_run, run_folders
+from postprocessing.scan import (
+    MISSING,
+    SET_ASIDE_FOLDER,
+    missing_runs,
+    read_run,
+    run_folders,
+)
 from postprocessing.settings import SearchInfo, load_search_info
 
 EXIT_USAGE = 2

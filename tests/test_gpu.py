@@ -15,7 +15,6 @@ from hpsearch.errors import GpuQueryError
 from hpsearch.gpu.allocate import Reservation, effective_used, plan_slots
 from hpsearch.gpu.monitor import GpuMonitor, GpuReading, gpus_available
 
-
 # ---- monitor (real GPUtil, fake nvidia-smi on PATH)
 
 

@@ -18,14 +18,13 @@ from hypothesis import strategies as st
 
 from hpsearch.errors import SchedulerQueryError, SubmissionError, UsageError
 from hpsearch.executors.base import JobHandle, LaunchSpec, Wakeup
-from hpsearch.executors.jobscript import (
-    EXIT_CODE_FILE,
+from hpsearch.executors.cluster import (
     Ending,
     JobState,
     StatusWatcher,
-    option_groups,
     outcome_for,
 )
+from hpsearch.executors.jobscript import EXIT_CODE_FILE, option_groups
 from hpsearch.executors.slurm import (
     SlurmExecutor,
     SlurmOptions,

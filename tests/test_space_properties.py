@@ -6,12 +6,20 @@ import itertools
 import math
 
 import pytest
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpsearch import choice, derived, loguniform, normal, randint, table, uniform, union
-from hpsearch import space
+from hpsearch import (
+    choice,
+    derived,
+    loguniform,
+    normal,
+    randint,
+    space,
+    table,
+    uniform,
+    union,
+)
 from hpsearch.errors import SpaceError
 from hpsearch.space.permutation import IndexPermutation
 

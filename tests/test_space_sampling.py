@@ -18,11 +18,11 @@ from hpsearch import (
     normal,
     product,
     randint,
+    space,
     table,
     uniform,
     union,
 )
-from hpsearch import space
 from hpsearch.errors import SpaceError
 from hpsearch.space.constraints import Constraint
 

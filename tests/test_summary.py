@@ -7,7 +7,12 @@ import math
 import pytest
 
 from hpsearch.errors import SummaryError
-from hpsearch.summary import finished_flag, load_custom_summary, parse_numbers, parse_summary
+from hpsearch.summary import (
+    finished_flag,
+    load_custom_summary,
+    parse_numbers,
+    parse_summary,
+)
 
 
 def write(tmp_path, text: str):

@@ -22,21 +22,23 @@ from typing import Sequence
 
 from hpsearch.command import strip_shell_quotes
 from hpsearch.executors.base import LaunchSpec
-from hpsearch.executors.jobscript import (
-    ARRAY_LOG_DIR,
+from hpsearch.executors.cluster import (
     ClusterExecutor,
-    ClusterOptions,
     Ending,
     JobState,
     Submission,
     ToolError,
-    case_table,
     failure,
+    run_tool,
+)
+from hpsearch.executors.jobscript import (
+    ARRAY_LOG_DIR,
+    ClusterOptions,
+    case_table,
     job_name,
     job_script,
     option_groups,
     run_lines,
-    run_tool,
 )
 
 BJOBS_FORMAT = "jobid jobindex stat exit_code exit_reason delimiter='|'"

@@ -19,21 +19,23 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from hpsearch.executors.base import LaunchSpec
-from hpsearch.executors.jobscript import (
-    ARRAY_LOG_DIR,
+from hpsearch.executors.cluster import (
     ClusterExecutor,
-    ClusterOptions,
     Ending,
     JobState,
     Submission,
     ToolError,
-    case_table,
     failure,
     id_order,
+    run_tool,
+)
+from hpsearch.executors.jobscript import (
+    ARRAY_LOG_DIR,
+    ClusterOptions,
+    case_table,
     job_script,
     option_groups,
     run_lines,
-    run_tool,
 )
 
 logger = logging.getLogger(__name__)

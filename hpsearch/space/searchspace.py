@@ -14,7 +14,12 @@ from typing import Any
 
 from hpsearch.errors import SpaceError
 from hpsearch.space.build import to_node
-from hpsearch.space.conditions import Condition, expand, parse_conditions, select_conditions
+from hpsearch.space.conditions import (
+    Condition,
+    expand,
+    parse_conditions,
+    select_conditions,
+)
 from hpsearch.space.nodes import Derived, Node, Point, ProductNode, UnionNode
 from hpsearch.space.randomness import draw_rng
 
