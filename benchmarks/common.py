@@ -26,7 +26,6 @@ from benchmarks.harness import (
 
 GPUS = 4
 SLOTS_PER_GPU = 2
-MB = 1024 * 1024
 
 
 @dataclass

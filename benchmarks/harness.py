@@ -113,7 +113,7 @@ class ProcessRun:
     def wall(self) -> float:
         return self.ended - self.started
 
-    def check(self) -> "ProcessRun":
+    def check(self) -> ProcessRun:
         """Fail loudly: a figure from a broken run would be meaningless."""
         if self.returncode != 0:
             tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
@@ -169,12 +169,26 @@ class TimedProcess:
         if self.sampler:
             self.sampler.start()
 
+    def __enter__(self) -> TimedProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Never leave the process behind when a workload fails midway;
+        SIGTERM first, so a driver can stop its runs."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.sampler:
+            self.sampler.done.set()
+
     def wait(self, timeout: float) -> ProcessRun:
         try:
             returncode = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
             raise RuntimeError(f"{' '.join(self.argv[:4])} ... did not finish within {timeout} s; "
                                f"log {self.log}") from None
         ended = time.time()
@@ -188,7 +202,8 @@ class TimedProcess:
 
 def run_process(argv: Sequence[str], *, timeout: float, **options) -> ProcessRun:
     """Start ``argv`` (options as :class:`TimedProcess`), wait for it, time it."""
-    return TimedProcess(argv, **options).wait(timeout)
+    with TimedProcess(argv, **options) as process:
+        return process.wait(timeout)
 
 
 @dataclass(frozen=True)

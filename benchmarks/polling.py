@@ -59,13 +59,13 @@ def calls_while_blocked(ctx: Context, details: dict) -> list[Figure]:
     folder = ctx.folder("polling", "blocked")
     project = write_project(folder / "project", sleep_grid(GPUS, 0))
     gpus = fake_gpus(folder, memory_used=12000)  # 75 % of 16000 > allowed 50 %
-    driver = TimedProcess(search_args(project, folder / "search", *gpu_args()), cwd=project,
-                          env=environment(gpus), log=folder / "driver.log")
-    wait_until(lambda: bool(nvidia_smi_calls(gpus)), 30, "the driver's first nvidia-smi call")
-    _hold(driver, ctx.idle_seconds)
-    gpus.configure(GPUS)
-    freed = time.time()
-    run = driver.wait(60).check()
+    with TimedProcess(search_args(project, folder / "search", *gpu_args()), cwd=project, env=environment(gpus),
+                      log=folder / "driver.log") as driver:
+        wait_until(lambda: bool(nvidia_smi_calls(gpus)), 30, "the driver's first nvidia-smi call")
+        _hold(driver, ctx.idle_seconds)
+        gpus.configure(GPUS)
+        freed = time.time()
+        run = driver.wait(60).check()
     stamps = read_stamps(run_folders(folder / "search"))
     expect_runs(stamps, GPUS, "hpsearch")
     calls = nvidia_smi_calls(gpus)

@@ -194,6 +194,10 @@ def test_bkill_from_outside_is_a_failed_run_not_a_rerun(tmp_path, fake_lsf):
     lsf = lsf_executor(tmp_path)
     spec = job_spec(tmp_path, 1, "--mode=hang", python=PY)
     lsf.submit(spec)
+    deadline = time.monotonic() + 20
+    while not (spec.run_dir / "argv.json").exists():  # killed while running, not while pending
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.05)
     subprocess.run(["bkill", "100"], check=True, capture_output=True)
     [outcome] = collect(lsf, 1, timeout=20)
     assert not outcome.interrupted and outcome.exit_code is None and outcome.signal == signal.SIGTERM
