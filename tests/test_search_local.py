@@ -293,3 +293,22 @@ def test_list_is_a_dry_run_with_stable_keys_across_hash_seeds(tmp_path):
     assert outputs[0] == outputs[1]
     assert outputs[0]["count"] == 10
     assert not (project / "out").exists()
+
+
+def test_second_ctrl_c_kills_at_once(tmp_path):
+    project = write_project(tmp_path / "p", {"mode": ["stubborn"], "i": [1, 2]})
+    out = tmp_path / "search"
+    log = tmp_path / "events.log"
+    env = dict(os.environ, HPSEARCH_TEST_LOG=str(log))
+    driver = subprocess.Popen(hpsearch_cmd(*search_args(out, "--visible_gpus=-1", "--num_jobs=2")), cwd=project,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: log.exists() and log.read_text().count('"start"') == 2, 30)
+    pids = [json.loads(line)["pid"] for line in log.read_text().splitlines()]
+    time.sleep(0.3)  # let the runs install their SIGTERM handler
+    driver.send_signal(signal.SIGINT)
+    time.sleep(0.5)  # the first Ctrl-C is waiting out the runs' grace period (5 s) now
+    assert driver.poll() is None
+    driver.send_signal(signal.SIGINT)
+    assert driver.wait(timeout=3) == 128 + signal.SIGINT
+    wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                             for pid in pids), 5)

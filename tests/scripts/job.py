@@ -34,6 +34,10 @@ def main() -> int:
         # A grandchild that would outlive us if nobody killed the whole tree.
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "hpsearch-test-grandchild"])
         time.sleep(300)
+    if args.mode == "stubborn":
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only SIGKILL stops it
+        time.sleep(300)
     if args.mode == "hang":
         time.sleep(300)
     time.sleep(args.sleep)
