@@ -11,6 +11,7 @@ import difflib
 import importlib
 import importlib.util
 import pickle
+import re
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -136,8 +137,18 @@ def load_grid_module(
 
 
 def _check_condition_keys(spec: GridSpec) -> None:
+    """Refuse conditions on parameters that are not in the grid, except commented-out ones.
+
+    hypnettorch documents that commenting a parameter out of ``grid`` silently
+    disables the conditions on it; that case (the key still appears in a
+    comment of the module) keeps working, with the warning the space gives.
+    Any other unknown key is most likely a typo and would hide a condition.
+    """
     known = set(space.grid_keys(spec.grid))
+    commented = _commented_out_keys(spec.module_file)
     for number, condition in enumerate(spec.conditions, 1):
+        if any(key in commented and key not in known for mapping in condition for key in mapping):
+            continue  # dropped by the space, with a warning
         for part, mapping in zip(("condition", "action"), condition):
             unknown = [key for key in mapping if key not in known]
             if not unknown:
@@ -149,6 +160,15 @@ def _check_condition_keys(spec: GridSpec) -> None:
                 f"key{suggestion}; fix it, or pass --allow_unknown_condition_keys to drop such conditions "
                 "with a warning as hypnettorch did"
             )
+
+
+def _commented_out_keys(module_file: Path) -> set[str]:
+    """Quoted names on comment lines, e.g. ``#'int_option' : [1, 2, 3],``."""
+    try:
+        text = module_file.read_text(errors="replace")
+    except OSError:
+        return set()
+    return set(re.findall(r"""^\s*#.*?['"]([^'"\n]+)['"]""", text, flags=re.MULTILINE))
 
 
 def _read_attributes(module: ModuleType, where: str) -> dict[str, Any]:

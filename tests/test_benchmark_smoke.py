@@ -91,6 +91,6 @@ def test_quick_benchmark_writes_sane_results(tmp_path):
     assert polling["start_after_gpus_free"] >= 0
     scale = figures["scale"]
     assert 0 < scale["enumerate_1e9_grid"] < 60
-    assert scale["rss_end_mb"] > 1 and scale["rss_start_mb"] > 1
+    assert scale["rss_end_mb"] > 1 and scale["rss_start_mb"] > 1, data["workloads"]["scale"]["details"]
     assert scale["postprocessing_s"] > 0
     assert "PASS" in proc.stdout and "written to" in proc.stdout

@@ -312,3 +312,11 @@ def test_second_ctrl_c_kills_at_once(tmp_path):
     assert driver.wait(timeout=3) == 128 + signal.SIGINT
     wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
                              for pid in pids), 5)
+
+
+def test_condition_on_a_commented_out_parameter_is_dropped_with_a_warning(tmp_path):
+    extra = "# grid['lr'] = [0.1, 0.2]  -- commented out for now\nconditions = [({'lr': [0.1]}, {'mode': ['ok']})]"
+    project = write_project(tmp_path / "p", {"i": [1, 2]}, extra=extra)
+    result = run_hpsearch(search_args(tmp_path / "s", "--visible_gpus=-1"), project)
+    assert result.returncode == 0, result.stderr
+    assert "warning" in result.stderr and "'lr'" in result.stderr
