@@ -165,6 +165,8 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> SearchS
 
 def print_listing(settings: SearchSettings, fmt: str) -> None:
     spec, items = list_configurations(settings)
+    for warning in spec.warnings:
+        print(f"[hpsearch] warning: {warning}", file=sys.stderr)
     if fmt == "json":
         json.dump({"grid_module": spec.module_name, "count": len(items),
                    "configurations": [{"key": key, "config": config} for key, config in items]},

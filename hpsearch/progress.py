@@ -101,8 +101,7 @@ class Progress:
         self._last_line = ""
 
     def close(self) -> None:
-        if not self.quiet:
-            self.show(force=True)
-            if self.stream.isatty():
-                self.stream.write("\n")
-                self.stream.flush()
+        """End the status line on a terminal (the caller has shown the final counts)."""
+        if not self.quiet and self.stream.isatty():
+            self.stream.write("\n")
+            self.stream.flush()
