@@ -135,9 +135,12 @@ class _MemorySampler(threading.Thread):
     def run(self) -> None:
         while not self.done.is_set():
             try:
-                self.samples.append((time.time(), self.process.memory_info().rss))
+                rss = self.process.memory_info().rss
             except psutil.Error:
                 return
+            if rss == 0:  # a zombie: the process has exited, the reading means nothing
+                return
+            self.samples.append((time.time(), rss))
             self.done.wait(self.interval)
 
 
