@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -198,3 +199,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hpsearch: interrupted", file=sys.stderr)
         return 130
+
+
+def console_main() -> None:
+    """Entry point of ``hpsearch`` and ``python -m hpsearch``.
+
+    Everything is written and closed when :func:`main` returns; skipping the
+    interpreter's teardown of pandas and numpy saves a tenth of a second or
+    more at the end of every search.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import psutil
@@ -39,6 +41,7 @@ CREATE_TIME_TOLERANCE = 0.01
 one and still be the same process (psutil reports it in clock ticks)."""
 
 _PR_SET_PDEATHSIG = 1
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
 @dataclass
@@ -97,6 +100,24 @@ def _die_with_parent() -> Callable[[], None] | None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return set_parent_death_signal
+
+
+def _with_parent_death_signal(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """Make the run die with the driver, preferably without a ``preexec_fn``.
+
+    A ``preexec_fn`` forces Python to fork the whole driver instead of using
+    vfork, which costs milliseconds per start; util-linux's ``setpriv`` sets
+    the same ``PR_SET_PDEATHSIG`` and then execs the run unchanged.
+    """
+    if _SETPRIV:
+        return [_SETPRIV, "--pdeathsig", "TERM", "--", *argv], None
+    return argv, _die_with_parent()
+
+
+def _find_program(program: str, cwd: Path, env: dict[str, str]) -> bool:
+    if os.sep in program:
+        return os.access(os.path.join(cwd, program), os.X_OK)
+    return shutil.which(program, path=env.get("PATH")) is not None
 
 
 def _describe_end(returncode: int) -> str:
@@ -175,6 +196,7 @@ class LocalExecutor(Executor):
         self._last_good_poll: float | None = None
         self._poll_failed = False
         self._plan: list[int] = []
+        self._refused = False  # the last capacity() found no free slot
         self._closed = False
 
     # ---- capacity and GPU planning
@@ -185,7 +207,7 @@ class LocalExecutor(Executor):
         now = self.clock()
         if self._readings is None or now - self._last_poll >= self.gpu_poll_interval:
             self._poll_gpus(now)
-        self._plan = plan_slots(
+        plan = plan_slots(
             self._readings or [],
             running_per_gpu=self._running_per_gpu(),
             reservations=self._reservations(now),
@@ -195,7 +217,9 @@ class LocalExecutor(Executor):
             max_per_gpu=self.max_per_gpu,
             startup_time=self.startup_time,
         )
-        return len(self._plan)
+        self._plan = plan
+        self._refused = not plan
+        return len(plan)
 
     def _poll_gpus(self, now: float) -> None:
         """One GPU poll; a failure mid-search pauses new runs until the
@@ -225,7 +249,7 @@ class LocalExecutor(Executor):
     def _waiting_for_gpu(self) -> bool:
         """True when runs could be added but the GPUs' readings (or
         reservations) hold them back, so a later poll may free a slot."""
-        if self.monitor is None or self._readings is None or self._plan:
+        if self.monitor is None or self._readings is None or not self._refused:
             return False
         running = self._running_per_gpu()
         return self._poll_failed or any(running[r.id] < self.max_per_gpu for r in self._readings)
@@ -299,17 +323,23 @@ class LocalExecutor(Executor):
         if not spec.argv:
             raise SubmissionError(f"run {spec.name}: empty command line")
         program = spec.argv[0]
+        env = self._environment(spec, gpu)
+        if not os.path.isdir(spec.cwd):
+            raise SubmissionError(f"run {spec.name}: working directory {spec.cwd} does not exist")
+        if not _find_program(program, spec.cwd, env):
+            raise SubmissionError(f"run {spec.name}: program {program!r} not found")
+        argv, preexec = _with_parent_death_signal(list(spec.argv))
         try:
             with open(spec.stdout_path, "ab") as out, open(spec.stderr_path, "ab") as err:
                 return subprocess.Popen(
-                    list(spec.argv),
+                    argv,
                     cwd=spec.cwd,
-                    env=self._environment(spec, gpu),
+                    env=env,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=err,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent(),
+                    preexec_fn=preexec,
                 )
         except FileNotFoundError as exc:
             if not os.path.isdir(spec.cwd):
