@@ -29,7 +29,7 @@ FIXED_COLUMNS = ("status", "reason")
 KEY_COLUMN = "config_key"
 
 
-@dataclass
+@dataclass(slots=True)
 class ReportRow:
     """One row of the table.
 
@@ -81,6 +81,10 @@ class ResultsReport:
     def set_row(self, row: ReportRow) -> None:
         """Add a row, or replace the row of the same configuration."""
         self._rows[row.identity] = row
+
+    def clear(self) -> None:
+        """Forget every row (the driver refills the table from its store for each write)."""
+        self._rows.clear()
 
     def __len__(self) -> int:
         return len(self._rows)

@@ -140,6 +140,7 @@ class SearchDriver:
         self._signals_seen = 0
         self._csv_dirty = False
         self._csv_written = 0.0
+        self._csv_cost = 0.0
         self._counts: dict[RunStatus, int] = {}
 
     # ---- signals
@@ -167,9 +168,6 @@ class SearchDriver:
         try:
             self._counts = self.store.counts()
             self._recover()
-            for record in self.store.records():
-                if record.status != RunStatus.QUEUED:
-                    self.report.set_row(row_from_record(record, self.folder.path))
             self._csv_dirty = True
             if self.settings.generate_only:
                 return self._generate_only()
@@ -201,20 +199,35 @@ class SearchDriver:
             tick = 1.0 if self.progress.stream.isatty() else self.progress.log_interval
             timeout = tick if timeout is None else min(timeout, tick)
             if self._csv_dirty:
-                timeout = min(timeout, max(0.0, self._csv_written + self.settings.csv_interval - time.monotonic()))
+                timeout = min(timeout, max(0.0, self._csv_due() - time.monotonic()))
             self.wakeup.wait(timeout)
 
     def _queued(self) -> int:
         return self._counts.get(RunStatus.QUEUED, 0)
 
+    def _csv_due(self) -> float:
+        """When the next CSV write may happen: at most every ``csv_interval``
+        seconds, and rarer for large tables so writing stays under ~10 % of the time."""
+        return self._csv_written + max(self.settings.csv_interval, 10 * self._csv_cost)
+
     def _refresh_outputs(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if self._csv_dirty and (force or now - self._csv_written >= self.settings.csv_interval):
-            self.report.write()
-            self._csv_dirty = False
-            self._csv_written = now
+        if self._csv_dirty and (force or time.monotonic() >= self._csv_due()):
+            self._write_report()
         self.progress.set_counts(self._counts)
         self.progress.show(force=force)
+
+    def _write_report(self) -> None:
+        """Rebuild the table from the store; holding no rows between writes
+        keeps the driver's memory flat however many runs finish."""
+        started = time.monotonic()
+        statuses = [status for status in RunStatus if status != RunStatus.QUEUED]
+        for record in self.store.records(statuses):
+            self.report.set_row(row_from_record(record, self.folder.path))
+        self.report.write()
+        self.report.clear()
+        self._csv_dirty = False
+        self._csv_written = time.monotonic()
+        self._csv_cost = self._csv_written - started
 
     def _finish(self) -> None:
         """Stop following runs, record what was cut short, write the report."""
@@ -354,7 +367,6 @@ class SearchDriver:
                 "backend": updated.backend, "job_id": updated.job_id, "backend_state": backend_state,
             },
         )
-        self.report.set_row(row_from_record(updated, self.folder.path))
         self._csv_dirty = True
         self.progress.record_final(record.run_dir, summary, status == RunStatus.DONE)
         if status not in (RunStatus.DONE, RunStatus.INTERRUPTED):
