@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from hpsearch.atomic import write_text_atomic
 
@@ -57,6 +57,21 @@ class ReportRow:
         return self.key or f"folder:{self.run_dir}"
 
 
+class _Packed(NamedTuple):
+    """A row as the table needs it, without per-row dicts: a 20,000-run
+    search keeps every row in memory, so each row is a few small tuples."""
+
+    sort_key: tuple
+    config: tuple
+    extra_config: dict | None
+    summary: tuple
+    extra_summary: dict | None
+    status: str
+    reason: str | None
+    run_dir: str
+    key: str
+
+
 class ResultsReport:
     """The table of one search, kept in memory, written as a whole."""
 
@@ -76,15 +91,11 @@ class ResultsReport:
         self.out_arg = out_arg
         self.performance_key = performance_key
         self.sort_ascending = sort_ascending
-        self._rows: dict[str, ReportRow] = {}
+        self._rows: dict[str, _Packed] = {}
 
     def set_row(self, row: ReportRow) -> None:
         """Add a row, or replace the row of the same configuration."""
-        self._rows[row.identity] = row
-
-    def clear(self) -> None:
-        """Forget every row (the driver refills the table from its store for each write)."""
-        self._rows.clear()
+        self._rows[row.identity] = self._pack(row)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -99,33 +110,38 @@ class ResultsReport:
 
     # ---- building the table
 
+    def _pack(self, row: ReportRow) -> _Packed:
+        summary = row.summary or {}
+        return _Packed(
+            sort_key=self._sort_key(row),
+            config=tuple(row.config.get(key) for key in self.grid_keys),
+            extra_config={k: v for k, v in row.config.items() if k not in self.grid_keys} or None,
+            summary=tuple(_cell(summary.get(key)) for key in self.summary_keys),
+            extra_summary={k: _cell(v) for k, v in summary.items() if k not in self.summary_keys} or None,
+            status=row.status,
+            reason=row.reason,
+            run_dir=row.run_dir,
+            key=row.key,
+        )
+
     def _frame(self) -> "pandas.DataFrame":
         """The table with object columns: ints stay ints, ``1e-05`` stays a float."""
         import pandas
 
-        rows = sorted(self._rows.values(), key=self._sort_key)
-        config_columns = self._config_columns(rows)
-        summary_columns = self._summary_columns(rows)
+        rows = sorted(self._rows.values(), key=lambda packed: packed.sort_key)
+        extra_config = sorted({key for row in rows for key in (row.extra_config or ())})
+        extra_summary = sorted({key for row in rows for key in (row.extra_summary or ())})
+        config_columns = [*self.grid_keys, *extra_config]
+        summary_columns = [*self.summary_keys, *extra_summary]
         names = [*config_columns, *_labels(summary_columns, set(config_columns)), *FIXED_COLUMNS, self.out_arg,
                  KEY_COLUMN]
         table = [
-            [*(row.config.get(key) for key in config_columns),
-             *(_cell((row.summary or {}).get(key)) for key in summary_columns),
+            [*row.config, *((row.extra_config or {}).get(key) for key in extra_config),
+             *row.summary, *((row.extra_summary or {}).get(key) for key in extra_summary),
              row.status, row.reason, row.run_dir, row.key or None]
             for row in rows
         ]
         return pandas.DataFrame(table, columns=names, dtype=object)
-
-    def _config_columns(self, rows: list[ReportRow]) -> list[str]:
-        """Grid keys, then keys some configuration has beyond them (sorted)."""
-        known = set(self.grid_keys)
-        extra = {key for row in rows for key in row.config if key not in known}
-        return [*self.grid_keys, *sorted(extra)]
-
-    def _summary_columns(self, rows: list[ReportRow]) -> list[str]:
-        known = set(self.summary_keys)
-        extra = {key for row in rows for key in (row.summary or {}) if key not in known}
-        return [*self.summary_keys, *sorted(extra)]
 
     def _sort_key(self, row: ReportRow) -> tuple:
         """Done rows with a value by value, then done rows without, then the rest; ties by folder."""

@@ -102,10 +102,6 @@ def run_argv(settings: SearchSettings, spec: GridSpec, search_dir: Path, record:
 # --------------------------------------------------------------------------- the driver
 
 
-class _Stop(Exception):
-    """Raised inside the loop when a stop signal arrived."""
-
-
 class SearchDriver:
     """Runs one search to completion (or until stopped) against one executor."""
 
@@ -168,6 +164,8 @@ class SearchDriver:
         try:
             self._counts = self.store.counts()
             self._recover()
+            for record in self.store.records([s for s in RunStatus if s != RunStatus.QUEUED]):
+                self.report.set_row(row_from_record(record, self.folder.path))
             self._csv_dirty = True
             if self.settings.generate_only:
                 return self._generate_only()
@@ -217,14 +215,8 @@ class SearchDriver:
         self.progress.show(force=force)
 
     def _write_report(self) -> None:
-        """Rebuild the table from the store; holding no rows between writes
-        keeps the driver's memory flat however many runs finish."""
         started = time.monotonic()
-        statuses = [status for status in RunStatus if status != RunStatus.QUEUED]
-        for record in self.store.records(statuses):
-            self.report.set_row(row_from_record(record, self.folder.path))
         self.report.write()
-        self.report.clear()
         self._csv_dirty = False
         self._csv_written = time.monotonic()
         self._csv_cost = self._csv_written - started
@@ -299,7 +291,7 @@ class SearchDriver:
             argv=tuple(argv),
             cwd=self.run_cwd,
             run_dir=run_dir,
-            env={"HPSEARCH_RUN_KEY": record.key, "HPSEARCH_SEARCH_DIR": str(self.folder.path)},
+            env={"HPSEARCH_SEARCH_DIR": str(self.folder.path)},
             timeout=self.settings.timeout,
         )
 
@@ -359,6 +351,7 @@ class SearchDriver:
         self._move(record.status, status)
         updated = self.store.get(record.key)
         assert updated is not None
+        self.report.set_row(row_from_record(updated, self.folder.path))
         record_result(
             self.folder.path / record.run_dir,
             {

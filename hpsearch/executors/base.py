@@ -22,6 +22,11 @@ from hpsearch.errors import SubmissionError
 EXIT_CODE_FILE = "exit_code.txt"
 """Where a cluster job script records its run's exit status, in the run folder."""
 
+RUN_KEY_ENV = "HPSEARCH_RUN_KEY"
+"""Environment variable holding the run's configuration key, in every run's
+processes: it lets executors recognise a run's processes (and a fake
+``nvidia-smi`` attribute memory to runs)."""
+
 
 class RunStatus(str, Enum):
     """Life cycle of one configuration in the run store."""
@@ -74,6 +79,11 @@ class LaunchSpec:
     @property
     def exit_code_path(self) -> Path:
         return self.run_dir / EXIT_CODE_FILE
+
+    @property
+    def run_env(self) -> dict[str, str]:
+        """The variables every executor adds to the run's environment."""
+        return {RUN_KEY_ENV: self.key, **self.env}
 
 
 @dataclass(frozen=True)

@@ -63,35 +63,29 @@ def _parse_gpu_ids(text: str) -> list[int] | None:
 
 
 def _cluster_factory(settings: SearchSettings) -> ExecutorFactory:
-    num_jobs = settings.num_jobs or 8
+    common: dict[str, Any] = dict(
+        num_jobs=settings.num_jobs or 8,
+        num_hours=settings.num_hours,
+        extra=list(settings.cluster_extra),
+        setup=settings.cluster_setup,
+        array=settings.cluster_array,
+        generate_only=settings.generate_only,
+    )
     if settings.scheduler == "slurm":
         from hpsearch.executors.slurm import SlurmExecutor, SlurmOptions
 
-        options: Any = SlurmOptions(
-            num_jobs=num_jobs,
-            num_hours=settings.num_hours,
+        slurm = SlurmOptions(
             mem=settings.slurm_mem,
             gres=settings.slurm_gres,
             partition=settings.slurm_partition,
             qos=settings.slurm_qos,
             constraint=settings.slurm_constraint,
-            extra=list(settings.cluster_extra),
-            setup=settings.cluster_setup,
-            array=settings.cluster_array,
-            generate_only=settings.generate_only,
+            **common,
         )
-        return lambda wakeup, search_dir: SlurmExecutor(wakeup, options, search_dir)
+        return lambda wakeup, search_dir: SlurmExecutor(wakeup, slurm, search_dir)
     if settings.scheduler == "lsf":
         from hpsearch.executors.lsf import LsfExecutor, LsfOptions
 
-        options = LsfOptions(
-            num_jobs=num_jobs,
-            num_hours=settings.num_hours,
-            resources=settings.resources,
-            extra=list(settings.cluster_extra),
-            setup=settings.cluster_setup,
-            array=settings.cluster_array,
-            generate_only=settings.generate_only,
-        )
-        return lambda wakeup, search_dir: LsfExecutor(wakeup, options, search_dir)
+        lsf = LsfOptions(resources=settings.resources, **common)
+        return lambda wakeup, search_dir: LsfExecutor(wakeup, lsf, search_dir)
     raise UsageError(f"--scheduler must be 'lsf' or 'slurm', got {settings.scheduler!r}")

@@ -23,7 +23,6 @@ from hpsearch.executors.base import EXIT_CODE_FILE, LaunchSpec
 JOB_SCRIPT = "job.sh"
 SUBMIT_SCRIPT = "submit.sh"
 ARRAY_LOG_DIR = "job_logs"
-RUN_KEY_VAR = "HPSEARCH_RUN_KEY"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -104,7 +103,7 @@ def run_lines(spec: LaunchSpec) -> list[str]:
     The ``cd`` sits inside the redirected group so that a missing working
     directory is reported in the run's own ``stderr.txt``.
     """
-    env = {RUN_KEY_VAR: spec.key, **spec.env}
+    env = spec.run_env
     lines = []
     for name, value in env.items():
         if not _ENV_NAME.match(name):

@@ -29,13 +29,12 @@ import psutil
 
 from hpsearch import proctree
 from hpsearch.errors import GpuQueryError, SubmissionError, UsageError
-from hpsearch.executors.base import Executor, JobHandle, LaunchSpec, Outcome, Wakeup
+from hpsearch.executors.base import RUN_KEY_ENV, Executor, JobHandle, LaunchSpec, Outcome, Wakeup
 from hpsearch.gpu.allocate import Reservation, plan_slots
 from hpsearch.gpu.monitor import GpuMonitor, GpuReading
 
 log = logging.getLogger(__name__)
 
-RUN_KEY_ENV = "HPSEARCH_RUN_KEY"
 CREATE_TIME_TOLERANCE = 0.01
 """Seconds by which a live process's start time may differ from the recorded
 one and still be the same process (psutil reports it in clock ticks)."""
@@ -312,8 +311,7 @@ class LocalExecutor(Executor):
 
     def _environment(self, spec: LaunchSpec, gpu: int | None) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(spec.env)
-        env[RUN_KEY_ENV] = spec.key
+        env.update(spec.run_env)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
             env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
