@@ -29,7 +29,14 @@ import psutil
 
 from hpsearch import proctree
 from hpsearch.errors import GpuQueryError, SubmissionError, UsageError
-from hpsearch.executors.base import RUN_KEY_ENV, Executor, JobHandle, LaunchSpec, Outcome, Wakeup
+from hpsearch.executors.base import (
+    RUN_KEY_ENV,
+    Executor,
+    JobHandle,
+    LaunchSpec,
+    Outcome,
+    Wakeup,
+)
 from hpsearch.gpu.allocate import Reservation, plan_slots
 from hpsearch.gpu.monitor import GpuMonitor, GpuReading
 
@@ -171,6 +178,7 @@ class LocalExecutor(Executor):
         kill_grace: float = proctree.DEFAULT_GRACE,
         gpu_error_patience: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        first_readings: list[GpuReading] | None = None,
     ) -> None:
         super().__init__(wakeup)
         _check_at_least("--max_num_jobs_per_gpu", max_per_gpu, 1)
@@ -190,8 +198,9 @@ class LocalExecutor(Executor):
         self.clock = clock
         self._runs: dict[str, _Run] = {}
         self._ended: queue.Queue[tuple[str, int]] = queue.Queue()
-        self._readings: list[GpuReading] | None = None
-        self._last_poll = -float("inf")
+        # A poll the caller just made (the start-up check) serves the first round.
+        self._readings: list[GpuReading] | None = first_readings
+        self._last_poll = clock() if first_readings is not None else -float("inf")
         self._last_good_poll: float | None = None
         self._poll_failed = False
         self._plan: list[int] = []

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
+import types
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -50,14 +52,33 @@ class GpuReading:
         )
 
 
+def _spawn_shim() -> dict[str, types.ModuleType]:
+    """Stand-ins for ``distutils`` and ``distutils.spawn`` while GPUtil imports.
+
+    GPUtil 1.4.0 imports ``distutils.spawn`` only to call ``find_executable``
+    on Windows. Python 3.12 removed distutils, and setuptools' replacement
+    takes ~150 ms to import, which every search would pay at start-up.
+    """
+    spawn = types.ModuleType("distutils.spawn")
+    spawn.find_executable = lambda name, path=None: shutil.which(name, path=path)  # type: ignore[attr-defined]
+    package = types.ModuleType("distutils")
+    package.spawn = spawn  # type: ignore[attr-defined]
+    return {"distutils": package, "distutils.spawn": spawn}
+
+
 def _import_gputil():
+    shim = {} if "distutils" in sys.modules else _spawn_shim()
+    sys.modules.update(shim)
     try:
         import GPUtil
-    except ImportError as exc:  # distutils is gone on Python 3.12+
+    except ImportError as exc:
         raise GpuQueryError(
             f"cannot import GPUtil ({exc}); on Python 3.12 or newer GPUtil needs "
             "setuptools, install it with: pip install setuptools"
         ) from exc
+    finally:
+        for name in shim:  # the shim served GPUtil only; nobody else should see it
+            sys.modules.pop(name, None)
     return GPUtil
 
 
