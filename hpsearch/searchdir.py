@@ -99,12 +99,12 @@ def prepare_run_folder(run_dir: Path, info: dict[str, Any]) -> None:
     """Create the run folder and record the configuration before the run starts,
     so a run that dies at once still leaves its stderr and its identity."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / RUN_INFO_FILE, info)
+    write_json_atomic(run_dir / RUN_INFO_FILE, info, durable=False)
 
 
 def record_result(run_dir: Path, result: dict[str, Any]) -> None:
     if run_dir.is_dir():
-        write_json_atomic(run_dir / RUN_RESULT_FILE, result)
+        write_json_atomic(run_dir / RUN_RESULT_FILE, result, durable=False)
 
 
 def archive_previous_attempt(run_dir: Path, attempt: int, names: Sequence[str]) -> None:
