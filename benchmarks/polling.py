@@ -69,8 +69,11 @@ def calls_while_blocked(ctx: Context, details: dict) -> list[Figure]:
     stamps = read_stamps(run_folders(folder / "search"))
     expect_runs(stamps, GPUS, "hpsearch")
     calls = nvidia_smi_calls(gpus)
-    waiting = [t for t in calls if t <= freed][1:]  # the first is the start-up probe
-    rate = (len(waiting) - 1) / (waiting[-1] - waiting[0]) if len(waiting) >= 2 else 0.0
+    # Calls per second of the blocked window: the calls after the driver's
+    # first one (its start-up probe, which also serves the first round) until
+    # the GPUs were freed, over the window's length.
+    waiting = [t for t in calls if t <= freed][1:]
+    rate = len(waiting) / (freed - calls[0]) if freed > calls[0] else 0.0
     details["blocked"] = {"blocked_s": freed - calls[0], "calls_while_blocked": len(waiting) + 1,
                           "call_times_rel_s": [round(t - calls[0], 3) for t in calls], "wall_s": run.wall}
     return [
