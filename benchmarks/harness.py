@@ -65,8 +65,9 @@ def sleep_grid(runs: int, seconds: float) -> str:
 
 
 def fake_gpus(folder: Path, count: int = 4, **settings: float) -> FakeGpus:
-    """Idle fake GPUs whose ``nvidia-smi`` calls are logged in ``folder``."""
+    """Idle fake GPUs whose ``nvidia-smi`` calls are logged in ``folder`` (a fresh log per workload)."""
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "nvidia-smi-calls.log").unlink(missing_ok=True)
     return FakeGpus(folder / "gpu_state.json", folder / "nvidia-smi-calls.log").configure(count, **settings)
 
 

@@ -4,7 +4,10 @@ A grid module is a plain Python module. hpsearch imports it
 (``python -m hpsearch --grid_module=my_project.hpsearch_config``), reads the
 attributes below, builds one command line per configuration and runs them::
 
-    python3 <_SCRIPT_NAME> --lr=0.001 --batch_size=32 --use_bias --<_OUT_ARG>=<run folder>
+    <python> <_SCRIPT_NAME> --lr=0.001 --batch_size=32 --use_bias --<_OUT_ARG>=<run folder>
+
+(``<python>`` is the interpreter hpsearch runs in, or ``--python``; the
+script's path is relative to ``--run_cwd``.)
 
 Each configuration gets its own run folder, and your script is expected to
 write the summary file ``<run folder>/<_SUMMARY_FILENAME>`` there. Grid
