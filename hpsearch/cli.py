@@ -18,6 +18,7 @@ from typing import Sequence
 
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.runner import list_configurations, run_search
+from hpsearch.searchdir import saved_settings
 from hpsearch.settings import SearchSettings
 
 EXIT_USAGE = 2
@@ -30,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     shape = parser.add_argument_group("search space")
-    shape.add_argument("--grid_module", required=True,
-                       help="Importable name of the grid module (e.g. my_sim.hpsearch_config) or a path to its .py file.")
+    shape.add_argument("--grid_module", default="",
+                       help="Importable name of the grid module (e.g. my_sim.hpsearch_config) or a path to its .py file "
+                            "(required, except with --resume: then the search folder's copy of it is used).")
     shape.add_argument("--grid_config", default="",
                        help="Pickle {'grid': ..., 'conditions': ...} overriding the module's grid/conditions.")
     shape.add_argument("--num_searches", type=int, default=-1,
@@ -105,7 +107,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_defaults(args: argparse.Namespace) -> None:
+    """``--resume DIR`` alone: take the grid module (its copy in DIR) and the
+    run folder's working directory from the search itself."""
+    if args.grid_module:
+        return
+    if not args.resume:
+        raise UsageError("--grid_module is required (or --resume DIR to continue a search)")
+    saved = saved_settings(Path(args.resume))
+    copy = Path(args.resume) / saved.get("module_file", "")
+    if not saved.get("module_file") or not copy.is_file():
+        raise UsageError(f"--resume {args.resume}: no saved grid module there; pass --grid_module")
+    args.grid_module = str(copy)
+    if args.run_cwd == "." and saved.get("run_cwd"):
+        args.run_cwd = saved["run_cwd"]
+
+
 def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> SearchSettings:
+    _resume_defaults(args)
     scheduler = args.scheduler
     extra = getattr(args, f"{scheduler}_extra")
     try:

@@ -7,6 +7,7 @@ how it ended) is written into its folder, atomically.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,6 +71,14 @@ def resolve_search_folder(
     if base.exists() and not base.is_dir():
         raise UsageError(f"--out_dir {out_dir} is not a folder")
     return SearchFolder(base, resuming=(base / STORE_FILE).is_file())
+
+
+def saved_settings(folder: Path) -> dict[str, Any]:
+    """What :func:`save_settings` kept; empty if the folder has none (or it is unreadable)."""
+    try:
+        return json.loads((folder / SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def save_settings(folder: Path, settings: dict[str, Any], module_file: Path) -> None:

@@ -320,3 +320,20 @@ def test_condition_on_a_commented_out_parameter_is_dropped_with_a_warning(tmp_pa
     result = run_hpsearch(search_args(tmp_path / "s", "--visible_gpus=-1"), project)
     assert result.returncode == 0, result.stderr
     assert "warning" in result.stderr and "'lr'" in result.stderr
+
+
+def test_resume_with_only_the_search_folder(tmp_path):
+    project = write_project(tmp_path / "p", {"mode": ["ok", "exit3"], "i": [1, 2]})
+    out = tmp_path / "search"
+    assert run_hpsearch(search_args(out, "--visible_gpus=-1"), project).returncode == 1
+    log = tmp_path / "events.log"
+    env = dict(os.environ, HPSEARCH_TEST_LOG=str(log))
+    result = run_hpsearch(["--resume", str(out), "--visible_gpus=-1", "--rerun_failed"], tmp_path, env=env)
+    assert result.returncode == 1, result.stderr  # the exit3 runs fail again
+    assert log.read_text().count('"start"') == 2  # only the two failed runs ran again
+    assert len(read_results(out)) == 4
+
+
+def test_missing_grid_module_without_resume_is_a_usage_error(tmp_path):
+    result = run_hpsearch(["--visible_gpus=-1"], tmp_path)
+    assert result.returncode == 2 and "--grid_module is required" in result.stderr
