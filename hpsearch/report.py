@@ -13,6 +13,7 @@ runs that are not done, or lack a value, come last.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
@@ -61,7 +62,7 @@ class _Packed(NamedTuple):
     """A row as the table needs it, without per-row dicts: a 20,000-run
     search keeps every row in memory, so each row is a few small tuples."""
 
-    sort_key: tuple
+    rank: float | None
     config: tuple
     extra_config: dict | None
     summary: tuple
@@ -113,7 +114,7 @@ class ResultsReport:
     def _pack(self, row: ReportRow) -> _Packed:
         summary = row.summary or {}
         return _Packed(
-            sort_key=self._sort_key(row),
+            rank=self._rank(row),
             config=tuple(row.config.get(key) for key in self.grid_keys),
             extra_config={k: v for k, v in row.config.items() if k not in self.grid_keys} or None,
             summary=tuple(_cell(summary.get(key)) for key in self.summary_keys),
@@ -128,7 +129,7 @@ class ResultsReport:
         """The table with object columns: ints stay ints, ``1e-05`` stays a float."""
         import pandas
 
-        rows = sorted(self._rows.values(), key=lambda packed: packed.sort_key)
+        rows = sorted(self._rows.values(), key=_sort_key)
         extra_config = sorted({key for row in rows for key in (row.extra_config or ())})
         extra_summary = sorted({key for row in rows for key in (row.extra_summary or ())})
         config_columns = [*self.grid_keys, *extra_config]
@@ -143,15 +144,21 @@ class ResultsReport:
         ]
         return pandas.DataFrame(table, columns=names, dtype=object)
 
-    def _sort_key(self, row: ReportRow) -> tuple:
-        """Done rows with a value by value, then done rows without, then the rest; ties by folder."""
-        value = None
-        if row.status == "done" and self.performance_key is not None:
-            value = _ranking_value((row.summary or {}).get(self.performance_key))
+    def _rank(self, row: ReportRow) -> float | None:
+        """The value a done row is sorted by (negated for descending order)."""
+        if row.status != "done" or self.performance_key is None:
+            return None
+        value = _ranking_value((row.summary or {}).get(self.performance_key))
         if value is None:
-            group = 1 if row.status == "done" else 2
-            return (group, 0.0, row.run_dir)
-        return (0, value if self.sort_ascending else -value, row.run_dir)
+            return None
+        return value if self.sort_ascending else -value
+
+
+def _sort_key(row: _Packed) -> tuple:
+    """Done rows with a value by value, then done rows without, then the rest; ties by folder."""
+    if row.rank is not None:
+        return (0, row.rank, row.run_dir)
+    return (1 if row.status == "done" else 2, 0.0, row.run_dir)
 
 
 def _labels(summary_columns: list[str], taken: set[str]) -> list[str]:
@@ -192,6 +199,6 @@ def row_from_record(record: "RunRecord", search_dir: Path) -> ReportRow:
         config=record.config,
         status=record.status.value,
         reason=record.reason,
-        run_dir=str(Path(search_dir) / record.run_dir),
+        run_dir=os.path.join(search_dir, record.run_dir),  # not pathlib: it interns every folder name
         summary=record.summary,
     )
