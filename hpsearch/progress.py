@@ -9,15 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from hpsearch.executors.base import RunStatus
-
-
-def _scalar(value: Any) -> float | None:
-    """The number a summary entry is ranked by (the last one of a list)."""
-    if isinstance(value, (list, tuple)):
-        value = value[-1] if value else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        return None
-    return float(value)
+from hpsearch.report import ranking_value
 
 
 def format_duration(seconds: float) -> str:
@@ -53,7 +45,7 @@ class Progress:
         self._finished_this_session += 1
         if not done or not summary or self.performance_key is None:
             return
-        value = _scalar(summary.get(self.performance_key))
+        value = ranking_value(summary.get(self.performance_key))
         if value is None:
             return
         if self.best is None or (value < self.best if self.ascending else value > self.best):

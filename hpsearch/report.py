@@ -148,7 +148,7 @@ class ResultsReport:
         """The value a done row is sorted by (negated for descending order)."""
         if row.status != "done" or self.performance_key is None:
             return None
-        value = _ranking_value((row.summary or {}).get(self.performance_key))
+        value = ranking_value((row.summary or {}).get(self.performance_key))
         if value is None:
             return None
         return value if self.sort_ascending else -value
@@ -167,7 +167,7 @@ def _labels(summary_columns: list[str], taken: set[str]) -> list[str]:
     return [f"summary_{key}" if key in taken else key for key in summary_columns]
 
 
-def _ranking_value(value: Any) -> float | None:
+def ranking_value(value: Any) -> float | None:
     """The number a summary entry is ranked by: itself, or a list's last element."""
     if isinstance(value, (list, tuple)):
         value = value[-1] if value else None
