@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from hpsearch import __version__
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.runner import list_configurations, run_search
 from hpsearch.searchdir import saved_settings
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a hyperparameter search described by a grid module on local GPUs/CPUs or a Slurm/LSF cluster.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"hpsearch {__version__}")
     shape = parser.add_argument_group("search space")
     shape.add_argument("--grid_module", default="",
                        help="Importable name of the grid module (e.g. my_sim.hpsearch_config) or a path to its .py file "
