@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -345,3 +346,82 @@ def test_generate_only_search_is_collected_on_resume(tmp_path, fake_lsf, project
     assert result.returncode == 0, result.stderr
     assert len(fake_lsf.calls("bsub")) == 4  # only those of submit.sh
     assert sorted(r["status"] for r in results(out).values()) == ["done"] * 4
+
+
+# --------------------------------------------------------------------------- stopping the driver
+
+
+def _start_driver(out: Path, project: Path, *extra: str, terminal: int | None = None) -> subprocess.Popen:
+    """The driver, attached to ``terminal`` (a pty) if given: the prompt goes wherever readline puts it."""
+    stdin = subprocess.DEVNULL if terminal is None else terminal
+    output = subprocess.PIPE if terminal is None else terminal
+    return subprocess.Popen(hpsearch_cmd(*cluster_args(out, "lsf", "--num_jobs=2", *extra)), cwd=project,
+                            stdin=stdin, stdout=output, stderr=output)
+
+
+def _bkilled(fake_lsf: FakeLsf) -> list[str]:
+    return sorted(job for call in fake_lsf.calls("bkill") for job in call)
+
+
+def _wait_for_running_jobs(out: Path, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(list(out.glob("sim_*/argv.json"))) < count:
+        assert time.monotonic() < deadline, "the jobs never started"
+        time.sleep(0.05)
+
+
+def _job_states(fake_lsf: FakeLsf) -> list[str]:
+    listing = subprocess.run(["bjobs", "-noheader", "-o", "jobid stat"], capture_output=True, text=True,
+                             env=fake_lsf.env())
+    return [line.split()[1] for line in listing.stdout.splitlines() if line.strip()]
+
+
+def test_sigterm_with_cancel_on_exit_kills_the_jobs(tmp_path, fake_lsf):
+    project = write_project(tmp_path / "project", {"mode": ["hang"], "i": [1, 2]})
+    out = tmp_path / "search"
+    driver = _start_driver(out, project, "--cancel_on_exit")
+    _wait_for_running_jobs(out, 2)
+    driver.send_signal(signal.SIGTERM)
+    _, stderr = driver.communicate(timeout=30)
+    assert driver.returncode == 128 + signal.SIGTERM, stderr
+    assert _bkilled(fake_lsf) == ["100", "101"]
+    assert {r["status"] for r in results(out).values()} == {"interrupted"}
+
+
+def test_sigterm_leaves_cluster_jobs_running_for_a_resume(tmp_path, fake_lsf):
+    project = write_project(tmp_path / "project", {"mode": ["ok"], "sleep": [3], "i": [1, 2]})
+    out = tmp_path / "search"
+    driver = _start_driver(out, project)
+    _wait_for_running_jobs(out, 2)
+    driver.send_signal(signal.SIGTERM)
+    _, stderr = driver.communicate(timeout=30)
+    assert driver.returncode == 128 + signal.SIGTERM
+    assert b"keep running" in stderr
+    assert fake_lsf.calls("bkill") == [] and _job_states(fake_lsf) == ["RUN", "RUN"]
+    resumed = run_hpsearch(cluster_args(out, "lsf", "--num_jobs=2"), project, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(fake_lsf.calls("bsub")) == 2  # adopted, not submitted again
+    assert set(read_results(out)["status"]) == {"done"}
+
+
+def test_ctrl_c_at_a_terminal_asks_before_cancelling(tmp_path, fake_lsf):
+    import pty
+
+    project = write_project(tmp_path / "project", {"mode": ["hang"], "i": [1, 2]})
+    out = tmp_path / "search"
+    leader, follower = pty.openpty()
+    driver = _start_driver(out, project, terminal=follower)
+    os.close(follower)
+    _wait_for_running_jobs(out, 2)
+    driver.send_signal(signal.SIGINT)
+    deadline, seen = time.monotonic() + 20, b""
+    while b"[y/N]" not in seen:
+        assert time.monotonic() < deadline, f"no prompt, got {seen!r}"
+        if select.select([leader], [], [], 0.5)[0]:
+            seen += os.read(leader, 1024)
+    assert b"Cancel the 2 jobs of this search?" in seen
+    os.write(leader, b"y\n")
+    driver.communicate(timeout=30)
+    os.close(leader)
+    assert driver.returncode == 128 + signal.SIGINT
+    assert _bkilled(fake_lsf) == ["100", "101"]
