@@ -7,6 +7,7 @@ asks for capacity, submits launch specs, and turns outcomes into verdicts.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -349,15 +350,14 @@ class SearchDriver:
             backend_state=backend_state or None,
         )
         self._move(record.status, status)
-        updated = self.store.get(record.key)
-        assert updated is not None
-        self.report.set_row(row_from_record(updated, self.folder.path))
+        ended_record = dataclasses.replace(record, status=status, reason=reason, summary=summary)
+        self.report.set_row(row_from_record(ended_record, self.folder.path))
         record_result(
             self.folder.path / record.run_dir,
             {
                 "status": status.value, "reason": reason, "exit_code": exit_code, "signal": signum,
-                "attempt": updated.attempts, "started": updated.started, "ended": ended,
-                "backend": updated.backend, "job_id": updated.job_id, "backend_state": backend_state,
+                "attempt": record.attempts, "started": record.started, "ended": ended,
+                "backend": record.backend, "job_id": record.job_id, "backend_state": backend_state,
             },
         )
         self._csv_dirty = True
