@@ -348,13 +348,10 @@ class LocalExecutor(Executor):
                     start_new_session=True,
                     preexec_fn=preexec,
                 )
-        except FileNotFoundError as exc:
-            if not os.path.isdir(spec.cwd):
-                raise SubmissionError(f"run {spec.name}: working directory {spec.cwd} does not exist") from exc
-            if exc.filename not in (None, program):
-                raise SubmissionError(f"run {spec.name}: cannot open {exc.filename}: {exc.strerror}") from exc
-            raise SubmissionError(f"run {spec.name}: program {program!r} not found") from exc
         except (OSError, subprocess.SubprocessError) as exc:
+            filename = getattr(exc, "filename", None)
+            if filename not in (None, program):  # the output files, not the program
+                raise SubmissionError(f"run {spec.name}: cannot open {filename}: {exc.strerror}") from exc
             raise SubmissionError(f"run {spec.name}: cannot start {program!r}: {exc}") from exc
 
     def _wait_for(self, run: _Run) -> None:
