@@ -116,7 +116,7 @@ def _resume_defaults(args: argparse.Namespace) -> None:
         return
     if not args.resume:
         raise UsageError("--grid_module is required (or --resume DIR to continue a search)")
-    saved = saved_settings(Path(args.resume))
+    saved = saved_settings(Path(args.resume)) or {}
     copy = Path(args.resume) / saved.get("module_file", "")
     if not saved.get("module_file") or not copy.is_file():
         raise UsageError(f"--resume {args.resume}: no saved grid module there; pass --grid_module")

@@ -73,12 +73,22 @@ def resolve_search_folder(
     return SearchFolder(base, resuming=(base / STORE_FILE).is_file())
 
 
-def saved_settings(folder: Path) -> dict[str, Any]:
-    """What :func:`save_settings` kept; empty if the folder has none (or it is unreadable)."""
+def saved_settings(folder: Path) -> dict[str, Any] | None:
+    """What :func:`save_settings` kept; None if the folder has no settings file.
+
+    Raises:
+        UsageError: The file is there but unreadable or not a JSON object.
+    """
+    path = folder / SETTINGS_FILE
+    if not path.is_file():
+        return None
     try:
-        return json.loads((folder / SETTINGS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot be read: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def save_settings(folder: Path, settings: dict[str, Any], module_file: Path) -> None:

@@ -8,7 +8,6 @@ module named by ``--grid_module`` supplies everything, as in hypnettorch.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -16,7 +15,7 @@ from typing import Any, Callable
 
 from hpsearch.errors import GridModuleError, UsageError
 from hpsearch.gridmodule import import_grid_module, load_grid_module
-from hpsearch.searchdir import SETTINGS_FILE
+from hpsearch.searchdir import SETTINGS_FILE, saved_settings
 
 
 @dataclass
@@ -44,14 +43,14 @@ def load_search_info(out_dir: Path, grid_module: str | None, search_path: list[P
         GridModuleError: The grid module cannot be imported.
     """
     settings_path = out_dir / SETTINGS_FILE
-    if not settings_path.is_file():
+    data = saved_settings(out_dir)
+    if data is None:
         if not grid_module:
             raise UsageError(
                 f"{out_dir} has no {SETTINGS_FILE}; is it a search folder? For a search made by hypnettorch "
                 "pass --grid_module NAME to read the settings from the grid module"
             )
         return _info_from_module(grid_module, search_path)
-    data = _read_settings(settings_path)
     run_cwd = data.get("run_cwd")
     search_path = [*search_path, *([Path(run_cwd)] if run_cwd and Path(run_cwd).is_dir() else [])]
     info = _info_from_settings(settings_path, data)
@@ -62,16 +61,6 @@ def load_search_info(out_dir: Path, grid_module: str | None, search_path: list[P
         info.performance_eval = _handle(module, "_PERFORMANCE_EVAL_HANDLE", module_name)
         info.module_where = f"grid module {module_name}"
     return info
-
-
-def _read_settings(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: cannot be read: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
 
 
 def _info_from_settings(path: Path, data: dict[str, Any]) -> SearchInfo:
