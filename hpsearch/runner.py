@@ -31,7 +31,8 @@ from hpsearch.executors.base import (
 from hpsearch.executors.factory import choose_executor
 from hpsearch.gridmodule import GridSpec, load_grid_module
 from hpsearch.progress import Progress
-from hpsearch.report import ResultsReport, row_from_record
+from hpsearch.report import ReportRow, row_from_record
+from hpsearch.report_writer import LiveReport, ReportLayout
 from hpsearch.searchdir import (
     RUN_RESULT_FILE,
     SearchFolder,
@@ -125,19 +126,18 @@ class SearchDriver:
         self.progress = progress
         self.run_cwd = Path(settings.run_cwd).resolve()
         self.reader = SummaryReader(spec.summary_filename, spec.summary_keywords, spec.summary_parser)
-        self.report = ResultsReport(
-            folder.results_path,
+        layout = ReportLayout(
+            path=str(folder.results_path),
             grid_keys=space.grid_keys(spec.grid),
-            summary_keys=spec.summary_keywords,
+            summary_keys=list(spec.summary_keywords),
             out_arg=spec.out_arg,
             performance_key=spec.performance_key,
             sort_ascending=spec.performance_sort_asc,
         )
+        self.report = LiveReport(layout, self._stored_rows, interval=settings.csv_interval,
+                                 warn=progress.message, use_helper=not settings.generate_only)
         self.stop_signal: int | None = None
         self._signals_seen = 0
-        self._csv_dirty = False
-        self._csv_written = 0.0
-        self._csv_cost = 0.0
         self._counts: dict[RunStatus, int] = {}
 
     # ---- signals
@@ -165,9 +165,8 @@ class SearchDriver:
         try:
             self._counts = self.store.counts()
             self._recover()
-            for record in self.store.records([s for s in RunStatus if s != RunStatus.QUEUED]):
-                self.report.set_row(row_from_record(record, self.folder.path))
-            self._csv_dirty = True
+            for row in self._stored_rows():
+                self.report.set_row(row)
             if self.settings.generate_only:
                 return self._generate_only()
             self.progress.message(
@@ -197,30 +196,21 @@ class SearchDriver:
             timeout = self.executor.next_event_in()
             tick = 1.0 if self.progress.stream.isatty() else self.progress.log_interval
             timeout = tick if timeout is None else min(timeout, tick)
-            if self._csv_dirty:
-                timeout = min(timeout, max(0.0, self._csv_due() - time.monotonic()))
+            timeout = min(timeout, max(0.0, self.report.due() - time.monotonic()))
             self.wakeup.wait(timeout)
 
     def _queued(self) -> int:
         return self._counts.get(RunStatus.QUEUED, 0)
 
-    def _csv_due(self) -> float:
-        """When the next CSV write may happen: at most every ``csv_interval``
-        seconds, and rarer for large tables so writing stays under ~10 % of the time."""
-        return self._csv_written + max(self.settings.csv_interval, 10 * self._csv_cost)
+    def _stored_rows(self) -> list[ReportRow]:
+        """The row of every run started so far, from the store."""
+        started = [status for status in RunStatus if status != RunStatus.QUEUED]
+        return [row_from_record(record, self.folder.path) for record in self.store.records(started)]
 
-    def _refresh_outputs(self, force: bool = False) -> None:
-        if self._csv_dirty and (force or time.monotonic() >= self._csv_due()):
-            self._write_report()
+    def _refresh_outputs(self) -> None:
+        self.report.refresh()
         self.progress.set_counts(self._counts)
-        self.progress.show(force=force)
-
-    def _write_report(self) -> None:
-        started = time.monotonic()
-        self.report.write()
-        self._csv_dirty = False
-        self._csv_written = time.monotonic()
-        self._csv_cost = self._csv_written - started
+        self.progress.show()
 
     def _finish(self) -> None:
         """Stop following runs, record what was cut short, write the report."""
@@ -231,8 +221,9 @@ class SearchDriver:
             self.progress.message(f"warning: stopping the runs failed: {exc}")
             outcomes = []
         self._collect(outcomes, stopping=True)
-        self._csv_dirty = True
-        self._refresh_outputs(force=True)
+        self.report.close()
+        self.progress.set_counts(self._counts)
+        self.progress.show(force=True)
         self.progress.close()
         if self.stop_signal is not None:
             left = self.executor.in_flight()
@@ -360,7 +351,6 @@ class SearchDriver:
                 "backend": record.backend, "job_id": record.job_id, "backend_state": backend_state,
             },
         )
-        self._csv_dirty = True
         self.progress.record_final(record.run_dir, summary, status == RunStatus.DONE)
         if status not in (RunStatus.DONE, RunStatus.INTERRUPTED):
             self.progress.message(f"{record.run_dir}: {status.value}: {reason}")

@@ -1,0 +1,294 @@
+"""Keep ``search_results.csv`` up to date without ever stalling the driver.
+
+Importing pandas costs a third of a second and rewriting a 20,000-row table a
+few tenths more; done by the driver, each would hold back the runs waiting to
+start. So the driver streams every changed row, one JSON line per batch, to a
+helper process (``python -m hpsearch.report_writer``) that imports pandas at a
+lower CPU priority, keeps the table and rewrites the file atomically at most
+every ``interval`` seconds, and once more when its input ends. The input also
+ends when the driver is killed, so the table is brought up to date then too.
+
+If the helper cannot start or dies, :class:`LiveReport` falls back to keeping
+the table and writing it in the driver, throttled by the write's own cost, as
+before; the run store holds every row, so nothing is lost on the way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Callable, Iterable
+
+from hpsearch.report import ReportRow, ResultsReport
+
+NICENESS = 10
+"""How much lower the helper's CPU priority is: it should use idle cores, not
+the ones runs are starting on."""
+
+CLOSE_TIMEOUT = 120.0
+"""Seconds the driver waits for the helper's last write of a huge table."""
+
+_BOOT = "import sys; sys.path.append(sys.argv[1]); from hpsearch.report_writer import run; run()"
+
+
+@dataclass(frozen=True)
+class ReportLayout:
+    """What defines the table, sent to the helper as its first line."""
+
+    path: str
+    grid_keys: list[str]
+    summary_keys: list[str]
+    out_arg: str
+    performance_key: str | None
+    sort_ascending: bool
+
+    def build(self) -> ResultsReport:
+        return ResultsReport(
+            Path(self.path),
+            grid_keys=self.grid_keys,
+            summary_keys=self.summary_keys,
+            out_arg=self.out_arg,
+            performance_key=self.performance_key,
+            sort_ascending=self.sort_ascending,
+        )
+
+
+def _encode_rows(rows: Iterable[ReportRow]) -> bytes:
+    items = [[r.key, r.config, r.status, r.reason, r.run_dir, r.summary] for r in rows]
+    return json.dumps(items, ensure_ascii=False).encode() + b"\n"
+
+
+def _decode_rows(line: bytes) -> list[ReportRow]:
+    return [ReportRow(*item) for item in json.loads(line)]
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+class WriterProcess:
+    """The driver's handle on the helper process."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+
+    @classmethod
+    def start(cls, layout: ReportLayout, interval: float) -> "WriterProcess":
+        """Start the helper; raises OSError if it cannot be started."""
+        if not sys.executable:
+            raise OSError("no Python executable to start the report writer with")
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _BOOT, package_parent],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C meant for the driver must not cut the last write short
+        )
+        _lower_priority(proc.pid)
+        writer = cls(proc)
+        header = {"layout": asdict(layout), "interval": interval}
+        if not writer.send(json.dumps(header).encode() + b"\n"):
+            raise OSError("the report writer exited at once")
+        return writer
+
+    def send(self, line: bytes) -> bool:
+        """Pass one line on; False once the helper is gone."""
+        try:
+            self.proc.stdin.write(line)
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def close(self, timeout: float) -> bool:
+        """End the input and wait for the last write; True if it succeeded."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            return self.proc.wait(timeout) == 0
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return False
+
+
+def _lower_priority(pid: int) -> None:
+    try:
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, own + NICENESS))
+    except OSError:  # not allowed here: the helper just competes as an equal
+        pass
+
+
+class LiveReport:
+    """The driver's side of the results table.
+
+    Rows given to :meth:`set_row` are passed to the helper process at the next
+    :meth:`refresh`; without a helper, the table lives here and is written
+    when due.
+
+    Args:
+        layout: The table's file and columns.
+        all_rows: Every row known so far (from the run store), for taking
+            over when the helper is gone.
+        interval: Minimum seconds between two writes.
+        warn: Where a warning about the helper goes.
+        use_helper: False writes in the driver from the start.
+    """
+
+    def __init__(
+        self,
+        layout: ReportLayout,
+        all_rows: Callable[[], Iterable[ReportRow]],
+        *,
+        interval: float,
+        warn: Callable[[str], None],
+        use_helper: bool = True,
+    ) -> None:
+        self.layout = layout
+        self.all_rows = all_rows
+        self.interval = interval
+        self.warn = warn
+        self._pending: list[ReportRow] = []
+        self._writer: WriterProcess | None = None
+        self._local: ResultsReport | None = None
+        self._dirty = False
+        self._written = 0.0
+        self._cost = 0.0
+        if use_helper:
+            try:
+                self._writer = WriterProcess.start(layout, interval)
+            except OSError as exc:
+                self._take_over(f"cannot start the report writer ({exc})")
+        else:
+            self._local = layout.build()
+
+    def set_row(self, row: ReportRow) -> None:
+        """Add or replace one configuration's row."""
+        if self._local is not None:
+            self._local.set_row(row)
+            self._dirty = True
+        else:
+            self._pending.append(row)
+
+    def refresh(self, force: bool = False) -> None:
+        """Hand new rows to the helper, or write the table here if it is due."""
+        if self._writer is not None:
+            if self._pending and not self._writer.send(_encode_rows(self._pending)):
+                self._take_over("the report writer exited")
+            self._pending.clear()
+        if self._local is not None and self._dirty and (force or time.monotonic() >= self.due()):
+            self._write_here()
+
+    def due(self) -> float:
+        """When a write in the driver may happen next: at most every
+        ``interval`` seconds, and rarer for large tables so that writing
+        stays under a tenth of the time (only meaningful without a helper)."""
+        if self._local is None or not self._dirty:
+            return float("inf")
+        return self._written + max(self.interval, 10 * self._cost)
+
+    def close(self) -> None:
+        """Bring the file up to date, whoever writes it."""
+        self.refresh()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            if writer.close(CLOSE_TIMEOUT):
+                return
+            self._take_over("the report writer failed")
+        self._dirty = True
+        self.refresh(force=True)
+
+    def _take_over(self, why: str) -> None:
+        self.warn(f"warning: {why}; writing {self.layout.path} from the driver instead")
+        self._writer = None
+        self._pending.clear()
+        self._local = self.layout.build()
+        for row in self.all_rows():
+            self._local.set_row(row)
+        self._dirty = True
+
+    def _write_here(self) -> None:
+        started = time.monotonic()
+        self._local.write()
+        self._dirty = False
+        self._written = time.monotonic()
+        self._cost = self._written - started
+
+
+# --------------------------------------------------------------------------- the helper process
+
+
+def _read_lines(stream: IO[bytes], inbox: "queue.Queue[bytes | None]") -> None:
+    """Drain the pipe as fast as lines come, so the driver never blocks on
+    it while a slow write is under way; None marks the end of input."""
+    for line in stream:
+        inbox.put(line)
+    inbox.put(None)
+
+
+def _write(report: ResultsReport) -> str | None:
+    try:
+        report.write()
+    except OSError as exc:
+        return f"hpsearch: cannot write {report.path}: {exc.strerror or exc}"
+    return None
+
+
+def main() -> int:
+    """The helper: read rows until the input ends, writing the table when due."""
+    header = json.loads(sys.stdin.buffer.readline() or b"null")
+    if header is None:
+        return 0
+    report = ReportLayout(**header["layout"]).build()
+    interval = float(header["interval"])
+    import pandas  # noqa: F401  (imported now, while the driver is busy, not at the first write)
+
+    inbox: queue.Queue[bytes | None] = queue.Queue()
+    threading.Thread(target=_read_lines, args=(sys.stdin.buffer, inbox), daemon=True).start()
+    dirty, written, cost, error = False, 0.0, 0.0, None
+    while True:
+        timeout = max(0.0, written + max(interval, 10 * cost) - time.monotonic()) if dirty else None
+        try:
+            line = inbox.get(timeout=timeout)
+        except queue.Empty:
+            line = b""
+        if line is None:
+            break
+        if line:
+            try:
+                for row in _decode_rows(line):
+                    report.set_row(row)
+                dirty = True
+            except (ValueError, TypeError):
+                continue  # a line cut short by the driver's death
+        if dirty and time.monotonic() >= written + max(interval, 10 * cost):
+            started = time.monotonic()
+            error = _write(report)
+            written = time.monotonic()
+            cost, dirty = written - started, False
+    if dirty or written == 0.0:
+        error = _write(report)
+    if error:
+        print(error, file=sys.stderr)
+    return 1 if error else 0
+
+
+def run() -> None:
+    """Entry point: skips the interpreter's teardown of pandas (a tenth of a
+    second), which the driver would otherwise wait for."""
+    code = main()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    run()
