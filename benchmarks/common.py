@@ -10,6 +10,7 @@ harness that started the process.
 from __future__ import annotations
 
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +26,7 @@ from benchmarks.harness import (
 )
 
 GPUS = 4
+TRASH = "_trash"
 SLOTS_PER_GPU = 2
 
 
@@ -53,9 +55,27 @@ class Context:
     def folder(self, *parts: str) -> Path:
         """A fresh, empty scratch folder."""
         path = self.work.joinpath(*parts)
-        shutil.rmtree(path, ignore_errors=True)
+        self.discard(path)
         path.mkdir(parents=True)
         return path
+
+    def discard(self, path: Path) -> None:
+        """Move an old scratch folder aside, to be deleted after the measurements.
+
+        Deleting thousands of run folders right before a measurement skews
+        it: on an ext4 without a journal (as on these machines), every new
+        file is placed only after skipping the inodes freed in the last
+        minutes, which made each file creation 5-50 times slower than on a
+        fresh file system (0.02 ms, 0.2 ms or 0.9 ms per file, seen here).
+        """
+        if not path.exists():
+            return
+        trash = self.work / TRASH
+        trash.mkdir(parents=True, exist_ok=True)
+        path.rename(trash / f"{path.name}-{uuid.uuid4().hex[:12]}")
+
+    def empty_trash(self) -> None:
+        shutil.rmtree(self.work / TRASH, ignore_errors=True)
 
 
 def search_args(project: Path, out: Path, *extra: str) -> list[str]:
@@ -73,7 +93,7 @@ def run_ours(ctx: Context, name: str, project: Path, args: Sequence[str], env: d
              timeout: float, rss_interval: float | None = None) -> tuple[ProcessRun, list[RunStamp]]:
     """Run a search to its end; its figures only count if every run finished."""
     out = ctx.work / name / "search"
-    shutil.rmtree(out, ignore_errors=True)
+    ctx.discard(out)
     run = run_process(search_args(project, out, *args), cwd=project, env=env, log=ctx.work / name / "driver.log",
                       timeout=timeout, rss_interval=rss_interval).check()
     return run, read_stamps(run_folders(out))

@@ -133,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx.work.mkdir(parents=True, exist_ok=True)
     names = args.only or list(WORKLOADS)
     results = [run_workload(name, ctx, chosen=bool(args.only)) for name in names]
+    ctx.empty_trash()  # only now: deleting thousands of run folders would skew the measurements
     data = document(args, ctx, results, argv)
     write_json(args.output, data)
     print(render_table(results))

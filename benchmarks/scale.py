@@ -72,8 +72,8 @@ def big_search(ctx: Context, result: WorkloadResult) -> Path:
     }
     result.figures += [
         Figure("runs_per_s", runs / run.wall, "/s", note=f"{runs} runs of 0 s, --num_jobs=2, wall {run.wall:.0f} s"),
-        Figure("rss_start_mb", start_rss / MB, "MB", note=f"driver RSS after the first {window} runs"),
-        Figure("rss_end_mb", end_rss / MB, "MB", note="driver RSS at the last sample before exit"),
+        Figure("rss_start_mb", start_rss / MB, "MB", note=f"driver + report writer RSS after the first {window} runs"),
+        Figure("rss_end_mb", end_rss / MB, "MB", note="driver + report writer RSS at the last sample before exit"),
         Figure("rss_change_abs_mb", abs(end_rss - start_rss) / MB, "MB", "<=", 20.0, "|end - start|"),
         Figure("ms_per_run_first", 1000 * first, "ms", note=f"first {window} runs, from their start stamps"),
         Figure("ms_per_run_last", 1000 * last, "ms", note=f"last {window} runs"),
