@@ -52,19 +52,20 @@ def launch_overhead(ctx: Context, result: WorkloadResult) -> None:
     ]
 
 
-def run_xargs(ctx: Context, project: Path, runs: int, env: dict[str, str]) -> tuple[ProcessRun, list[RunStamp]]:
-    """The ideal launcher: ``xargs -0 -n 3 -P 2 python train.py`` over NUL-separated
+def run_xargs(ctx: Context, project: Path, runs: int, env: dict[str, str], *, parallel: int = 2,
+              sleep: float = 0, name: str = "launch") -> tuple[ProcessRun, list[RunStamp]]:
+    """The ideal launcher: ``xargs -0 -n 3 -P <parallel> python train.py`` over NUL-separated
     argument triples, so no value ever passes through a shell."""
     xargs = shutil.which("xargs")
     if xargs is None:
         raise RuntimeError("xargs not found on PATH")
-    out = ctx.folder("launch", "xargs")
-    feed = ctx.work / "launch" / "xargs-args"
+    out = ctx.folder(name, "xargs")
+    feed = ctx.work / name / "xargs-args"
     feed.write_bytes(b"".join(
-        f"--sleep=0\0--i={i}\0--out_dir={out / f'run_{i}'}\0".encode() for i in range(runs)
+        f"--sleep={sleep}\0--i={i}\0--out_dir={out / f'run_{i}'}\0".encode() for i in range(runs)
     ))
-    argv = [xargs, "-0", "-n", "3", "-P", "2", sys.executable, "train.py"]
-    run = run_process(argv, cwd=project, env=env, log=ctx.work / "launch" / "xargs.log", stdin=feed,
+    argv = [xargs, "-0", "-n", "3", "-P", str(parallel), sys.executable, "train.py"]
+    run = run_process(argv, cwd=project, env=env, log=ctx.work / name / "xargs.log", stdin=feed,
                       timeout=60 + runs).check()
     stamps = read_stamps(run_folders(out))
     expect_runs(stamps, runs, "xargs")

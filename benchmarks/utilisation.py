@@ -1,7 +1,10 @@
 """Workload 1: how much of 4 GPUs x 2 slots the runner keeps busy.
 
 40 runs of 0.5 s, measured against the ideal wall time (packing bound with
-``--sim_startup_time=0``; the one-start-per-GPU-per-second bound with 1).
+``--sim_startup_time=0``; the one-start-per-GPU-per-second bound with 1), and
+against ``xargs -P 8`` running the same command lines: the runs' own Python
+start-up and exit are charged to every launcher, and xargs shows how much of
+the ideal they leave on this machine.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from benchmarks.harness import (
     write_project,
 )
 from benchmarks.ideal import ideal_wall_time
+from benchmarks.launch import run_xargs
 
 
 def slot_utilisation(ctx: Context, result: WorkloadResult) -> None:
@@ -35,6 +39,10 @@ def slot_utilisation(ctx: Context, result: WorkloadResult) -> None:
     gpus = fake_gpus(ctx.work / "utilisation")
     env = environment(gpus)
     slots = GPUS * SLOTS_PER_GPU
+    xargs, xargs_stamps = run_xargs(ctx, project, runs, env, parallel=slots, sleep=duration, name="utilisation")
+    xargs_utilisation = utilisation(xargs_stamps, slots, xargs.wall)
+    result.details["xargs"] = {"wall_s": xargs.wall, "busy_s": sum(s.duration for s in xargs_stamps),
+                               "first_run_after_launch_s": xargs_stamps[0].started - xargs.started}
     for startup in (0, 1):
         run, stamps = run_ours(ctx, f"utilisation/startup{startup}", project, gpu_args(startup=startup), env,
                                timeout=120)
@@ -48,6 +56,11 @@ def slot_utilisation(ctx: Context, result: WorkloadResult) -> None:
             result.figures += [
                 Figure("utilisation_startup0", utilisation(stamps, slots, run.wall), "%", ">=", 0.9,
                        f"sum of run times / ({slots} slots x wall {run.wall:.2f} s); ideal wall {bound:.2f} s"),
+                Figure("utilisation_xargs", xargs_utilisation, "%",
+                       note=f"the same 40 command lines under xargs -P {slots}: what a launcher without "
+                            f"GPUs, files or bookkeeping reaches here (wall {xargs.wall:.2f} s)"),
+                Figure("utilisation_ours_over_xargs", utilisation(stamps, slots, run.wall) / xargs_utilisation, "x",
+                       note="our utilisation as a fraction of xargs'"),
                 Figure("utilisation_steady_startup0", steady_utilisation(stamps, slots), "%",
                        note="same, from the first run's start to the last run's end"),
                 Figure("first_run_after_launch", stamps[0].started - run.started, "s",

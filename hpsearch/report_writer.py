@@ -121,10 +121,20 @@ class WriterProcess:
 
 
 def _lower_priority(pid: int) -> None:
+    """Make the helper yield the CPU to runs and driver.
+
+    It is a session leader, and Linux gives each session its own scheduling
+    group (``CONFIG_SCHED_AUTOGROUP``), within which alone a process's nice
+    value counts; so the group's nice value is set as well.
+    """
     try:
-        own = os.getpriority(os.PRIO_PROCESS, 0)
-        os.setpriority(os.PRIO_PROCESS, pid, min(19, own + NICENESS))
-    except OSError:  # not allowed here: the helper just competes as an equal
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS))
+    except OSError:  # not allowed here: the helper competes as an equal
+        pass
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as group:
+            group.write(str(NICENESS))
+    except OSError:  # no autogroups here: the process's nice value is all there is
         pass
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -43,6 +44,9 @@ def test_helper_writes_the_same_table_the_driver_would(tmp_path):
     live = LiveReport(layout(tmp_path), lambda: [], interval=0.05, warn=warnings.append)
     helper = psutil.Process(writer_pid(live))
     assert helper.nice() == report_writer.NICENESS
+    group = Path(f"/proc/{helper.pid}/autogroup")
+    if group.exists():  # its own session is its own scheduling group: that group's priority counts
+        assert group.read_text().split()[-1] == str(report_writer.NICENESS)
     items = rows(5)
     for item in items[:3]:
         live.set_row(item)
