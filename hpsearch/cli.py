@@ -18,8 +18,6 @@ from typing import Sequence
 
 from hpsearch import __version__
 from hpsearch.errors import HpsearchError, UsageError
-from hpsearch.runner import list_configurations, run_search
-from hpsearch.searchdir import saved_settings
 from hpsearch.settings import SearchSettings
 
 EXIT_USAGE = 2
@@ -116,6 +114,8 @@ def _resume_defaults(args: argparse.Namespace) -> None:
         return
     if not args.resume:
         raise UsageError("--grid_module is required (or --resume DIR to continue a search)")
+    from hpsearch.searchdir import saved_settings  # deferred, see main()
+
     saved = saved_settings(Path(args.resume)) or {}
     copy = Path(args.resume) / saved.get("module_file", "")
     if not saved.get("module_file") or not copy.is_file():
@@ -186,6 +186,8 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> SearchS
 
 
 def print_listing(settings: SearchSettings, fmt: str) -> None:
+    from hpsearch.runner import list_configurations  # deferred, see main()
+
     spec, items = list_configurations(settings)
     for warning in spec.warnings:
         print(f"[hpsearch] warning: {warning}", file=sys.stderr)
@@ -206,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="[hpsearch] %(levelname)s: %(message)s")
+    # The search machinery is imported only now: --help, --version and a mistyped flag
+    # end in parse_args without paying for it.
+    from hpsearch.runner import run_search
+
     try:
         settings = settings_from_args(args, argv)
         if args.list:

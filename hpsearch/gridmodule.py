@@ -7,10 +7,8 @@ the problem, never later as a traceback from deep inside the search.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
-import pickle
 import re
 import sys
 import traceback
@@ -153,6 +151,8 @@ def _check_condition_keys(spec: GridSpec) -> None:
             unknown = [key for key in mapping if key not in known]
             if not unknown:
                 continue
+            import difflib  # deferred for start-up time: only a refused grid module needs it
+
             hint = difflib.get_close_matches(unknown[0], sorted(known), n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise GridModuleError(
@@ -181,6 +181,8 @@ def _read_attributes(module: ModuleType, where: str) -> dict[str, Any]:
 
 def _read_grid_config(path: str) -> dict[str, Any]:
     """hypnettorch's ``--grid_config``: a pickle ``{'grid': ..., 'conditions': ...}``."""
+    import pickle  # deferred for start-up time: only --grid_config needs it
+
     try:
         with open(path, "rb") as handle:
             data = pickle.load(handle)

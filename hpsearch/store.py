@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -123,7 +122,7 @@ class SearchLock:
             os.close(fd)
             raise StoreError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid()} {os.uname().nodename}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
