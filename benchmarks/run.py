@@ -11,6 +11,7 @@ writes the same figures to ``benchmarks/results.json``. Scratch files go to
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -94,6 +95,17 @@ def run_workload(name: str, ctx: Context, chosen: bool) -> WorkloadResult:
     return result
 
 
+def compile_packages() -> None:
+    """Byte-compile hpsearch as an installation would.
+
+    An editable install under ``PYTHONDONTWRITEBYTECODE=1`` (as on these
+    machines) never caches bytecode, so every driver would recompile
+    hpsearch's source at start-up (25-35 ms) -- a cost no installed copy has.
+    """
+    for package in ("hpsearch", "postprocessing"):
+        compileall.compile_dir(REPO / package, quiet=1)
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
@@ -131,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     ctx = make_context(args)
     ctx.work.mkdir(parents=True, exist_ok=True)
+    compile_packages()
     names = args.only or list(WORKLOADS)
     results = [run_workload(name, ctx, chosen=bool(args.only)) for name in names]
     ctx.empty_trash()  # only now: deleting thousands of run folders would skew the measurements

@@ -208,16 +208,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="[hpsearch] %(levelname)s: %(message)s")
-    # The search machinery is imported only now: --help, --version and a mistyped flag
-    # end in parse_args without paying for it.
-    from hpsearch.runner import run_search
-
     try:
         settings = settings_from_args(args, argv)
         if args.list:
             print_listing(settings, args.format)
             return 0
-        return run_search(settings)
+        # nvidia-smi answers while the search machinery is imported: only now, so that
+        # --help, --version and a mistyped flag end in parse_args without paying for it.
+        from hpsearch.executors.factory import GpuProbe
+
+        probe = GpuProbe.start(settings)
+        from hpsearch.runner import run_search
+
+        return run_search(settings, gpu_probe=probe)
     except HpsearchError as exc:
         if args.debug:
             raise

@@ -28,7 +28,7 @@ from hpsearch.executors.base import (
     RunStatus,
     Wakeup,
 )
-from hpsearch.executors.factory import choose_executor
+from hpsearch.executors.factory import GpuProbe, choose_executor
 from hpsearch.gridmodule import GridSpec, load_grid_module
 from hpsearch.progress import Progress
 from hpsearch.report import ReportRow, row_from_record
@@ -406,14 +406,17 @@ def list_configurations(settings: SearchSettings) -> tuple[GridSpec, list[tuple[
     return spec, [(space.config_key(config), config) for config in enumerate_configs(spec, settings)]
 
 
-def run_search(settings: SearchSettings, progress: Progress | None = None) -> int:
-    """Run (or resume) a search; returns the process exit status."""
+def run_search(settings: SearchSettings, progress: Progress | None = None, gpu_probe: GpuProbe | None = None) -> int:
+    """Run (or resume) a search; returns the process exit status.
+
+    ``gpu_probe`` is the start-up GPU poll if the caller began it already.
+    """
     progress = progress or Progress(None, False, quiet=settings.quiet)
     spec = load_and_check(settings)
     for warning in spec.warnings:
         progress.message(f"warning: {warning}")
     configs = enumerate_configs(spec, settings)
-    factory = choose_executor(settings, progress.message)
+    factory = choose_executor(settings, progress.message, gpu_probe)
     folder = resolve_search_folder(
         settings.out_dir,
         force_out_dir=settings.force_out_dir,

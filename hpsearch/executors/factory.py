@@ -6,6 +6,7 @@ without a working ``nvidia-smi`` is an error, none given falls back to the CPU.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -17,21 +18,79 @@ from hpsearch.settings import SearchSettings
 ExecutorFactory = Callable[[Wakeup, Path], Executor]
 
 
-def choose_executor(settings: SearchSettings, warn: Callable[[str], None]) -> ExecutorFactory:
-    """Pick and configure the executor; GPU problems surface here, before any job starts."""
+class GpuProbe:
+    """The start-up poll of the GPUs, begun as early as the flags are known.
+
+    ``nvidia-smi`` takes tens to hundreds of milliseconds; run in a thread, the
+    call overlaps the driver's imports and set-up instead of delaying the
+    first run by as much. Its answer (or error) is taken by
+    :func:`choose_executor`, at the same point as a poll made there would be.
+    """
+
+    def __init__(self, visible: list[int] | None) -> None:
+        from hpsearch.gpu.monitor import GpuMonitor, import_gputil
+
+        import_gputil()  # here, not in the thread: it briefly puts a stand-in into sys.modules
+        self.monitor = GpuMonitor(visible)
+        self.started = time.monotonic()
+        self._readings: list = []
+        self._error: GpuQueryError | None = None
+        self._thread = threading.Thread(target=self._poll, name="hpsearch-gpu-probe", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def start(cls, settings: SearchSettings) -> GpuProbe | None:
+        """A probe for a local search on GPUs; None otherwise (or if the flag
+        is malformed, which :func:`choose_executor` then reports)."""
+        if settings.run_cluster or settings.visible_gpus.strip() == "-1":
+            return None
+        try:
+            return cls(_parse_gpu_ids(settings.visible_gpus))
+        except UsageError:
+            return None
+
+    def _poll(self) -> None:
+        try:
+            self._readings = self.monitor.poll()
+        except GpuQueryError as exc:
+            self._error = exc
+
+    def readings(self) -> list:
+        """The probe's readings, once the call has returned.
+
+        Raises:
+            GpuQueryError: The poll failed.
+        """
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._readings
+
+
+def choose_executor(
+    settings: SearchSettings, warn: Callable[[str], None], probe: GpuProbe | None = None
+) -> ExecutorFactory:
+    """Pick and configure the executor; GPU problems surface here, before any job starts.
+
+    Args:
+        settings: The search's settings.
+        warn: Where the CPU fall-back warning goes.
+        probe: The start-up GPU poll if it was begun earlier (:meth:`GpuProbe.start`).
+    """
     if settings.run_cluster:
         return _cluster_factory(settings)
     from hpsearch.executors.local import LocalExecutor
-    from hpsearch.gpu.monitor import GpuMonitor
 
     monitor = None
-    probe: list = []
+    probe_readings: list = []
     probed_at = time.monotonic()
     if settings.visible_gpus.strip() != "-1":
         visible = _parse_gpu_ids(settings.visible_gpus)
-        monitor = GpuMonitor(visible)
+        if probe is None or probe.monitor.visible != visible:
+            probe = GpuProbe(visible)
+        monitor, probed_at = probe.monitor, probe.started
         try:
-            probe = monitor.poll()
+            probe_readings = probe.readings()
         except GpuQueryError as exc:
             if visible is not None:
                 raise GpuQueryError(f"--visible_gpus={settings.visible_gpus}: {exc}") from None
@@ -51,7 +110,8 @@ def choose_executor(settings: SearchSettings, warn: Callable[[str], None]) -> Ex
             num_jobs=settings.num_jobs or 1,
             gpu_poll_interval=settings.gpu_poll_interval,
             # the probe's answer serves the first round while it is fresh: one nvidia-smi call fewer
-            first_readings=probe if monitor and time.monotonic() - probed_at < settings.gpu_poll_interval else None,
+            first_readings=(probe_readings if monitor and time.monotonic() - probed_at < settings.gpu_poll_interval
+                            else None),
         )
 
     return make

@@ -66,7 +66,7 @@ def _spawn_shim() -> dict[str, types.ModuleType]:
     return {"distutils": package, "distutils.spawn": spawn}
 
 
-def _import_gputil():
+def import_gputil():
     shim = {} if "distutils" in sys.modules else _spawn_shim()
     sys.modules.update(shim)
     try:
@@ -90,7 +90,7 @@ def query_gpus() -> list[GpuReading]:
     """
     if shutil.which(NVIDIA_SMI) is None:
         raise GpuQueryError(f"{NVIDIA_SMI} not found on PATH (no NVIDIA driver installed?)")
-    gputil = _import_gputil()
+    gputil = import_gputil()
     try:
         gpus = gputil.getGPUs()
     except Exception as exc:  # GPUtil parses free text; odd output raises anything
