@@ -120,10 +120,22 @@ def _with_parent_death_signal(argv: list[str]) -> tuple[list[str], Callable[[], 
     return argv, _die_with_parent()
 
 
+_FOUND_PROGRAMS: set[tuple[str, str, str | None]] = set()
+
+
 def _find_program(program: str, cwd: Path, env: dict[str, str]) -> bool:
+    """Whether the program can be started. A program once found is not looked
+    up again for every run (one removed later still fails clearly, in ``Popen``)."""
+    found = (program, str(cwd), env.get("PATH"))
+    if found in _FOUND_PROGRAMS:
+        return True
     if os.sep in program:
-        return os.access(os.path.join(cwd, program), os.X_OK)
-    return shutil.which(program, path=env.get("PATH")) is not None
+        exists = os.access(os.path.join(cwd, program), os.X_OK)
+    else:
+        exists = shutil.which(program, path=found[2]) is not None
+    if exists:
+        _FOUND_PROGRAMS.add(found)
+    return exists
 
 
 def _describe_end(returncode: int) -> str:
@@ -197,6 +209,8 @@ class LocalExecutor(Executor):
         self.gpu_error_patience = gpu_error_patience
         self.clock = clock
         self._runs: dict[str, _Run] = {}
+        # Read once: decoding os.environ for every run costs more than the rest of building it.
+        self._base_env = dict(os.environ)
         self._ended: queue.Queue[tuple[str, int]] = queue.Queue()
         # A poll the caller just made (the start-up check) serves the first round.
         self._readings: list[GpuReading] | None = first_readings
@@ -319,7 +333,7 @@ class LocalExecutor(Executor):
         return self._plan[0]
 
     def _environment(self, spec: LaunchSpec, gpu: int | None) -> dict[str, str]:
-        env = dict(os.environ)
+        env = self._base_env.copy()
         env.update(spec.run_env)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
