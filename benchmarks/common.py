@@ -50,7 +50,7 @@ class Context:
     launch_runs: int = 400
     slot_runs: int = 40
     idle_seconds: float = 5.0
-    repeats: int = 2
+    repeats: int = 3
 
     def folder(self, *parts: str) -> Path:
         """A fresh, empty scratch folder."""
