@@ -209,8 +209,11 @@ class SearchDriver:
 
     def _refresh_outputs(self) -> None:
         self.report.refresh()
+        self._show_progress()
+
+    def _show_progress(self, force: bool = False) -> None:
         self.progress.set_counts(self._counts)
-        self.progress.show()
+        self.progress.show(force=force)
 
     def _finish(self) -> None:
         """Stop following runs, record what was cut short, write the report."""
@@ -222,8 +225,7 @@ class SearchDriver:
             outcomes = []
         self._collect(outcomes, stopping=True)
         self.report.close()
-        self.progress.set_counts(self._counts)
-        self.progress.show(force=True)
+        self._show_progress(force=True)
         self.progress.close()
         if self.stop_signal is not None:
             left = self.executor.in_flight()
