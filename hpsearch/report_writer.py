@@ -15,6 +15,7 @@ before; the run store holds every row, so nothing is lost on the way.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import queue
@@ -34,6 +35,10 @@ the ones runs are starting on."""
 
 CLOSE_TIMEOUT = 120.0
 """Seconds the driver waits for the helper's last write of a huge table."""
+
+_SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""numpy's BLAS would otherwise start a thread per core that spins after the
+import; writing a CSV needs none of them."""
 
 _BOOT = "import sys; sys.path.append(sys.argv[1]); from hpsearch.report_writer import run; run()"
 
@@ -86,6 +91,7 @@ class WriterProcess:
         package_parent = str(Path(__file__).resolve().parent.parent)
         proc = subprocess.Popen(
             [sys.executable, "-c", _BOOT, package_parent],
+            env={**os.environ, **_SINGLE_THREADED},
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C meant for the driver must not cut the last write short
@@ -260,7 +266,11 @@ def main() -> int:
         return 0
     report = ReportLayout(**header["layout"]).build()
     interval = float(header["interval"])
+    gc.disable()  # the import allocates a lot and frees little: collections would only cost time
     import pandas  # noqa: F401  (imported now, while the driver is busy, not at the first write)
+
+    gc.enable()
+    gc.freeze()  # what the import made lives as long as we do; later collections can skip it
 
     inbox: queue.Queue[bytes | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(sys.stdin.buffer, inbox), daemon=True).start()

@@ -186,10 +186,12 @@ class SearchDriver:
 
     def _loop(self) -> None:
         while self.stop_signal is None:
-            self._collect(self.executor.poll())
+            ended = self.executor.poll()
+            self._launch()  # first: the slots of ended runs are free now; recording those runs can wait
+            self._collect(ended)
             if self.stop_signal is not None:
                 break
-            self._launch()
+            self._launch()  # runs that _collect put back in the queue (retries)
             if self._queued() == 0 and self.executor.in_flight() == 0:
                 break
             self._refresh_outputs()
@@ -250,7 +252,7 @@ class SearchDriver:
 
     def _launch(self) -> None:
         queued = self._queued()
-        if queued == 0:
+        if queued == 0 or self.stop_signal is not None:
             return
         capacity = self.executor.capacity()
         if capacity <= 0:

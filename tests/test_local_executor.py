@@ -503,6 +503,12 @@ def test_runs_die_with_a_killed_driver(tmp_path):
         spec = LaunchSpec(key="k", name="run", argv=(sys.executable, "-c", "import time; time.sleep(60)"),
                           cwd=run_dir, run_dir=run_dir)
         handle = LocalExecutor(Wakeup(), gpu_monitor=None).submit(spec)
+        # The parent-death signal is armed by setpriv just before it execs the run; a driver
+        # killed in that millisecond leaves an orphan that only a resume cleans up.
+        import psutil
+        run = psutil.Process(int(handle.job_id))
+        while "setpriv" in run.cmdline()[0]:
+            time.sleep(0.001)
         print(handle.job_id, flush=True)
         time.sleep(60)
     """)

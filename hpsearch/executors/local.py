@@ -113,7 +113,9 @@ def _with_parent_death_signal(argv: list[str]) -> tuple[list[str], Callable[[], 
 
     A ``preexec_fn`` forces Python to fork the whole driver instead of using
     vfork, which costs milliseconds per start; util-linux's ``setpriv`` sets
-    the same ``PR_SET_PDEATHSIG`` and then execs the run unchanged.
+    the same ``PR_SET_PDEATHSIG`` and then execs the run unchanged. (A driver
+    killed in the millisecond before ``setpriv`` has armed the signal leaves
+    that run running; a resume finds and stops it, see :func:`_orphan`.)
     """
     if _SETPRIV:
         return [_SETPRIV, "--pdeathsig", "TERM", "--", *argv], None
