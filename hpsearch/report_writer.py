@@ -65,6 +65,32 @@ class ReportLayout:
         )
 
 
+class _Pacer:
+    """When the table may be written next: at most every ``interval``
+    seconds, and rarer for large tables, so that writing stays under a tenth
+    of the time."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.written = 0.0
+        self.cost = 0.0
+
+    def due(self) -> float:
+        return self.written + max(self.interval, 10 * self.cost)
+
+    def is_due(self) -> bool:
+        return time.monotonic() >= self.due()
+
+    def write(self, report: ResultsReport) -> None:
+        """Write the table now (OSError passes through), and time it."""
+        started = time.monotonic()
+        try:
+            report.write()
+        finally:
+            self.written = time.monotonic()
+            self.cost = self.written - started
+
+
 def _encode_rows(rows: Iterable[ReportRow]) -> bytes:
     items = [[r.key, r.config, r.status, r.reason, r.run_dir, r.summary] for r in rows]
     return json.dumps(items, ensure_ascii=False).encode() + b"\n"
@@ -171,14 +197,12 @@ class LiveReport:
     ) -> None:
         self.layout = layout
         self.all_rows = all_rows
-        self.interval = interval
         self.warn = warn
         self._pending: list[ReportRow] = []
         self._writer: WriterProcess | None = None
         self._local: ResultsReport | None = None
         self._dirty = False
-        self._written = 0.0
-        self._cost = 0.0
+        self._pacer = _Pacer(interval)
         if use_helper:
             try:
                 self._writer = WriterProcess.start(layout, interval)
@@ -201,16 +225,15 @@ class LiveReport:
             if self._pending and not self._writer.send(_encode_rows(self._pending)):
                 self._take_over("the report writer exited")
             self._pending.clear()
-        if self._local is not None and self._dirty and (force or time.monotonic() >= self.due()):
-            self._write_here()
+        if self._local is not None and self._dirty and (force or self._pacer.is_due()):
+            self._pacer.write(self._local)
+            self._dirty = False
 
     def due(self) -> float:
-        """When a write in the driver may happen next: at most every
-        ``interval`` seconds, and rarer for large tables so that writing
-        stays under a tenth of the time (only meaningful without a helper)."""
+        """When the driver has a write to make (never while the helper writes)."""
         if self._local is None or not self._dirty:
             return float("inf")
-        return self._written + max(self.interval, 10 * self._cost)
+        return self._pacer.due()
 
     def close(self) -> None:
         """Bring the file up to date, whoever writes it."""
@@ -232,13 +255,6 @@ class LiveReport:
             self._local.set_row(row)
         self._dirty = True
 
-    def _write_here(self) -> None:
-        started = time.monotonic()
-        self._local.write()
-        self._dirty = False
-        self._written = time.monotonic()
-        self._cost = self._written - started
-
 
 # --------------------------------------------------------------------------- the helper process
 
@@ -251,9 +267,10 @@ def _read_lines(stream: IO[bytes], inbox: "queue.Queue[bytes | None]") -> None:
     inbox.put(None)
 
 
-def _write(report: ResultsReport) -> str | None:
+def _write(report: ResultsReport, pacer: _Pacer) -> str | None:
+    """Write the table; the problem, if it could not be written."""
     try:
-        report.write()
+        pacer.write(report)
     except OSError as exc:
         return f"hpsearch: cannot write {report.path}: {exc.strerror or exc}"
     return None
@@ -265,7 +282,7 @@ def main() -> int:
     if header is None:
         return 0
     report = ReportLayout(**header["layout"]).build()
-    interval = float(header["interval"])
+    pacer = _Pacer(float(header["interval"]))
     gc.disable()  # the import allocates a lot and frees little: collections would only cost time
     import pandas  # noqa: F401  (imported now, while the driver is busy, not at the first write)
 
@@ -274,11 +291,10 @@ def main() -> int:
 
     inbox: queue.Queue[bytes | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(sys.stdin.buffer, inbox), daemon=True).start()
-    dirty, written, cost, error = False, 0.0, 0.0, None
+    dirty, error = False, None
     while True:
-        timeout = max(0.0, written + max(interval, 10 * cost) - time.monotonic()) if dirty else None
         try:
-            line = inbox.get(timeout=timeout)
+            line = inbox.get(timeout=max(0.0, pacer.due() - time.monotonic()) if dirty else None)
         except queue.Empty:
             line = b""
         if line is None:
@@ -290,13 +306,10 @@ def main() -> int:
                 dirty = True
             except (ValueError, TypeError):
                 continue  # a line cut short by the driver's death
-        if dirty and time.monotonic() >= written + max(interval, 10 * cost):
-            started = time.monotonic()
-            error = _write(report)
-            written = time.monotonic()
-            cost, dirty = written - started, False
-    if dirty or written == 0.0:
-        error = _write(report)
+        if dirty and pacer.is_due():
+            error, dirty = _write(report, pacer), False
+    if dirty or pacer.written == 0.0:
+        error = _write(report, pacer)
     if error:
         print(error, file=sys.stderr)
     return 1 if error else 0
