@@ -203,6 +203,7 @@ class LiveReport:
         self._local: ResultsReport | None = None
         self._dirty = False
         self._pacer = _Pacer(interval)
+        self._warned: set[str] = set()
         if use_helper:
             try:
                 self._writer = WriterProcess.start(layout, interval)
@@ -226,8 +227,18 @@ class LiveReport:
                 self._take_over("the report writer exited")
             self._pending.clear()
         if self._local is not None and self._dirty and (force or self._pacer.is_due()):
-            self._pacer.write(self._local)
+            try:
+                self._pacer.write(self._local)
+            except OSError as exc:  # the runs matter more than the table, which the store can rebuild
+                self._warn_once(f"warning: cannot write {self.layout.path}: {exc.strerror or exc}; "
+                                "the run store keeps every result (python -m postprocessing rebuilds the table)")
+                return
             self._dirty = False
+
+    def _warn_once(self, text: str) -> None:
+        if text not in self._warned:
+            self._warned.add(text)
+            self.warn(text)
 
     def due(self) -> float:
         """When the driver has a write to make (never while the helper writes)."""

@@ -123,3 +123,22 @@ def test_without_helper_writes_are_throttled_in_the_driver(tmp_path):
     assert live.due() > time.monotonic()
     live.close()
     assert path.read_text() == expected_text(tmp_path, rows(2))
+
+
+@pytest.mark.parametrize("use_helper", [True, False])
+def test_an_unwritable_table_is_a_warning_not_a_crash(tmp_path, use_helper):
+    (tmp_path / "search_results.csv").mkdir()  # nothing can be renamed over a folder
+    warnings = []
+    live = LiveReport(layout(tmp_path), lambda: rows(2), interval=0.05, warn=warnings.append,
+                      use_helper=use_helper)
+    for item in rows(2):
+        live.set_row(item)
+    live.refresh()
+    live.refresh(force=True)
+    live.close()
+    assert (tmp_path / "search_results.csv").is_dir()
+    cannot = [w for w in warnings if "cannot write" in w]
+    assert len(cannot) == 1 and "postprocessing" in cannot[0]
+    assert [w for w in warnings if w not in cannot] == (["warning: the report writer failed; writing "
+                                                         f"{tmp_path / 'search_results.csv'} from the driver instead"]
+                                                        if use_helper else [])
