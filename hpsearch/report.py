@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
@@ -119,7 +120,7 @@ class ResultsReport:
             extra_config={k: v for k, v in row.config.items() if k not in self.grid_keys} or None,
             summary=tuple(_cell(summary.get(key)) for key in self.summary_keys),
             extra_summary={k: _cell(v) for k, v in summary.items() if k not in self.summary_keys} or None,
-            status=row.status,
+            status=sys.intern(row.status),  # a handful of words, one copy each however many rows
             reason=row.reason,
             run_dir=row.run_dir,
             key=row.key,
