@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hpsearch.errors import SubmissionError, UsageError
+from hpsearch.errors import GpuQueryError, SubmissionError, UsageError
 from hpsearch.executors.base import JobHandle, LaunchSpec, Outcome, Wakeup
 from hpsearch.executors.local import LocalExecutor
 from hpsearch.gpu.monitor import GpuMonitor
@@ -297,7 +297,11 @@ def test_one_gpu_poll_per_scheduling_round(tmp_path, fake_gpus, make_executor):
     assert executor.capacity() == 0  # within the poll interval: the snapshot is reused
     assert fake_gpus.gpu_queries() == 1
     now[0] += 1.0
-    assert executor.capacity() == 0
+    assert executor.capacity() == 0  # the readings are stale: a poll starts in the background
+    wait_until(lambda: fake_gpus.gpu_queries() == 2)
+    for _ in range(3):  # its answer is taken; the next poll is due only one interval later
+        assert executor.capacity() == 0
+    time.sleep(0.3)
     assert fake_gpus.gpu_queries() == 2
     assert [h.where for h in handles] == ["gpu 0", "gpu 1", "gpu 2", "gpu 3"] * 2
     assert handles[0].extra == {"gpu": 0, "create_time": psutil.Process(int(handles[0].job_id)).create_time()}
@@ -523,3 +527,46 @@ def test_runs_die_with_a_killed_driver(tmp_path):
         proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+def test_a_slow_gpu_poll_never_holds_up_the_driver(tmp_path, fake_gpus, make_executor, wakeup):
+    fake_gpus.configure(2)
+    fake_gpus.set_gpu(1, memory_used=15000)  # used elsewhere, over --allowed_memory
+    now = [0.0]
+    executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
+                             clock=lambda: now[0])
+    assert executor.capacity() == 1  # the first poll is waited for: there is nothing to plan with before it
+    executor.submit(spec_for(tmp_path, "a", [sys.executable, "-c", "import time; time.sleep(30)"]))
+    fake_gpus.set(delay=1.5)
+    fake_gpus.set_gpu(1, memory_used=0)  # GPU 1 is freed; only the next poll can tell
+    now[0] = 1.0
+    wakeup.wait(0)
+
+    started = time.monotonic()
+    assert executor.capacity() == 0  # planned from the last readings at once ...
+    assert executor.next_event_in() is None  # ... with no timer while the answer is pending: it wakes us
+    assert executor.capacity() == 0  # one poll in flight, not two
+    assert time.monotonic() - started < 0.5
+
+    assert wakeup.wait(10)  # the answer wakes the driver
+    assert executor.capacity() == 1  # and the freed GPU is seen
+    assert fake_gpus.gpu_queries() == 2
+
+
+def test_gpu_poll_failures_pause_runs_until_the_patience_runs_out(tmp_path, fake_gpus, make_executor, wakeup):
+    fake_gpus.configure(1)
+    now = [0.0]
+    executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
+                             gpu_error_patience=5.0, clock=lambda: now[0])
+    assert executor.capacity() == 1
+    fake_gpus.set(fail=True)
+    now[0] = 1.0
+    executor.capacity()  # starts the failing poll
+    wait_until(lambda: fake_gpus.gpu_queries() == 2)
+    wait_until(lambda: executor.capacity() == 0)  # no new runs while the GPUs cannot be read
+    assert executor.next_event_in() == 1.0  # ... and the next poll comes one interval after the failed one
+    now[0] = 7.0  # past the patience since the last good poll (at 0)
+    executor.capacity()
+    wait_until(lambda: fake_gpus.gpu_queries() == 3)
+    with pytest.raises(GpuQueryError, match="nvidia-smi"):
+        wait_until(lambda: executor.capacity() is None)

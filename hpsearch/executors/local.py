@@ -219,6 +219,8 @@ class LocalExecutor(Executor):
         self._last_poll = clock() if first_readings is not None else -float("inf")
         self._last_good_poll: float | None = None
         self._poll_failed = False
+        self._poller: threading.Thread | None = None  # a GPU poll in flight
+        self._polls: queue.Queue[tuple[float, list[GpuReading] | GpuQueryError]] = queue.Queue()
         self._plan: list[int] = []
         self._refused = False  # the last capacity() found no free slot
         self._closed = False
@@ -229,8 +231,12 @@ class LocalExecutor(Executor):
         if self.monitor is None:
             return max(0, self.num_jobs - len(self._runs))
         now = self.clock()
-        if self._readings is None or now - self._last_poll >= self.gpu_poll_interval:
-            self._poll_gpus(now)
+        self._take_background_poll()
+        if self._readings is None:  # nothing to plan with yet: wait for the first answer
+            self._last_poll = now
+            self._apply_poll(now, self._ask_gpus())
+        elif now - self._last_poll >= self.gpu_poll_interval and self._poller is None:
+            self._start_background_poll(now)
         plan = plan_slots(
             self._readings or [],
             running_per_gpu=self._running_per_gpu(),
@@ -245,21 +251,47 @@ class LocalExecutor(Executor):
         self._refused = not plan
         return len(plan)
 
-    def _poll_gpus(self, now: float) -> None:
-        """One GPU poll; a failure mid-search pauses new runs until the
-        patience runs out, since a driver hiccup should not end the search."""
-        self._last_poll = now
+    def _ask_gpus(self) -> list[GpuReading] | GpuQueryError:
         try:
-            self._readings = self.monitor.poll()
+            return self.monitor.poll()
         except GpuQueryError as exc:
+            return exc
+
+    def _start_background_poll(self, now: float) -> None:
+        """Poll in a thread: ``nvidia-smi`` can take a second on a big
+        machine, and runs that ended meanwhile should not wait for it. The
+        plan uses the last readings until the answer wakes the driver."""
+        self._last_poll = now
+
+        def poll() -> None:
+            self._polls.put((now, self._ask_gpus()))
+            if not self._closed:
+                self.wakeup.set()
+
+        self._poller = threading.Thread(target=poll, name="hpsearch-gpu-poll", daemon=True)
+        self._poller.start()
+
+    def _take_background_poll(self) -> None:
+        try:
+            started, answer = self._polls.get_nowait()
+        except queue.Empty:
+            return
+        self._poller = None
+        self._apply_poll(started, answer)
+
+    def _apply_poll(self, started: float, answer: list[GpuReading] | GpuQueryError) -> None:
+        """Take a poll's answer; a failure mid-search pauses new runs until
+        the patience runs out, since a driver hiccup should not end the search."""
+        if isinstance(answer, GpuQueryError):
             self._poll_failed = True
-            if self._last_good_poll is None or now - self._last_good_poll > self.gpu_error_patience:
-                raise
-            log.warning("GPU poll failed, starting no runs for now: %s", exc)
+            if self._last_good_poll is None or started - self._last_good_poll > self.gpu_error_patience:
+                raise answer
+            log.warning("GPU poll failed, starting no runs for now: %s", answer)
             self._readings = []
             return
+        self._readings = answer
         self._poll_failed = False
-        self._last_good_poll = now
+        self._last_good_poll = started
 
     def _reservations(self, now: float) -> list[Reservation]:
         """Reservations of runs still starting up; a run that ended takes its
@@ -282,7 +314,8 @@ class LocalExecutor(Executor):
         now = self.clock()
         times = [run.deadline for run in self._runs.values() if run.deadline is not None and run.killer is None]
         if self._waiting_for_gpu():
-            times.append(self._last_poll + self.gpu_poll_interval)
+            if self._poller is None:  # one in flight wakes the driver when it answers
+                times.append(self._last_poll + self.gpu_poll_interval)
             times.extend(r.until for r in self._reservations(now))
         if not times:
             return None

@@ -6,6 +6,7 @@ The fake reads a JSON state file named by ``HPSEARCH_FAKE_GPU_STATE``::
      "per_run_memory": 3000,   # MiB added per live run on the GPU
      "per_run_load": 0.0,      # load (0..1) added per live run on the GPU
      "fail": false,            # true: exit 9 like a broken driver
+     "delay": 0.0,             # seconds each call takes before answering
      "calls_log": "/path/calls.log"}   # one line appended per call
 
 A GPU value of ``null`` is reported as ``[N/A]``. :class:`FakeGpus` writes that
