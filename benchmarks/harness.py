@@ -147,17 +147,26 @@ class _MemorySampler(threading.Thread):
                 return
             if rss == 0:  # a zombie: the process has exited, the reading means nothing
                 return
-            self.samples.append((time.time(), rss + self._helper_rss()))
+            helper = self._helper_rss()
+            if helper is None:  # the writer has made its last write: the search is over
+                return
+            self.samples.append((time.time(), rss + helper))
             self.done.wait(self.interval)
 
-    def _helper_rss(self) -> int:
-        try:
-            if self.helper is None:
+    def _helper_rss(self) -> int | None:
+        """The report writer's RSS (0 before it shows up); None once it has exited."""
+        if self.helper is None:
+            try:
                 self.helper = next((child for child in self.process.children()
                                     if REPORT_WRITER in " ".join(child.cmdline())), None)
-            return self.helper.memory_info().rss if self.helper is not None else 0
+            except psutil.Error:
+                return 0
+            if self.helper is None:
+                return 0
+        try:
+            return self.helper.memory_info().rss
         except psutil.Error:
-            return 0
+            return None
 
 
 class TimedProcess:
