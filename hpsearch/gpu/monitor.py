@@ -67,6 +67,11 @@ def _spawn_shim() -> dict[str, types.ModuleType]:
 
 
 def import_gputil():
+    """GPUtil, imported once; later calls (from the background poll thread
+    too) never touch ``sys.modules``."""
+    loaded = sys.modules.get("GPUtil")
+    if loaded is not None:
+        return loaded
     shim = {} if "distutils" in sys.modules else _spawn_shim()
     sys.modules.update(shim)
     try:
