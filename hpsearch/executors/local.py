@@ -42,6 +42,10 @@ from hpsearch.gpu.monitor import GpuMonitor, GpuReading
 
 log = logging.getLogger(__name__)
 
+STALE_POLL_INTERVALS = 2.0
+"""Readings older than this many poll intervals are not planned with: the
+poll that refreshes them is waited for instead of run in the background."""
+
 CREATE_TIME_TOLERANCE = 0.01
 """Seconds by which a live process's start time may differ from the recorded
 one and still be the same process (psutil reports it in clock ticks)."""
@@ -232,10 +236,13 @@ class LocalExecutor(Executor):
             return max(0, self.num_jobs - len(self._runs))
         now = self.clock()
         self._take_background_poll()
-        if self._readings is None:  # nothing to plan with yet: wait for the first answer
+        age = now - self._last_poll
+        if self._poller is None and (self._readings is None or age >= STALE_POLL_INTERVALS * self.gpu_poll_interval):
+            # Nothing to plan with yet, or readings from before a quiet spell (every slot was
+            # busy): others may have taken the GPUs meanwhile, so this answer is waited for.
             self._last_poll = now
             self._apply_poll(now, self._ask_gpus())
-        elif now - self._last_poll >= self.gpu_poll_interval and self._poller is None:
+        elif age >= self.gpu_poll_interval and self._poller is None:
             self._start_background_poll(now)
         plan = plan_slots(
             self._readings or [],
