@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from hpsearch.errors import GpuQueryError
 from hpsearch.gpu.allocate import Reservation, effective_used, plan_slots
-from hpsearch.gpu.monitor import GpuMonitor, GpuReading, gpus_available
+from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading, gpus_available
 
 # ---- monitor (real GPUtil, fake nvidia-smi on PATH)
 
@@ -118,6 +119,58 @@ def test_fake_fails_like_a_broken_driver(fake_gpus):
     assert done.returncode == 9
     assert "couldn't communicate with the NVIDIA driver" in done.stderr
     assert done.stdout == ""
+
+
+class _GatedMonitor(GpuMonitor):
+    """Asks the fake ``nvidia-smi`` only once the test opens ``gate``."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.gate = threading.Event()
+
+    def poll(self) -> list[GpuReading]:
+        assert self.gate.wait(30), "the test never opened the gate"
+        return super().poll()
+
+
+def test_background_poll_runs_one_poll_at_a_time(fake_gpus):
+    fake_gpus.configure(2)
+    monitor, answered = _GatedMonitor(), threading.Event()
+    poll = BackgroundPoll(monitor, answered.set)
+    assert poll.take() is None and not poll.in_flight
+
+    assert poll.start(1.0)
+    assert poll.in_flight
+    assert not poll.start(2.0)  # one at a time
+    assert poll.take() is None  # not answered yet
+    monitor.gate.set()
+    assert answered.wait(10)
+    assert not poll.start(3.0)  # answered but not taken: still in flight
+    stamp, readings = poll.take()
+
+    assert stamp == 1.0 and [r.id for r in readings] == [0, 1]
+    assert poll.take() is None and not poll.in_flight
+    assert fake_gpus.gpu_queries() == 1
+    answered.clear()
+    assert poll.start(4.0)  # the next poll may begin
+    assert answered.wait(10)
+    assert poll.take()[0] == 4.0
+
+
+def test_background_poll_hands_every_error_to_the_caller(fake_gpus):
+    class Buggy(GpuMonitor):
+        def poll(self) -> list[GpuReading]:
+            raise KeyError("bug")
+
+    fake_gpus.set(fail=True)
+    for monitor, error in ((GpuMonitor(None), GpuQueryError), (Buggy(None), KeyError)):
+        answered = threading.Event()
+        poll = BackgroundPoll(monitor, answered.set)
+        assert poll.start(0.0)
+        assert answered.wait(10)  # a thread that died with the error would never answer
+        _, answer = poll.take()
+        assert isinstance(answer, error)
+        assert not poll.in_flight
 
 
 def _wait_for(condition, timeout: float = 10.0) -> None:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 from hpsearch.errors import GpuQueryError, SubmissionError, UsageError
 from hpsearch.executors.base import JobHandle, LaunchSpec, Outcome, Wakeup
 from hpsearch.executors.local import LocalExecutor
-from hpsearch.gpu.monitor import GpuMonitor
+from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading
 
 # Child that records where and when it ran: job.py RECORD SECONDS [BARRIER_DIR N].
 # With a barrier it first waits (5 s at most) until N runs have started, so
@@ -120,6 +121,48 @@ def wait_until(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.02)
+
+
+def join_gpu_polls(timeout: float = 10.0) -> None:
+    """Wait until no background GPU poll is left running, so that the fake's
+    call log holds every call that was started."""
+    for thread in threading.enumerate():
+        if thread.name == BackgroundPoll.THREAD_NAME:
+            thread.join(timeout)
+            assert not thread.is_alive(), "a GPU poll did not finish"
+
+
+def query_times(fake_gpus) -> list[float]:
+    """When each GPUtil query of the fake ``nvidia-smi`` began (before its delay)."""
+    lines = fake_gpus.calls_log.read_text().splitlines()
+    return [float(line.split(" ", 1)[0]) for line in lines if "--query-gpu" in line]
+
+
+class GatedMonitor(GpuMonitor):
+    """Answers ``readings`` only once the test opens ``gate``: a poll that is
+    provably still in flight, with no timing involved."""
+
+    def __init__(self, readings: list[GpuReading]) -> None:
+        super().__init__(None)
+        self.readings = readings
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def poll(self) -> list[GpuReading]:
+        self.entered.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        return list(self.readings)
+
+
+class BrokenMonitor(GpuMonitor):
+    """A poll with a bug in it (not a driver failure)."""
+
+    def poll(self) -> list[GpuReading]:
+        raise RuntimeError("a bug in the poll")
+
+
+IDLE_GPU = GpuReading(id=0, memory_used=0, memory_total=16000, load=0.0)
+BUSY_GPU = GpuReading(id=0, memory_used=15000, memory_total=16000, load=0.0)  # over --allowed_memory
 
 
 def alive(pid: int) -> bool:
@@ -283,7 +326,7 @@ def test_gpu_over_allowed_memory_gets_no_run(tmp_path, fake_gpus, make_executor,
     assert max_overlap(records) == 6
 
 
-def test_one_gpu_poll_per_scheduling_round(tmp_path, fake_gpus, make_executor):
+def test_one_gpu_poll_per_scheduling_round(tmp_path, fake_gpus, make_executor, wakeup):
     fake_gpus.configure(4)
     now = [100.0]
     executor = make_executor(
@@ -292,19 +335,37 @@ def test_one_gpu_poll_per_scheduling_round(tmp_path, fake_gpus, make_executor):
     sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
 
     assert executor.capacity() == 8
-    handles = [executor.submit(spec_for(tmp_path, f"r{i}", sleeper)) for i in range(8)]
+    handles = [executor.submit(spec_for(tmp_path, f"r{i}", sleeper)) for i in range(7)]  # one slot left
     assert fake_gpus.gpu_queries() == 1
-    assert executor.capacity() == 0  # within the poll interval: the snapshot is reused
+    assert executor.capacity() == 1  # within the poll interval: the snapshot is reused
     assert fake_gpus.gpu_queries() == 1
     now[0] += 1.0
-    assert executor.capacity() == 0  # the readings are stale: a poll starts in the background
-    wait_until(lambda: fake_gpus.gpu_queries() == 2)
-    for _ in range(3):  # its answer is taken; the next poll is due only one interval later
-        assert executor.capacity() == 0
-    time.sleep(0.3)
+    assert executor.capacity() == 1  # the readings are stale: a poll starts in the background
+    assert wakeup.wait(10)  # its answer wakes the driver
+    for _ in range(3):  # the answer is taken; the next poll is due only one interval later
+        assert executor.capacity() == 1
+    join_gpu_polls()
     assert fake_gpus.gpu_queries() == 2
-    assert [h.where for h in handles] == ["gpu 0", "gpu 1", "gpu 2", "gpu 3"] * 2
+    assert [h.where for h in handles] == ["gpu 0", "gpu 1", "gpu 2", "gpu 3", "gpu 0", "gpu 1", "gpu 2"]
     assert handles[0].extra == {"gpu": 0, "create_time": psutil.Process(int(handles[0].job_id)).create_time()}
+
+
+def test_no_gpu_poll_while_every_slot_is_ours(tmp_path, fake_gpus, make_executor):
+    fake_gpus.configure(2)
+    now = [0.0]
+    executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
+                             clock=lambda: now[0])
+    assert executor.capacity() == 2
+    for name in "ab":
+        executor.submit(spec_for(tmp_path, name, [sys.executable, "-c", "import time; time.sleep(30)"]))
+
+    for _ in range(5):  # the driver keeps asking (runs are queued), the readings are stale every time
+        now[0] += 1.0
+        assert executor.capacity() == 0
+        assert executor.next_event_in() is None  # only a run's end can free a slot
+
+    join_gpu_polls()
+    assert fake_gpus.gpu_queries() == 1  # the first poll only: no reading could have freed a slot
 
 
 def test_startup_reservation_holds_memory_until_it_expires_or_the_run_ends(tmp_path, fake_gpus, make_executor, wakeup):
@@ -529,6 +590,9 @@ def test_runs_die_with_a_killed_driver(tmp_path):
         proc.stdout.close()
 
 
+# ---- background GPU polls
+
+
 def test_a_slow_gpu_poll_never_holds_up_the_driver(tmp_path, fake_gpus, make_executor, wakeup):
     fake_gpus.configure(2)
     fake_gpus.set_gpu(1, memory_used=15000)  # used elsewhere, over --allowed_memory
@@ -537,7 +601,8 @@ def test_a_slow_gpu_poll_never_holds_up_the_driver(tmp_path, fake_gpus, make_exe
                              clock=lambda: now[0])
     assert executor.capacity() == 1  # the first poll is waited for: there is nothing to plan with before it
     executor.submit(spec_for(tmp_path, "a", [sys.executable, "-c", "import time; time.sleep(30)"]))
-    fake_gpus.set(delay=1.5)
+    delay = 1.5
+    fake_gpus.set(delay=delay)
     fake_gpus.set_gpu(1, memory_used=0)  # GPU 1 is freed; only the next poll can tell
     now[0] = 1.0
     wakeup.wait(0)
@@ -546,11 +611,132 @@ def test_a_slow_gpu_poll_never_holds_up_the_driver(tmp_path, fake_gpus, make_exe
     assert executor.capacity() == 0  # planned from the last readings at once ...
     assert executor.next_event_in() is None  # ... with no timer while the answer is pending: it wakes us
     assert executor.capacity() == 0  # one poll in flight, not two
-    assert time.monotonic() - started < 0.5
+    woken_early = wakeup.wait(0)
+    assert time.monotonic() - started < delay / 3
+    assert not woken_early
 
     assert wakeup.wait(10)  # the answer wakes the driver
+    assert time.monotonic() - started >= delay
     assert executor.capacity() == 1  # and the freed GPU is seen
+    join_gpu_polls()
     assert fake_gpus.gpu_queries() == 2
+
+
+def test_capacity_answers_while_a_poll_is_provably_in_flight(make_executor, wakeup):
+    monitor = GatedMonitor([IDLE_GPU])  # the GPU is freed; only the poll held by the gate can tell
+    now = [0.0]
+    executor = make_executor(gpu_monitor=monitor, first_readings=[BUSY_GPU], gpu_poll_interval=1.0,
+                             clock=lambda: now[0])
+    assert executor.capacity() == 0
+    now[0] = 1.0
+
+    assert executor.capacity() == 0  # answered from the last readings while the poll is held
+    assert monitor.entered.wait(10)
+    assert executor.capacity() == 0
+    assert executor.next_event_in() is None
+    assert not wakeup.wait(0)
+    monitor.gate.set()
+    assert wakeup.wait(10)
+    assert executor.capacity() == 1
+
+
+def test_at_most_one_gpu_poll_in_flight(tmp_path, fake_gpus, make_executor, wakeup):
+    fake_gpus.configure(2)
+    fake_gpus.set_gpu(1, memory_used=15000)  # the driver waits for GPU 1, polling
+    now = [0.0]
+    executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
+                             clock=lambda: now[0])
+    assert executor.capacity() == 1
+    executor.submit(spec_for(tmp_path, "a", [sys.executable, "-c", "import time; time.sleep(30)"]))
+    delay = 1.0
+    fake_gpus.set(delay=delay)
+
+    started = time.monotonic()
+    for _ in range(10):  # ten poll intervals pass while the first background poll is in flight
+        now[0] += 1.0
+        assert executor.capacity() == 0
+        assert executor.next_event_in() is None
+    assert time.monotonic() - started < delay / 2
+    assert wakeup.wait(10)
+    join_gpu_polls()
+    assert fake_gpus.gpu_queries() == 2  # the first poll and one background poll
+
+    assert executor.capacity() == 0  # takes the answer; its poll began 9 s ago, so the next one begins
+    assert executor.capacity() == 0
+    assert wakeup.wait(10)
+    join_gpu_polls()
+    assert fake_gpus.gpu_queries() == 3
+    _, second, third = query_times(fake_gpus)
+    assert third - second >= delay  # the third began only after the second had answered
+
+
+def test_gpu_polls_come_one_interval_apart(tmp_path, fake_gpus, make_executor, wakeup):
+    fake_gpus.configure(2)
+    fake_gpus.set_gpu(1, memory_used=15000)  # the driver waits for GPU 1, polling
+    now = [0.0]
+    executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
+                             clock=lambda: now[0])
+    assert executor.capacity() == 1
+    executor.submit(spec_for(tmp_path, "a", [sys.executable, "-c", "import time; time.sleep(30)"]))
+
+    for step in range(1, 13):  # a driver loop woken every quarter interval
+        now[0] = step * 0.25
+        assert executor.capacity() == 0
+        pause = executor.next_event_in()
+        if pause is None:  # a poll is in flight: its answer wakes the driver
+            assert now[0] == int(now[0])
+            assert wakeup.wait(10)
+        else:  # none in flight: wake up when the next one is due
+            assert pause == pytest.approx(1.0 - now[0] % 1.0)
+        join_gpu_polls()
+        assert fake_gpus.gpu_queries() == 1 + int(now[0])
+
+
+def test_readings_from_before_a_quiet_spell_start_nothing(tmp_path, fake_gpus, make_executor, wakeup):
+    fake_gpus.configure(2)
+    now = [0.0]
+    executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
+                             clock=lambda: now[0])
+    assert executor.capacity() == 2
+    fake_gpus.set_gpu(1, memory_used=15000)  # someone else takes GPU 1 while nothing is polled
+    now[0] = 600.0  # ten minutes without a poll
+
+    started = time.monotonic()
+    assert executor.capacity() == 0  # readings this old plan nothing, and their refresh is not waited for
+    assert executor.next_event_in() is None  # its answer wakes the driver
+    assert time.monotonic() - started < 1.0
+    assert wakeup.wait(10)
+    assert executor.capacity() == 1  # the fresh readings: GPU 1 is not offered
+    assert fake_gpus.gpu_queries() == 2
+
+
+def test_a_slot_freed_after_a_quiet_spell_waits_for_fresh_readings(tmp_path, fake_gpus, make_executor, wakeup):
+    fake_gpus.configure(1)
+    now = [0.0]
+    executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
+                             clock=lambda: now[0])
+    go = tmp_path / "go"
+    waits = f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
+    assert executor.capacity() == 1
+    executor.submit(spec_for(tmp_path, "a", [sys.executable, "-c", waits]))
+    fake_gpus.set_gpu(0, memory_used=15000)  # meanwhile someone else fills the GPU
+    now[0] = 10.0  # our only slot was busy for 10 s, so nothing was polled
+    assert executor.capacity() == 0
+    go.touch()
+    assert wakeup.wait(10)
+    assert [o.exit_code for o in executor.poll()] == [0]
+
+    assert executor.capacity() == 0  # the 10 s old readings show a free GPU; the refresh they need is awaited
+    assert executor.next_event_in() is None  # its answer wakes the driver
+    assert wakeup.wait(10)
+    assert executor.capacity() == 0  # the fresh readings: the GPU is full
+    assert fake_gpus.gpu_queries() == 2
+
+    fake_gpus.set_gpu(0, memory_used=0)
+    now[0] = 11.0  # polled one interval ago: those readings are planned with while the next poll runs
+    assert executor.capacity() == 0
+    assert wakeup.wait(10)
+    assert executor.capacity() == 1
 
 
 def test_gpu_poll_failures_pause_runs_until_the_patience_runs_out(tmp_path, fake_gpus, make_executor, wakeup):
@@ -561,23 +747,64 @@ def test_gpu_poll_failures_pause_runs_until_the_patience_runs_out(tmp_path, fake
     assert executor.capacity() == 1
     fake_gpus.set(fail=True)
     now[0] = 1.0
-    executor.capacity()  # starts the failing poll
-    wait_until(lambda: fake_gpus.gpu_queries() == 2)
-    wait_until(lambda: executor.capacity() == 0)  # no new runs while the GPUs cannot be read
+    assert executor.capacity() == 1  # starts the failing poll; plans with the last readings meanwhile
+    assert wakeup.wait(10)
+    assert executor.capacity() == 0  # no new runs while the GPUs cannot be read
     assert executor.next_event_in() == 1.0  # ... and the next poll comes one interval after the failed one
     now[0] = 7.0  # past the patience since the last good poll (at 0)
+    assert executor.capacity() == 0
+    assert wakeup.wait(10)
     with pytest.raises(GpuQueryError, match="nvidia-smi"):
-        executor.capacity()  # readings this old are refreshed before planning, and the failure ends it
+        executor.capacity()  # raised in the caller's thread
     assert fake_gpus.gpu_queries() == 3
 
 
-def test_readings_from_before_a_quiet_spell_are_refreshed_before_planning(tmp_path, fake_gpus, make_executor):
-    fake_gpus.configure(2)
+def test_the_start_up_probe_counts_as_a_good_poll(tmp_path, fake_gpus, make_executor, wakeup):
+    fake_gpus.configure(1)
+    probe = GpuMonitor(None).poll()  # what the driver's start-up check hands over
+    fake_gpus.set(fail=True)
     now = [0.0]
-    executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
+    executor = make_executor(gpu_monitor=GpuMonitor(None), first_readings=probe, max_per_gpu=1, startup_time=0,
+                             gpu_poll_interval=1.0, gpu_error_patience=5.0, clock=lambda: now[0])
+    now[0] = 1.0
+    assert executor.capacity() == 1
+    assert wakeup.wait(10)
+    assert executor.capacity() == 0  # the first failure right after the probe is within the patience
+    now[0] = 7.0
+    executor.capacity()
+    assert wakeup.wait(10)
+    with pytest.raises(GpuQueryError, match="nvidia-smi"):
+        executor.capacity()
+    assert fake_gpus.gpu_queries() == 3
+
+
+def test_a_bug_in_the_background_poll_is_raised_by_capacity(make_executor, wakeup):
+    now = [0.0]
+    executor = make_executor(gpu_monitor=BrokenMonitor(None), first_readings=[IDLE_GPU], gpu_poll_interval=1.0,
                              clock=lambda: now[0])
-    assert executor.capacity() == 2
-    fake_gpus.set_gpu(1, memory_used=15000)  # someone else takes GPU 1 while our slots are busy
-    now[0] = 600.0  # ten minutes without a poll
-    assert executor.capacity() == 1  # the fresh answer is waited for: GPU 1 is not offered
-    assert fake_gpus.gpu_queries() == 2
+    now[0] = 1.0
+    assert executor.capacity() == 1
+    assert wakeup.wait(10)  # a poll that died with its thread would never wake the driver
+    with pytest.raises(RuntimeError, match="a bug in the poll"):
+        executor.capacity()
+
+
+def test_shutdown_does_not_wait_for_a_gpu_poll(tmp_path, make_executor, wakeup):
+    monitor = GatedMonitor([IDLE_GPU])
+    now = [0.0]
+    executor = make_executor(gpu_monitor=monitor, first_readings=[IDLE_GPU], max_per_gpu=2, startup_time=0,
+                             gpu_poll_interval=1.0, clock=lambda: now[0])
+    executor.submit(spec_for(tmp_path, "a", [sys.executable, "-c", "import time; time.sleep(30)"]))
+    now[0] = 1.0
+    assert executor.capacity() == 1
+    assert monitor.entered.wait(10)  # a poll is in flight, held by the gate for up to 30 s
+
+    started = time.monotonic()
+    (outcome,) = executor.shutdown(cancel=True)
+    assert time.monotonic() - started < 10  # the run's stop, not the poll
+    assert outcome.interrupted
+    wakeup.wait(0)  # the run's end may have woken it before the shutdown began
+
+    monitor.gate.set()
+    join_gpu_polls()
+    assert not wakeup.wait(0)  # a late answer does not touch the wakeup the driver may have closed

@@ -38,13 +38,14 @@ from hpsearch.executors.base import (
     Wakeup,
 )
 from hpsearch.gpu.allocate import Reservation, plan_slots
-from hpsearch.gpu.monitor import GpuMonitor, GpuReading
+from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading
 
 log = logging.getLogger(__name__)
 
-STALE_POLL_INTERVALS = 2.0
-"""Readings older than this many poll intervals are not planned with: the
-poll that refreshes them is waited for instead of run in the background."""
+QUIET_POLL_INTERVALS = 2.0
+"""A poll begun this many intervals after the last answer was taken follows
+a quiet spell (every slot was busy, nothing was queued): the readings from
+before it are too old to start runs with, so the plan waits for its answer."""
 
 CREATE_TIME_TOLERANCE = 0.01
 """Seconds by which a live process's start time may differ from the recorded
@@ -156,9 +157,12 @@ def _describe_end(returncode: int) -> str:
 class LocalExecutor(Executor):
     """Runs on this machine: on GPUs when given a monitor, else on CPUs.
 
-    GPU mode polls the GPUs at most once per :meth:`capacity` call and at most
-    every ``gpu_poll_interval`` seconds, and plans runs with
-    :func:`hpsearch.gpu.allocate.plan_slots`; a run on GPU ``i`` gets
+    GPU mode plans runs with :func:`hpsearch.gpu.allocate.plan_slots`. Only
+    the very first poll is waited for; later ones run in a background thread
+    (:class:`~hpsearch.gpu.monitor.BackgroundPoll`), begun by :meth:`capacity`
+    when the readings are ``gpu_poll_interval`` seconds old and some slot is
+    not taken by our own runs. Meanwhile the plan uses the last readings, and
+    the answer wakes the driver to plan again. A run on GPU ``i`` gets
     ``CUDA_VISIBLE_DEVICES=i`` and ``CUDA_DEVICE_ORDER=PCI_BUS_ID``. CPU mode
     runs up to ``num_jobs`` at once and leaves ``CUDA_VISIBLE_DEVICES`` as the
     driver has it (a user who wants runs off the GPUs sets it empty). Every run
@@ -220,14 +224,16 @@ class LocalExecutor(Executor):
         self._ended: queue.Queue[tuple[str, int]] = queue.Queue()
         # A poll the caller just made (the start-up check) serves the first round.
         self._readings: list[GpuReading] | None = first_readings
-        self._last_poll = clock() if first_readings is not None else -float("inf")
-        self._last_good_poll: float | None = None
+        self._last_poll = clock() if first_readings is not None else -float("inf")  # start of the latest poll
+        self._last_good_poll: float | None = None if first_readings is None else self._last_poll
+        self._answered_at = self._last_poll  # when the latest answer was taken
         self._poll_failed = False
-        self._poller: threading.Thread | None = None  # a GPU poll in flight
-        self._polls: queue.Queue[tuple[float, list[GpuReading] | GpuQueryError]] = queue.Queue()
+        self._distrust = False  # the poll in flight follows a quiet spell: plan nothing until it answers
+        self._gpu_poll = None if gpu_monitor is None else BackgroundPoll(gpu_monitor, self._wake)
         self._plan: list[int] = []
         self._refused = False  # the last capacity() found no free slot
         self._closed = False
+        self._wake_lock = threading.Lock()  # no thread wakes the driver once shutdown() has begun
 
     # ---- capacity and GPU planning
 
@@ -235,17 +241,20 @@ class LocalExecutor(Executor):
         if self.monitor is None:
             return max(0, self.num_jobs - len(self._runs))
         now = self.clock()
-        self._take_background_poll()
-        age = now - self._last_poll
-        if self._poller is None and (self._readings is None or age >= STALE_POLL_INTERVALS * self.gpu_poll_interval):
-            # Nothing to plan with yet, or readings from before a quiet spell (every slot was
-            # busy): others may have taken the GPUs meanwhile, so this answer is waited for.
-            self._last_poll = now
-            self._apply_poll(now, self._ask_gpus())
-        elif age >= self.gpu_poll_interval and self._poller is None:
+        self._take_background_poll(now)
+        if self._readings is None:  # nothing to plan with yet: wait for the first answer
+            self._last_poll = self._answered_at = now
+            self._apply_poll(now, self.monitor.poll())
+        elif self._poll_due(now):
             self._start_background_poll(now)
-        plan = plan_slots(
-            self._readings or [],
+        self._plan = [] if self._distrust else self._plan_slots(now)
+        self._refused = not self._plan
+        return len(self._plan)
+
+    def _plan_slots(self, now: float) -> list[int]:
+        """GPU ids for the next runs, from the latest readings we have."""
+        return plan_slots(
+            self._readings,
             running_per_gpu=self._running_per_gpu(),
             reservations=self._reservations(now),
             now=now,
@@ -254,41 +263,43 @@ class LocalExecutor(Executor):
             max_per_gpu=self.max_per_gpu,
             startup_time=self.startup_time,
         )
-        self._plan = plan
-        self._refused = not plan
-        return len(plan)
 
-    def _ask_gpus(self) -> list[GpuReading] | GpuQueryError:
-        try:
-            return self.monitor.poll()
-        except GpuQueryError as exc:
-            return exc
+    def _poll_due(self, now: float) -> bool:
+        """Whether to begin a poll: the readings are an interval old, none is
+        in flight, and a reading could free a slot at all."""
+        return (
+            now - self._last_poll >= self.gpu_poll_interval
+            and not self._gpu_poll.in_flight
+            and not self._slots_all_ours()
+        )
+
+    def _slots_all_ours(self) -> bool:
+        """Every GPU holds ``max_per_gpu`` of our runs: no reading can free a
+        slot, so a search whose slots are all busy asks ``nvidia-smi`` nothing."""
+        running = self._running_per_gpu()
+        return bool(self._readings) and all(running[r.id] >= self.max_per_gpu for r in self._readings)
 
     def _start_background_poll(self, now: float) -> None:
         """Poll in a thread: ``nvidia-smi`` can take a second on a big
         machine, and runs that ended meanwhile should not wait for it. The
-        plan uses the last readings until the answer wakes the driver."""
+        plan uses the last readings until the answer wakes the driver, unless
+        they predate a quiet spell (see :data:`QUIET_POLL_INTERVALS`)."""
         self._last_poll = now
+        self._distrust = now - self._answered_at > QUIET_POLL_INTERVALS * self.gpu_poll_interval
+        self._gpu_poll.start(now)
 
-        def poll() -> None:
-            self._polls.put((now, self._ask_gpus()))
-            if not self._closed:
-                self.wakeup.set()
-
-        self._poller = threading.Thread(target=poll, name="hpsearch-gpu-poll", daemon=True)
-        self._poller.start()
-
-    def _take_background_poll(self) -> None:
-        try:
-            started, answer = self._polls.get_nowait()
-        except queue.Empty:
+    def _take_background_poll(self, now: float) -> None:
+        answer = self._gpu_poll.take()
+        if answer is None:
             return
-        self._poller = None
-        self._apply_poll(started, answer)
+        self._answered_at = now
+        self._distrust = False
+        self._apply_poll(*answer)
 
-    def _apply_poll(self, started: float, answer: list[GpuReading] | GpuQueryError) -> None:
+    def _apply_poll(self, started: float, answer: list[GpuReading] | Exception) -> None:
         """Take a poll's answer; a failure mid-search pauses new runs until
-        the patience runs out, since a driver hiccup should not end the search."""
+        the patience runs out, since a driver hiccup should not end the search.
+        Any other exception is a bug, raised at once in the caller's thread."""
         if isinstance(answer, GpuQueryError):
             self._poll_failed = True
             if self._last_good_poll is None or started - self._last_good_poll > self.gpu_error_patience:
@@ -296,6 +307,8 @@ class LocalExecutor(Executor):
             log.warning("GPU poll failed, starting no runs for now: %s", answer)
             self._readings = []
             return
+        if isinstance(answer, Exception):
+            raise answer
         self._readings = answer
         self._poll_failed = False
         self._last_good_poll = started
@@ -321,7 +334,7 @@ class LocalExecutor(Executor):
         now = self.clock()
         times = [run.deadline for run in self._runs.values() if run.deadline is not None and run.killer is None]
         if self._waiting_for_gpu():
-            if self._poller is None:  # one in flight wakes the driver when it answers
+            if not self._gpu_poll.in_flight:  # one in flight wakes the driver when it answers
                 times.append(self._last_poll + self.gpu_poll_interval)
             times.extend(r.until for r in self._reservations(now))
         if not times:
@@ -417,8 +430,15 @@ class LocalExecutor(Executor):
         if leftovers:
             proctree.terminate_processes(leftovers, self.kill_grace)
         self._ended.put((run.spec.key, returncode))
-        if not self._closed:  # the driver may close the wakeup after shutdown
-            self.wakeup.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake the driver from a thread, unless it has shut us down: it may
+        close the wakeup's pipe next, and a write to a reused descriptor would
+        land in some other file."""
+        with self._wake_lock:
+            if not self._closed:
+                self.wakeup.set()
 
     # ---- ending runs
 
@@ -489,7 +509,8 @@ class LocalExecutor(Executor):
         outcomes = self.poll()
         runs = list(self._runs.values())
         self._stop(runs)
-        self._closed = True
+        with self._wake_lock:  # a GPU poll still in flight is left to its daemon thread
+            self._closed = True
         for run in runs:
             run.waiter.join(timeout=self.kill_grace + 5.0)
         outcomes.extend(self._outcome(run, code, interrupted=True) for run, code in self._drain())

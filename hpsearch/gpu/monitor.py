@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import shutil
 import sys
+import threading
 import types
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from hpsearch.errors import GpuQueryError
 
@@ -142,6 +143,72 @@ class GpuMonitor:
                 f"but {NVIDIA_SMI} only reports GPUs {found}"
             )
         return [by_id[i] for i in sorted(set(self.visible))]
+
+
+PollAnswer = tuple[float, list[GpuReading] | Exception]
+"""A finished background poll: the stamp it was started with, and its
+readings or the exception it raised."""
+
+
+class BackgroundPoll:
+    """At most one :meth:`GpuMonitor.poll` at a time, in a daemon thread.
+
+    ``nvidia-smi`` takes from 50 ms to over a second on a big machine; the
+    caller keeps planning with the readings it has and is told through
+    ``on_answer`` (called from the thread) when new ones can be taken.
+
+    Args:
+        monitor: What to poll.
+        on_answer: Called from the thread once the answer can be taken.
+    """
+
+    THREAD_NAME = "hpsearch-gpu-poll"
+
+    def __init__(self, monitor: GpuMonitor, on_answer: Callable[[], None]) -> None:
+        self.monitor = monitor
+        self.on_answer = on_answer
+        self._lock = threading.Lock()
+        self._busy = False  # started, and its answer not taken yet
+        self._answer: PollAnswer | None = None
+
+    @property
+    def in_flight(self) -> bool:
+        """True from :meth:`start` until :meth:`take` has returned the answer,
+        so no second poll can start while one has not been used."""
+        return self._busy
+
+    def start(self, stamp: float) -> bool:
+        """Begin a poll, unless one is in flight; ``stamp`` comes back with
+        its answer. Returns whether a poll began."""
+        with self._lock:
+            if self._busy:
+                return False
+            self._busy = True
+        thread = threading.Thread(target=self._run, args=(stamp,), name=self.THREAD_NAME, daemon=True)
+        try:
+            thread.start()
+        except BaseException:  # no thread: a poll that never answers must not block all later ones
+            self._busy = False
+            raise
+        return True
+
+    def take(self) -> PollAnswer | None:
+        """The finished poll's answer, once; None while it runs or when none
+        was started."""
+        with self._lock:
+            answer, self._answer = self._answer, None
+            if answer is not None:
+                self._busy = False
+        return answer
+
+    def _run(self, stamp: float) -> None:
+        try:
+            answer: list[GpuReading] | Exception = self.monitor.poll()
+        except Exception as exc:  # noqa: BLE001  (handed to the caller: a silent death would end polling)
+            answer = exc
+        with self._lock:
+            self._answer = (stamp, answer)
+        self.on_answer()
 
 
 def gpus_available(visible: Sequence[int] | None = None) -> tuple[bool, str]:
