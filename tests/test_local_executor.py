@@ -593,14 +593,22 @@ def test_runs_die_with_a_killed_driver(tmp_path):
 # ---- background GPU polls
 
 
-def test_a_slow_gpu_poll_never_holds_up_the_driver(tmp_path, fake_gpus, make_executor, wakeup):
+def run_on_gpu_0_with_gpu_1_taken(tmp_path, fake_gpus, make_executor):
+    """Two GPUs, one slot each, on a fake clock: our run holds GPU 0 and GPU 1
+    is over --allowed_memory because of someone else, so the executor waits
+    for GPU 1 by polling. The first poll is waited for: nothing to plan with before it."""
     fake_gpus.configure(2)
-    fake_gpus.set_gpu(1, memory_used=15000)  # used elsewhere, over --allowed_memory
+    fake_gpus.set_gpu(1, memory_used=15000)
     now = [0.0]
     executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
                              clock=lambda: now[0])
-    assert executor.capacity() == 1  # the first poll is waited for: there is nothing to plan with before it
+    assert executor.capacity() == 1
     executor.submit(spec_for(tmp_path, "a", [sys.executable, "-c", "import time; time.sleep(30)"]))
+    return executor, now
+
+
+def test_a_slow_gpu_poll_never_holds_up_the_driver(tmp_path, fake_gpus, make_executor, wakeup):
+    executor, now = run_on_gpu_0_with_gpu_1_taken(tmp_path, fake_gpus, make_executor)
     delay = 1.5
     fake_gpus.set(delay=delay)
     fake_gpus.set_gpu(1, memory_used=0)  # GPU 1 is freed; only the next poll can tell
@@ -641,13 +649,7 @@ def test_capacity_answers_while_a_poll_is_provably_in_flight(make_executor, wake
 
 
 def test_at_most_one_gpu_poll_in_flight(tmp_path, fake_gpus, make_executor, wakeup):
-    fake_gpus.configure(2)
-    fake_gpus.set_gpu(1, memory_used=15000)  # the driver waits for GPU 1, polling
-    now = [0.0]
-    executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
-                             clock=lambda: now[0])
-    assert executor.capacity() == 1
-    executor.submit(spec_for(tmp_path, "a", [sys.executable, "-c", "import time; time.sleep(30)"]))
+    executor, now = run_on_gpu_0_with_gpu_1_taken(tmp_path, fake_gpus, make_executor)  # the driver waits for GPU 1
     delay = 1.0
     fake_gpus.set(delay=delay)
 
@@ -671,13 +673,7 @@ def test_at_most_one_gpu_poll_in_flight(tmp_path, fake_gpus, make_executor, wake
 
 
 def test_gpu_polls_come_one_interval_apart(tmp_path, fake_gpus, make_executor, wakeup):
-    fake_gpus.configure(2)
-    fake_gpus.set_gpu(1, memory_used=15000)  # the driver waits for GPU 1, polling
-    now = [0.0]
-    executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
-                             clock=lambda: now[0])
-    assert executor.capacity() == 1
-    executor.submit(spec_for(tmp_path, "a", [sys.executable, "-c", "import time; time.sleep(30)"]))
+    executor, now = run_on_gpu_0_with_gpu_1_taken(tmp_path, fake_gpus, make_executor)  # the driver waits for GPU 1
 
     for step in range(1, 13):  # a driver loop woken every quarter interval
         now[0] = step * 0.25
