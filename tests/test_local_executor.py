@@ -623,6 +623,20 @@ def test_a_slow_gpu_poll_never_holds_up_the_driver(tmp_path, fake_gpus, make_exe
     assert fake_gpus.gpu_queries() == 2
 
 
+def test_only_a_search_refused_a_slot_is_woken_for_the_gpus(tmp_path, fake_gpus, make_executor):
+    fake_gpus.configure(2)
+    fake_gpus.set_gpu(1, memory_used=15000)
+    now = [0.0]
+    executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
+                             clock=lambda: now[0])
+
+    assert executor.capacity() == 1
+    assert executor.next_event_in() is None  # offered a slot: nothing to wait for from the GPUs
+    executor.submit(spec_for(tmp_path, "a", [sys.executable, "-c", "import time; time.sleep(30)"]))
+    assert executor.capacity() == 0
+    assert executor.next_event_in() == 1.0  # refused, with GPU 1 held by someone else: ask at the next poll
+
+
 def test_a_slot_freed_after_a_quiet_spell_waits_for_fresh_readings(tmp_path, fake_gpus, make_executor, wakeup):
     fake_gpus.configure(1)
     now = [0.0]
