@@ -179,7 +179,7 @@ class BackgroundPoll:
     THREAD_NAME = "hpsearch-gpu-poll"
 
     def __init__(self, poll: Callable[[], list[GpuReading]], on_answer: Callable[[], None]) -> None:
-        self.poll = poll
+        self._poll = poll
         self.on_answer = on_answer
         self._lock = threading.Lock()
         self._busy = False  # started, and its answer not taken yet
@@ -217,10 +217,9 @@ class BackgroundPoll:
 
     def _run(self, stamp: float) -> None:
         try:
-            answer: list[GpuReading] | Exception = self.poll()
+            answer: list[GpuReading] | Exception = self._poll()
         except Exception as exc:  # noqa: BLE001  (handed to the caller: a silent death would end polling)
             answer = exc
         with self._lock:
             self._answer = (stamp, answer)
         self.on_answer()
-
