@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 
@@ -262,4 +263,30 @@ def test_helper_exits_soon_after_the_driver_is_killed_with_every_batch_written(t
     finally:
         driver.kill()
     assert path.read_text() == expected_text(tmp_path, rows(30))
+    assert lived < 1.0, f"the report writer lived {lived:.2f} s after the driver"
+
+
+def test_a_real_driver_killed_with_9_leaves_no_report_writer_behind(tmp_path):
+    from tests.helpers import hpsearch_cmd, write_project
+
+    project = write_project(tmp_path / "p", {"sleep": [0.2], "i": list(range(30))})
+    out = tmp_path / "search"
+    driver = subprocess.Popen(hpsearch_cmd("--grid_module=grid_cfg", f"--out_dir={out}", "--force_out_dir",
+                                           "--dont_force_new_dir", "--visible_gpus=-1", "--num_jobs=2"),
+                              cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: len(list(out.glob("sim_*/hpsearch_result.json"))) >= 4, timeout=120)
+        (helper,) = [p for p in psutil.Process(driver.pid).children() if "hpsearch.report_writer" in " ".join(p.cmdline())]
+        driver.kill()
+        killed = time.monotonic()
+        driver.wait(30)
+        assert wait_for(lambda: gone(helper), timeout=30)
+        lived = time.monotonic() - killed
+    finally:
+        driver.kill()
+    table = pd.read_csv(out / "search_results.csv", sep=";")
+    ended = {json.loads((f.parent / "hpsearch_run.json").read_text())["key"]
+             for f in out.glob("sim_*/hpsearch_result.json")}
+    done = set(table.loc[table["status"] == "done", "config_key"])
+    assert done <= ended and len(done) >= len(ended) - 2  # short of at most one round, not yet passed on
     assert lived < 1.0, f"the report writer lived {lived:.2f} s after the driver"
