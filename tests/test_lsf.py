@@ -172,14 +172,14 @@ def test_cancel_on_shutdown_bkills_and_reports_interrupted(tmp_path, fake_lsf):
     lsf = lsf_executor(tmp_path, num_jobs=3)
     specs = [job_spec(tmp_path, i, "--mode=hang", python=PY) for i in range(2)]
     lsf.submit_many(specs)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not all((s.run_dir / "argv.json").exists() for s in specs):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     outcomes = lsf.shutdown(cancel=True)
     assert sorted((o.key, o.interrupted) for o in outcomes) == [("key0", True), ("key1", True)]
     assert fake_lsf.calls("bkill") == [["100", "101"]]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while True:
         bjobs = subprocess.run(["bjobs", "-noheader", "-o", BJOBS_FORMAT, "100", "101"], capture_output=True,
                                text=True)

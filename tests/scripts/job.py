@@ -37,7 +37,14 @@ def main() -> int:
         time.sleep(300)
     if args.mode == "stubborn":
         import signal
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only SIGKILL stops it
+
+        def note(event):
+            if log:
+                with open(log, "a") as handle:
+                    handle.write(json.dumps({"event": event, "out_dir": args.out_dir, "i": args.i}) + "\n")
+
+        signal.signal(signal.SIGTERM, lambda *_: note("ignored SIGTERM"))  # only SIGKILL stops it
+        note("stubborn")  # a test may signal the driver now
         time.sleep(300)
     if args.mode == "hang":
         time.sleep(300)
