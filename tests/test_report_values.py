@@ -208,3 +208,23 @@ def test_hostile_values_through_a_real_search(tmp_path):
 def run_hpsearch_postprocessing(out) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "postprocessing", str(out)], capture_output=True, text=True,
                           timeout=300)
+
+
+HOSTILE_KEYS = ["a;b", 'q"k', "k'", "#k", "k\\", "é🎉", "1e5", "nan", "True", "x,y", "summary_acc"]
+"""Grid keys the command line accepts (no '=', no whitespace, no leading '-') that a CSV could trip on."""
+
+
+def test_hostile_grid_keys_through_a_real_search(tmp_path):
+    grid = {key: [f"v{i};\r\"{key}"] for i, key in enumerate(HOSTILE_KEYS)}
+    grid["n"] = [0, 1, 2]
+    project = write_project(tmp_path / "p", grid, keywords=("acc", "finished"))
+    out = tmp_path / "search"
+    result = run_hpsearch(["--grid_module=grid_cfg", f"--out_dir={out}", "--force_out_dir", "--dont_force_new_dir",
+                           "--visible_gpus=-1", "--num_jobs=2"], project, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for table in (read_exact(out / "search_results.csv"), pd.read_csv(out / "search_results.csv", sep=";")):
+        assert list(table.columns) == [*HOSTILE_KEYS, "n", "acc", "finished", "status", "reason", "out_dir",
+                                       "config_key"]
+        assert len(table) == 3 and sorted(table["n"].astype(int)) == [0, 1, 2]
+        for i, key in enumerate(HOSTILE_KEYS):
+            assert set(table[key]) == {f"v{i};\r\"{key}"}, key
