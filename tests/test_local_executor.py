@@ -472,7 +472,7 @@ def test_kill_now_does_not_wait_for_sigterm(tmp_path, make_executor):
 
     executor.kill_now()
 
-    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=5)
+    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=30)
     (outcome,) = executor.shutdown(cancel=True)
     assert outcome.signal == signal.SIGKILL
 
@@ -576,7 +576,7 @@ def test_runs_die_with_a_killed_driver(tmp_path):
         assert alive(run_pid)
         proc.kill()
         proc.wait()
-        wait_until(lambda: not alive(run_pid), timeout=5)
+        wait_until(lambda: not alive(run_pid), timeout=30)
     finally:
         proc.kill()
         proc.wait()

@@ -172,14 +172,14 @@ def test_cancel_on_shutdown_bkills_and_reports_interrupted(tmp_path, fake_lsf):
     lsf = lsf_executor(tmp_path, num_jobs=3)
     specs = [job_spec(tmp_path, i, "--mode=hang", python=PY) for i in range(2)]
     lsf.submit_many(specs)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not all((s.run_dir / "argv.json").exists() for s in specs):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     outcomes = lsf.shutdown(cancel=True)
     assert sorted((o.key, o.interrupted) for o in outcomes) == [("key0", True), ("key1", True)]
     assert fake_lsf.calls("bkill") == [["100", "101"]]
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while True:
         bjobs = subprocess.run(["bjobs", "-noheader", "-o", BJOBS_FORMAT, "100", "101"], capture_output=True,
                                text=True)
@@ -389,7 +389,8 @@ def test_sigterm_with_cancel_on_exit_kills_the_jobs(tmp_path, fake_lsf):
 
 
 def test_sigterm_leaves_cluster_jobs_running_for_a_resume(tmp_path, fake_lsf):
-    project = write_project(tmp_path / "project", {"mode": ["ok"], "sleep": [3], "i": [1, 2]})
+    release = tmp_path / "release"  # the jobs run until the test creates it, however slow the machine
+    project = write_project(tmp_path / "project", {"mode": ["ok"], "wait_for": [str(release)], "i": [1, 2]})
     out = tmp_path / "search"
     driver = _start_driver(out, project)
     _wait_for_running_jobs(out, 2)
@@ -398,6 +399,7 @@ def test_sigterm_leaves_cluster_jobs_running_for_a_resume(tmp_path, fake_lsf):
     assert driver.returncode == 128 + signal.SIGTERM
     assert b"keep running" in stderr
     assert fake_lsf.calls("bkill") == [] and _job_states(fake_lsf) == ["RUN", "RUN"]
+    release.touch()
     resumed = run_hpsearch(cluster_args(out, "lsf", "--num_jobs=2"), project, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
     assert len(fake_lsf.calls("bsub")) == 2  # adopted, not submitted again

@@ -310,16 +310,18 @@ def test_second_ctrl_c_kills_at_once(tmp_path):
     env = dict(os.environ, HPSEARCH_TEST_LOG=str(log))
     driver = subprocess.Popen(hpsearch_cmd(*search_args(out, "--visible_gpus=-1", "--num_jobs=2")), cwd=project,
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: log.exists() and log.read_text().count('"start"') == 2, 30)
-    pids = [json.loads(line)["pid"] for line in log.read_text().splitlines()]
-    time.sleep(0.3)  # let the runs install their SIGTERM handler
+    wait_for(lambda: log.exists() and log.read_text().count('"stubborn"') == 2, 60)  # SIGTERM handlers set
+    pids = [json.loads(line)["pid"] for line in log.read_text().splitlines() if '"start"' in line]
     driver.send_signal(signal.SIGINT)
-    time.sleep(0.5)  # the first Ctrl-C is waiting out the runs' grace period (5 s) now
+    # the first Ctrl-C has reached the runs; the driver waits out their grace period (5 s) now
+    wait_for(lambda: log.read_text().count('"ignored SIGTERM"') == 2, 60)
     assert driver.poll() is None
     driver.send_signal(signal.SIGINT)
-    assert driver.wait(timeout=3) == 128 + signal.SIGINT
+    second = time.monotonic()
+    assert driver.wait(timeout=30) == 128 + signal.SIGINT
+    assert time.monotonic() - second < 4  # not the grace period
     wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                             for pid in pids), 5)
+                             for pid in pids), 30)
 
 
 def test_condition_on_a_commented_out_parameter_is_dropped_with_a_warning(tmp_path):
