@@ -6,6 +6,12 @@ identity for ``--deterministic_search``), each expanded by the conditions.
 A space with distributions, or a random search, is sampled: draw ``i`` comes
 from a generator seeded by ``(seed, i)``. Either way the first ``n``
 configurations do not depend on how many were asked for.
+
+Duplicates are removed as hypnettorch removes them: by Python equality of
+the values, whatever the key order. Where duplicates differ (in flag order,
+or ``True`` against ``1``) hypnettorch keeps the one that comes last in its
+list; for finite spaces up to :data:`EXACT_LIMIT` base points we find that
+one in a first pass, so every command line is the one hypnettorch renders.
 """
 
 from __future__ import annotations
@@ -14,13 +20,14 @@ import itertools
 from typing import Any, Iterable, Iterator
 
 from hpsearch.errors import SpaceError
-from hpsearch.space.keys import config_key
-from hpsearch.space.nodes import Point
+from hpsearch.space.keys import equality_key
+from hpsearch.space.nodes import GridNode, Point
 from hpsearch.space.permutation import IndexPermutation
 from hpsearch.space.randomness import draw_rng
 from hpsearch.space.searchspace import SearchSpace
 
 MIN_FRUITLESS_DRAWS = 1000
+EXACT_LIMIT = 200_000
 
 
 def iter_configurations(
@@ -49,16 +56,70 @@ def iter_configurations(
             ``num_searches`` is not positive. Later, while iterating: a derived
             value fails, or constraints reject nearly every draw.
     """
-    space = SearchSpace.compile(grid, conditions)
+    return configurations(
+        SearchSpace.compile(grid, conditions),
+        num_searches=num_searches,
+        random_search=random_search,
+        shuffle=shuffle,
+        seed=seed,
+    )
+
+
+def configurations(
+    space: SearchSpace,
+    *,
+    num_searches: int = -1,
+    random_search: bool = False,
+    shuffle: bool = True,
+    seed: int = 42,
+) -> Iterator[dict[str, Any]]:
+    """:func:`iter_configurations` of a compiled space."""
     if random_search or not space.finite:
         if num_searches <= 0:
             raise SpaceError(_why_num_searches(space, random_search))
         return itertools.islice(_sampled(space, seed, num_searches), num_searches)
     size = space.node.size()
     order: Iterable[int] = IndexPermutation(size, seed) if shuffle else range(size)
-    configs = (config for index in order for config in space.finish(space.node.point(index))[0])
-    unique = filter(FirstSeen(), configs)
+    if size <= EXACT_LIMIT and _may_differ_among_duplicates(space):
+        unique: Iterator[Point] = _as_hypnettorch_keeps(space, order, _last_of_each(space, size))
+    else:
+        first_seen = FirstSeen()
+        unique = (config for index in order for config, _ in space.finish(space.node.point(index))[0]
+                  if first_seen(config))
     return unique if num_searches < 0 else itertools.islice(unique, num_searches)
+
+
+def _may_differ_among_duplicates(space: SearchSpace) -> bool:
+    """Whether two equal configurations could differ in key order or value type."""
+    if space.conditions or not isinstance(space.node, GridNode):
+        return True
+    return any(
+        len({repr(value) for value in entry}) > len({equality_key({"v": value}) for value in entry})
+        for entry in space.node.entries.values()
+        if isinstance(entry, tuple)
+    )
+
+
+def _last_of_each(space: SearchSpace, size: int) -> dict[str, tuple[Any, Point]]:
+    """For each distinct configuration, the copy that comes last in hypnettorch's list."""
+    last: dict[str, tuple[Any, Point]] = {}
+    for index in range(size):
+        for config, place in space.finish(space.node.point(index), index)[0]:
+            key = equality_key(config)
+            if key not in last or place > last[key][0]:
+                last[key] = (place, config)
+    return last
+
+
+def _as_hypnettorch_keeps(space: SearchSpace, order: Iterable[int], last: dict[str, tuple[Any, Point]]
+                          ) -> Iterator[Point]:
+    emitted: set[str] = set()
+    for index in order:
+        for config, _ in space.finish(space.node.point(index))[0]:
+            key = equality_key(config)
+            if key not in emitted:
+                emitted.add(key)
+                yield last[key][1]
 
 
 def _why_num_searches(space: SearchSpace, random_search: bool) -> str:
@@ -71,13 +132,13 @@ def _why_num_searches(space: SearchSpace, random_search: bool) -> str:
 
 
 class FirstSeen:
-    """Called with a configuration: True the first time its key comes up."""
+    """Called with a configuration: True the first time an equal one comes up."""
 
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
     def __call__(self, config: Point) -> bool:
-        key = config_key(config)
+        key = equality_key(config)
         if key in self._seen:
             return False
         self._seen.add(key)
@@ -97,7 +158,7 @@ def _sampled(space: SearchSpace, seed: int, wanted: int) -> Iterator[Point]:
     first_seen = FirstSeen()
     for index in itertools.count():
         configs, rejections = space.finish(space.node.sample(draw_rng(seed, index)))
-        fresh = list(filter(first_seen, configs))
+        fresh = [config for config, _ in configs if first_seen(config)]
         yield from fresh
         fruitless = 0 if fresh else fruitless + 1
         rejected = rejected + 1 if rejections and not configs else 0
