@@ -117,7 +117,7 @@ def _put_on_path(folder: Path) -> None:
 
 def _module_path(name: str) -> Path | None:
     """The file ``name`` means, if it names one (``mysim/my_grid``, ``my_grid.py``); else None."""
-    if not (name.endswith(".py") or "/" in name or Path(name + ".py").is_file()):
+    if not (name.endswith(".py") or "/" in name):
         return None
     for candidate in (Path(name), Path(name + ".py")):
         if candidate.is_file():
@@ -136,6 +136,7 @@ def _import_file(path: Path) -> ModuleType:
     module_spec = importlib.util.spec_from_file_location(path.stem, path)
     assert module_spec is not None and module_spec.loader is not None
     module = importlib.util.module_from_spec(module_spec)
+    sys.modules.setdefault(path.stem, module)  # dataclasses and pickle look their module up there
     module_spec.loader.exec_module(module)
     return module
 
