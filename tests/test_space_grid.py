@@ -110,6 +110,15 @@ def test_a_cond_value_in_no_value_list_warns_with_a_suggestion():
         "(did you mean 'sgd'?)"]  # once per value; lr=3 is set by an action, so it can match
 
 
+def test_of_equal_configurations_the_copy_hypnettorch_keeps_runs_with_its_flag_order():
+    # {b: 1, a: 1} becomes {a: 2, b: 1}, equal to the untouched {b: 1, a: 2}; hypnettorch keeps the
+    # replacement (it comes last in its list), so the run gets --a=2 --b=1.
+    grid, conditions = {"b": [1, 2], "a": [1, 2]}, [({"a": [1]}, {"a": [2]})]
+    for shuffle in (False, True):
+        assert sorted(list(c.items()) for c in configs(grid, conditions, shuffle=shuffle)) == [
+            [("a", 2), ("b", 1)], [("a", 2), ("b", 2)]]
+
+
 def test_an_empty_action_leaves_the_configuration_as_it_is():
     assert [list(c.items()) for c in configs({"a": [1, 2], "b": [0]}, [({"a": [1]}, {})], shuffle=False)] == [
         [("a", 1), ("b", 0)], [("a", 2), ("b", 0)]]

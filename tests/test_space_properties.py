@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +22,7 @@ from hpsearch import (
     union,
 )
 from hpsearch.errors import SpaceError
+from hpsearch.space import duplicates
 from hpsearch.space.permutation import IndexPermutation
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -82,6 +84,14 @@ def as_set(configs) -> set[str]:
 @given(grids, conditions, st.booleans(), seeds)
 def test_configurations_and_their_flag_order_match_hypnettorch(grid, conds, shuffle, seed):
     assert flags(space.iter_configurations(grid, conds, shuffle=shuffle, seed=seed)) == flags(reference(grid, conds))
+
+
+@FAST
+@given(grids, conditions, seeds)
+def test_the_first_pass_finds_the_same_copies_as_the_grid_resolver(grid, conds, seed):
+    """Spaces the resolver does not take (unions, tables, many acted-on points) get a first pass instead."""
+    with mock.patch.object(duplicates, "MAX_CANDIDATES", 0):
+        assert flags(space.iter_configurations(grid, conds, seed=seed)) == flags(reference(grid, conds))
 
 
 @FAST

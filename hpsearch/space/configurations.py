@@ -8,26 +8,24 @@ from a generator seeded by ``(seed, i)``. Either way the first ``n``
 configurations do not depend on how many were asked for.
 
 Duplicates are removed as hypnettorch removes them: by Python equality of
-the values, whatever the key order. Where duplicates differ (in flag order,
-or ``True`` against ``1``) hypnettorch keeps the one that comes last in its
-list; for finite spaces up to :data:`EXACT_LIMIT` base points we find that
-one in a first pass, so every command line is the one hypnettorch renders.
+the values, whatever the key order; which copy runs is decided in
+:mod:`hpsearch.space.duplicates`.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable, Iterator
+from typing import Any, Hashable, Iterable, Iterator
 
 from hpsearch.errors import SpaceError
+from hpsearch.space.duplicates import unique_configurations
 from hpsearch.space.keys import equality_key
-from hpsearch.space.nodes import GridNode, Point
+from hpsearch.space.nodes import Point
 from hpsearch.space.permutation import IndexPermutation
 from hpsearch.space.randomness import draw_rng
 from hpsearch.space.searchspace import SearchSpace
 
 MIN_FRUITLESS_DRAWS = 1000
-EXACT_LIMIT = 200_000
 
 
 def iter_configurations(
@@ -80,46 +78,8 @@ def configurations(
         return itertools.islice(_sampled(space, seed, num_searches), num_searches)
     size = space.node.size()
     order: Iterable[int] = IndexPermutation(size, seed) if shuffle else range(size)
-    if size <= EXACT_LIMIT and _may_differ_among_duplicates(space):
-        unique: Iterator[Point] = _as_hypnettorch_keeps(space, order, _last_of_each(space, size))
-    else:
-        first_seen = FirstSeen()
-        unique = (config for index in order for config, _ in space.finish(space.node.point(index))[0]
-                  if first_seen(config))
+    unique = unique_configurations(space, order)
     return unique if num_searches < 0 else itertools.islice(unique, num_searches)
-
-
-def _may_differ_among_duplicates(space: SearchSpace) -> bool:
-    """Whether two equal configurations could differ in key order or value type."""
-    if space.conditions or not isinstance(space.node, GridNode):
-        return True
-    return any(
-        len({repr(value) for value in entry}) > len({equality_key({"v": value}) for value in entry})
-        for entry in space.node.entries.values()
-        if isinstance(entry, tuple)
-    )
-
-
-def _last_of_each(space: SearchSpace, size: int) -> dict[str, tuple[Any, Point]]:
-    """For each distinct configuration, the copy that comes last in hypnettorch's list."""
-    last: dict[str, tuple[Any, Point]] = {}
-    for index in range(size):
-        for config, place in space.finish(space.node.point(index), index)[0]:
-            key = equality_key(config)
-            if key not in last or place > last[key][0]:
-                last[key] = (place, config)
-    return last
-
-
-def _as_hypnettorch_keeps(space: SearchSpace, order: Iterable[int], last: dict[str, tuple[Any, Point]]
-                          ) -> Iterator[Point]:
-    emitted: set[str] = set()
-    for index in order:
-        for config, _ in space.finish(space.node.point(index))[0]:
-            key = equality_key(config)
-            if key not in emitted:
-                emitted.add(key)
-                yield last[key][1]
 
 
 def _why_num_searches(space: SearchSpace, random_search: bool) -> str:
@@ -135,7 +95,7 @@ class FirstSeen:
     """Called with a configuration: True the first time an equal one comes up."""
 
     def __init__(self) -> None:
-        self._seen: set[str] = set()
+        self._seen: set[Hashable] = set()
 
     def __call__(self, config: Point) -> bool:
         key = equality_key(config)

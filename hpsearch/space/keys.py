@@ -17,11 +17,12 @@ import hashlib
 import json
 import math
 import re
-from typing import Any, Mapping
+from typing import Any, Hashable, Mapping
 
 from hpsearch.errors import SpaceError
 
 SCALARS = (str, int, float, bool, type(None))
+PLAIN = (str, int, float, type(None))  # bool is an int
 KEY_LENGTH = 16
 BAD_NAME = re.compile(r"[=\s\x00]")
 
@@ -81,13 +82,17 @@ def config_key(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:KEY_LENGTH]
 
 
-def equality_key(config: Mapping[str, Any]) -> str:
-    """Equal text exactly when hypnettorch's dedupe sees the same configuration.
+def equality_key(config: Mapping[str, Any]) -> Hashable:
+    """Equal keys exactly when hypnettorch's dedupe sees the same configuration.
 
     hypnettorch compares ``frozenset(config.items())``: key order does not
     count and values compare with ``==``, so ``True``, ``1`` and ``1.0`` are
-    one value. Lists (which hypnettorch could not hash) compare by content.
+    one value. That is the key of a configuration of plain values; one that
+    holds lists or dicts (which hypnettorch could not hash) gets a JSON text
+    in which they compare by content, tuples equal to lists.
     """
+    if all(isinstance(value, PLAIN) for value in config.values()):
+        return frozenset(config.items())
     return json.dumps({key: _equality_form(value) for key, value in config.items()}, sort_keys=True,
                       separators=(",", ":"), ensure_ascii=True, allow_nan=True)
 

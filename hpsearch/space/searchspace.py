@@ -152,6 +152,8 @@ def plain_values(node: Node, key: str) -> list[Any] | None:
 
 def resolve_derived(config: Point) -> tuple[Point, str]:
     """Compute derived values in order; each sees the plain values and the derived ones before it."""
+    if not any(isinstance(value, Derived) for value in config.values()):
+        return config, ""
     values = {key: value for key, value in config.items() if not isinstance(value, Derived)}
     for key, value in config.items():
         if isinstance(value, Derived):
