@@ -113,9 +113,9 @@ def test_a_cond_value_in_no_value_list_warns_with_a_suggestion():
 def test_of_equal_configurations_the_copy_hypnettorch_keeps_runs_with_its_flag_order():
     # {b: 1, a: 1} becomes {a: 2, b: 1}, equal to the untouched {b: 1, a: 2}; hypnettorch keeps the
     # replacement (it comes last in its list), so the run gets --a=2 --b=1.
-    grid, conditions = {"b": [1, 2], "a": [1, 2]}, [({"a": [1]}, {"a": [2]})]
-    for shuffle in (False, True):
-        assert sorted(list(c.items()) for c in configs(grid, conditions, shuffle=shuffle)) == [
+    grid, conditions = {"b": [1, 2], "a": [2, 1]}, [({"a": [1]}, {"a": [2]})]
+    for shuffle, seed in [(False, 0), *((True, seed) for seed in range(6))]:
+        assert sorted(list(c.items()) for c in configs(grid, conditions, shuffle=shuffle, seed=seed)) == [
             [("a", 2), ("b", 1)], [("a", 2), ("b", 2)]]
 
 
