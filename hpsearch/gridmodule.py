@@ -126,6 +126,7 @@ def _module_path(name: str) -> Path | None:
 
 
 def _import_file(path: Path) -> ModuleType:
+    """Import a grid module file: by its dotted name if it lies in a package, else on its own."""
     parts, folder = [path.stem], path.parent
     while (folder / "__init__.py").is_file() and folder.name.isidentifier():
         parts.insert(0, folder.name)
