@@ -149,3 +149,20 @@ def test_csv_and_list_show_a_quoted_string_as_the_run_received_it(tmp_path):
     assert "--value=my run" in json.loads((run_folders(out)[0] / "argv.json").read_text())
     assert read_results(out)["value"].tolist() == ["my run"]
     assert '"""' not in (out / "search_results.csv").read_text()
+
+
+def test_a_search_compiles_its_space_once(project, tmp_path, monkeypatch):
+    from hpsearch.runner import run_search
+    from hpsearch.settings import SearchSettings
+    from hpsearch.space.searchspace import SearchSpace
+
+    compiled = []
+    original = SearchSpace.compile.__func__
+    monkeypatch.setattr(SearchSpace, "compile", classmethod(lambda cls, *a: compiled.append(a) or original(cls, *a)))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))  # the project's mysim stays out of later tests
+    settings = SearchSettings(grid_module=str(project / "mysim" / "my_grid.py"), out_dir=str(tmp_path / "s"),
+                              force_out_dir=True, run_cwd=str(project), visible_gpus="-1", quiet=True)
+    assert run_search(settings) == 0
+    assert len(compiled) == 1
+    assert len(run_folders(tmp_path / "s")) == len(WORKED_EXAMPLE)
