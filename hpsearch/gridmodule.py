@@ -173,7 +173,7 @@ def load_grid_module(
     dropped = spec.compiled.dropped
     if strict_conditions and dropped:
         more = f" (and {len(dropped) - 1} more)" if len(dropped) > 1 else ""
-        raise GridModuleError(f"{where}: {dropped[0]}{more}; refused because of --strict_conditions")
+        raise GridModuleError(f"{where}: {dropped[0]}{more} (refused because of --strict_conditions)")
     return spec
 
 
@@ -253,7 +253,7 @@ def _build_spec(name: str, module_file: Path, attrs: dict[str, Any], where: str)
                 f"{where}: conditions[{condition.number}] (action) sets {out_arg!r}, which is _OUT_ARG; "
                 f"hpsearch sets --{out_arg} itself"
             )
-    warnings = [f"{where}: {message}" for message in [*compiled.dropped, *compiled.warnings]]
+    warnings = [f"{where}: {message}" for message in [*space.dropped_warnings(compiled), *compiled.warnings]]
     return GridSpec(
         module_name=name,
         module_file=module_file,

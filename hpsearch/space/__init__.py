@@ -10,7 +10,7 @@ from hpsearch.space import api as _api
 from hpsearch.space.api import *  # noqa: F401,F403  (the constructors, see api.__all__)
 from hpsearch.space.configurations import configurations, iter_configurations
 from hpsearch.space.keys import config_key, equality_key
-from hpsearch.space.searchspace import SearchSpace, compile_checked, grid_keys, validate_space
+from hpsearch.space.searchspace import SearchSpace, compile_checked, dropped_warnings, grid_keys, validate_space
 
 __all__ = [
     *_api.__all__,
@@ -18,6 +18,7 @@ __all__ = [
     "compile_checked",
     "config_key",
     "configurations",
+    "dropped_warnings",
     "equality_key",
     "grid_keys",
     "iter_configurations",

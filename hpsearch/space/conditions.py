@@ -123,7 +123,7 @@ def select_conditions(
     """Drop (as hypnettorch, with one message each) conditions whose ``cond`` names an unknown parameter.
 
     Returns:
-        The kept conditions, and one message per dropped condition.
+        The kept conditions, and one message per dropped condition (why it cannot apply).
 
     Raises:
         SpaceError: A kept condition tests or sets a derived parameter, whose
@@ -137,7 +137,7 @@ def select_conditions(
             names = ", ".join(map(repr, unknown))
             dropped.append(
                 f"conditions[{condition.number}]: cond key {names} "
-                f"{'is not a grid key' if len(unknown) == 1 else 'are not grid keys'}; the condition is dropped"
+                f"{'is not a grid key' if len(unknown) == 1 else 'are not grid keys'}"
             )
             continue
         clashes = [key for key in [*condition.when, *condition.then] if key in derived]

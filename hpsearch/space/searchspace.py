@@ -190,7 +190,12 @@ def validate_space(grid: Any, conditions: Any, where: str) -> list[str]:
         SpaceError: The message starts with ``where`` and names the parameter and the problem.
     """
     space = compile_checked(grid, conditions, where)
-    return [f"{where}: {warning}" for warning in [*space.dropped, *space.warnings]]
+    return [f"{where}: {warning}" for warning in [*dropped_warnings(space), *space.warnings]]
+
+
+def dropped_warnings(space: SearchSpace) -> list[str]:
+    """One warning per dropped condition."""
+    return [f"{reason}; the condition is dropped, as hypnettorch drops it" for reason in space.dropped]
 
 
 def compile_checked(grid: Any, conditions: Any, where: str) -> SearchSpace:
