@@ -102,6 +102,11 @@ def test_condition_whose_cond_names_an_unknown_key_is_dropped_with_a_warning_and
     assert space.SearchSpace.compile(grid, conditions).keys() == ["a", "typo"]
 
 
+def test_a_dropped_condition_is_not_looked_at_beyond_its_cond_keys():
+    conditions = [({"gone": 0.1}, "not a dict"), ({"a": [1]}, {"b": [5]})]  # hypnettorch drops the first
+    assert [list(c.items()) for c in configs({"a": [1]}, conditions)] == [[("b", 5), ("a", 1)]]
+
+
 def test_a_cond_value_in_no_value_list_warns_with_a_suggestion():
     grid = {"opt": ["sgd", "adam"], "lr": [1, 2]}
     conditions = [({"opt": ["SGD"]}, {"lr": [3]}), ({"opt": ["SGD", "adam"], "lr": [3]}, {"x": [1]})]

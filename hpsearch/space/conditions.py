@@ -61,25 +61,38 @@ def _contains(values: Collection[Any], value: Any) -> bool:
         return False
 
 
-def parse_conditions(conditions: Any) -> tuple[list[Condition], list[str]]:
-    """Check the shape of a ``conditions`` attribute (None means no conditions).
+def parse_conditions(conditions: Any, grid_keys: Iterable[str]) -> tuple[list[Condition], list[str], list[str]]:
+    """Check a ``conditions`` attribute (None means no conditions) against the grid's parameters.
+
+    As in hypnettorch, every entry must be a pair of dicts, and a condition
+    whose ``cond`` names a parameter missing from the grid is dropped before
+    anything else of it is looked at (so its values may be anything).
 
     Returns:
-        The conditions, and warnings (a ``cond`` value given as a string).
+        The kept conditions, one message per dropped condition (why it cannot
+        apply), and warnings (a ``cond`` value given as a string).
     """
     if conditions is None:
-        return [], []
+        return [], [], []
     if not isinstance(conditions, (list, tuple)):
         raise SpaceError(f"{SHAPE}; got {type(conditions).__name__}")
-    parsed, warnings = [], []
+    known = set(grid_keys)
+    kept, dropped, warnings = [], [], []
     for number, pair in enumerate(conditions):
         where = f"conditions[{number}]"
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(part, dict) for part in pair):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[0], dict):
+            raise SpaceError(f"{where}: {pair!r} is not a (cond dict, action dict) pair; {SHAPE}")
+        unknown = [key for key in pair[0] if key not in known]
+        if unknown:
+            verb = "is not a grid key" if len(unknown) == 1 else "are not grid keys"
+            dropped.append(f"{where}: cond key {', '.join(map(repr, unknown))} {verb}")
+            continue
+        if not isinstance(pair[1], dict):
             raise SpaceError(f"{where}: {pair!r} is not a (cond dict, action dict) pair; {SHAPE}")
         when = _cond_values(pair[0], f"{where} (cond)", warnings)
         then = _action_values(pair[1], f"{where} (action)")
-        parsed.append(Condition(number, when, then))
-    return parsed, warnings
+        kept.append(Condition(number, when, then))
+    return kept, dropped, warnings
 
 
 def _cond_values(part: dict, where: str, warnings: list[str]) -> dict[str, Collection[Any]]:
@@ -117,37 +130,17 @@ def _action_values(part: dict, where: str) -> dict[str, tuple[Any, ...]]:
     return checked
 
 
-def select_conditions(
-    conditions: Sequence[Condition], grid_keys: Iterable[str], derived_keys: Iterable[str]
-) -> tuple[list[Condition], list[str]]:
-    """Drop (as hypnettorch, with one message each) conditions whose ``cond`` names an unknown parameter.
-
-    Returns:
-        The kept conditions, and one message per dropped condition (why it cannot apply).
-
-    Raises:
-        SpaceError: A kept condition tests or sets a derived parameter, whose
-            value is not known when conditions are applied.
-    """
-    known, derived = set(grid_keys), set(derived_keys)
-    kept, dropped = [], []
+def check_not_derived(conditions: Sequence[Condition], derived_keys: Iterable[str]) -> None:
+    """Raises SpaceError if a condition tests or sets a derived parameter, whose value is not
+    known when conditions are applied."""
+    derived = set(derived_keys)
     for condition in conditions:
-        unknown = [key for key in condition.when if key not in known]
-        if unknown:
-            names = ", ".join(map(repr, unknown))
-            dropped.append(
-                f"conditions[{condition.number}]: cond key {names} "
-                f"{'is not a grid key' if len(unknown) == 1 else 'are not grid keys'}"
-            )
-            continue
         clashes = [key for key in [*condition.when, *condition.then] if key in derived]
         if clashes:
             raise SpaceError(
                 f"conditions[{condition.number}] uses derived parameter {clashes[0]!r}; "
                 "derived values are computed after the conditions, so a condition cannot test or set them"
             )
-        kept.append(condition)
-    return kept, dropped
 
 
 def added_keys(conditions: Sequence[Condition], grid_keys: Iterable[str]) -> list[str]:

@@ -19,8 +19,8 @@ from hpsearch.space.conditions import (
     Position,
     added_keys,
     expand,
+    check_not_derived,
     parse_conditions,
-    select_conditions,
 )
 from hpsearch.space.nodes import Derived, GridNode, Node, Point, ProductNode, TableNode, UnionNode
 from hpsearch.space.randomness import draw_rng
@@ -45,8 +45,8 @@ class SearchSpace:
     def compile(cls, grid: Any, conditions: Any) -> SearchSpace:
         """Check ``grid`` and ``conditions``; raises SpaceError naming the problem."""
         node = to_node(grid)
-        parsed, warnings = parse_conditions(conditions)
-        kept, dropped = select_conditions(parsed, node.keys(), node.derived_keys())
+        kept, dropped, warnings = parse_conditions(conditions, node.keys())
+        check_not_derived(kept, node.derived_keys())
         space = cls(node, kept, dropped, warnings)
         space.warnings.extend(space._unmatched_values())
         return space
