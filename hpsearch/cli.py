@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Random search: independent uniform picks of each parameter instead of the full grid.")
     shape.add_argument("--deterministic_search", action="store_true", help="Do not shuffle the configurations.")
     shape.add_argument("--random_seed", type=int, default=42, help="Seed of the shuffle and of all sampling.")
+    shape.add_argument("--strict_conditions", action="store_true",
+                       help="Refuse the grid module when a condition names a parameter missing from the grid "
+                            "(by default such a condition is dropped with a warning, as hypnettorch does).")
     shape.add_argument("--allow_unknown_condition_keys", action="store_true",
-                       help="Drop conditions that name parameters missing from the grid (with a warning), "
-                            "as hypnettorch did, instead of refusing the grid module.")
+                       help="Deprecated, has no effect (such conditions are dropped with a warning by default).")
     shape.add_argument("--list", action="store_true",
                        help="Dry run: print the configurations that would run, with their keys, and exit.")
     shape.add_argument("--format", choices=("text", "json"), default="text", help="Output format of --list.")
@@ -127,6 +129,10 @@ def _resume_defaults(args: argparse.Namespace) -> None:
 
 def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> SearchSettings:
     _resume_defaults(args)
+    if args.allow_unknown_condition_keys:
+        print("hpsearch: note: --allow_unknown_condition_keys is deprecated and has no effect: a condition on a "
+              "parameter missing from the grid is dropped with a warning anyway (--strict_conditions refuses it)",
+              file=sys.stderr)
     scheduler = args.scheduler
     extra = getattr(args, f"{scheduler}_extra")
     try:
@@ -164,7 +170,7 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> SearchS
         timeout=args.timeout,
         max_retries=max(0, args.max_retries),
         rerun_failed=args.rerun_failed,
-        allow_unknown_condition_keys=args.allow_unknown_condition_keys,
+        strict_conditions=args.strict_conditions,
         gpu_poll_interval=args.gpu_poll_interval,
         run_cluster=args.run_cluster,
         scheduler=scheduler,
@@ -188,17 +194,21 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> SearchS
 def print_listing(settings: SearchSettings, fmt: str) -> None:
     from hpsearch.runner import list_configurations  # deferred, see main()
 
+    from hpsearch.command import received_config, render_flags
+
     spec, items = list_configurations(settings)
     for warning in spec.warnings:
         print(f"[hpsearch] warning: {warning}", file=sys.stderr)
+    strip = spec.strip_outer_quotes
     if fmt == "json":
         json.dump({"grid_module": spec.module_name, "count": len(items),
-                   "configurations": [{"key": key, "config": config} for key, config in items]},
+                   "configurations": [{"key": key, "config": received_config(config, strip),
+                                       "flags": render_flags(config, strip_quotes=strip)} for key, config in items]},
                   sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
         return
     for number, (key, config) in enumerate(items, 1):
-        values = " ".join(f"{name}={value!r}" for name, value in config.items())
+        values = " ".join(f"{name}={value!r}" for name, value in received_config(config, strip).items())
         print(f"{number:>6}  {key}  {values}")
     print(f"{len(items)} configurations")
 

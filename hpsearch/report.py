@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 from hpsearch.atomic import write_bytes_atomic
+from hpsearch.command import received_config
 
 if TYPE_CHECKING:
     import pandas
@@ -278,11 +279,11 @@ def _number_text(value: int | float) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def row_from_record(record: "RunRecord", search_dir: Path) -> ReportRow:
-    """The table row of a stored run; the folder is given as a full path."""
+def row_from_record(record: "RunRecord", search_dir: Path, strip_quotes: bool = True) -> ReportRow:
+    """The table row of a stored run (values as the run received them); the folder as a full path."""
     return ReportRow(
         key=record.key,
-        config=record.config,
+        config=received_config(record.config, strip_quotes),
         status=record.status.value,
         reason=record.reason,
         run_dir=os.path.join(search_dir, record.run_dir),  # not pathlib: it interns every folder name

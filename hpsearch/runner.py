@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from hpsearch import space
 from hpsearch.command import render_argv
-from hpsearch.errors import GridModuleError, HpsearchError, SubmissionError, UsageError
+from hpsearch.errors import GridModuleError, HpsearchError, SpaceError, SubmissionError, UsageError
 from hpsearch.executors.base import (
     EXIT_CODE_FILE,
     Executor,
@@ -60,7 +60,7 @@ def load_and_check(settings: SearchSettings, *, need_script: bool = True) -> Gri
         settings.grid_module,
         grid_config=settings.grid_config,
         search_path=[run_cwd],
-        allow_unknown_condition_keys=settings.allow_unknown_condition_keys,
+        strict_conditions=settings.strict_conditions,
     )
     script = run_cwd / spec.script_name
     if need_script and not script.is_file():
@@ -74,16 +74,18 @@ def load_and_check(settings: SearchSettings, *, need_script: bool = True) -> Gri
 
 
 def enumerate_configs(spec: GridSpec, settings: SearchSettings) -> list[dict[str, Any]]:
-    configs = list(
-        space.iter_configurations(
-            spec.grid,
-            spec.conditions,
-            num_searches=settings.num_searches,
-            random_search=settings.random_search,
-            shuffle=settings.shuffle,
-            seed=settings.seed,
+    try:  # every configuration, so that a bad derived value stops us before anything is created
+        configs = list(
+            space.configurations(
+                spec.compiled,
+                num_searches=settings.num_searches,
+                random_search=settings.random_search,
+                shuffle=settings.shuffle,
+                seed=settings.seed,
+            )
         )
-    )
+    except SpaceError as exc:
+        raise SpaceError(f"{spec.where}: {exc}") from None
     if not configs:
         raise GridModuleError(f"{spec.where}: the grid and conditions yield no configuration")
     return configs
@@ -128,7 +130,7 @@ class SearchDriver:
         self.reader = SummaryReader(spec.summary_filename, spec.summary_keywords, spec.summary_parser)
         layout = ReportLayout(
             path=str(folder.results_path),
-            grid_keys=space.grid_keys(spec.grid),
+            grid_keys=spec.grid_keys,
             summary_keys=list(spec.summary_keywords),
             out_arg=spec.out_arg,
             performance_key=spec.performance_key,
@@ -207,7 +209,8 @@ class SearchDriver:
     def _stored_rows(self) -> list[ReportRow]:
         """The row of every run started so far, from the store."""
         started = [status for status in RunStatus if status != RunStatus.QUEUED]
-        return [row_from_record(record, self.folder.path) for record in self.store.records(started)]
+        return [row_from_record(record, self.folder.path, self.spec.strip_outer_quotes)
+                for record in self.store.records(started)]
 
     def _refresh_outputs(self) -> None:
         self.report.refresh()
@@ -346,7 +349,7 @@ class SearchDriver:
         )
         self._move(record.status, status)
         ended_record = dataclasses.replace(record, status=status, reason=reason, summary=summary)
-        self.report.set_row(row_from_record(ended_record, self.folder.path))
+        self.report.set_row(row_from_record(ended_record, self.folder.path, self.spec.strip_outer_quotes))
         record_result(
             self.folder.path / record.run_dir,
             {

@@ -35,7 +35,7 @@ class SearchSettings:
     timeout: float | None = None
     max_retries: int = 0
     rerun_failed: bool = False
-    allow_unknown_condition_keys: bool = False
+    strict_conditions: bool = False
     gpu_poll_interval: float = 1.0
     run_cluster: bool = False
     scheduler: str = "lsf"
