@@ -30,6 +30,7 @@ from hpsearch.executors.base import (
 )
 from hpsearch.executors.factory import GpuProbe, choose_executor
 from hpsearch.gridmodule import GridSpec, load_grid_module
+from hpsearch.options import saved_values
 from hpsearch.progress import Progress
 from hpsearch.report import ReportRow, row_from_record
 from hpsearch.report_writer import LiveReport, ReportLayout
@@ -40,6 +41,7 @@ from hpsearch.searchdir import (
     prepare_run_folder,
     record_result,
     resolve_search_folder,
+    resume_hint,
     run_name,
     save_settings,
     write_commands,
@@ -47,6 +49,8 @@ from hpsearch.searchdir import (
 from hpsearch.settings import SearchSettings
 from hpsearch.store import RunRecord, RunStore, SearchLock
 from hpsearch.verdict import SummaryReader, judge
+
+REPORT_INTERVAL = 1.0  # seconds between two writes of search_results.csv at most
 
 # --------------------------------------------------------------------------- set-up
 
@@ -68,8 +72,6 @@ def load_and_check(settings: SearchSettings, *, need_script: bool = True) -> Gri
             f"{spec.where}: attribute _SCRIPT_NAME {spec.script_name!r} does not exist under "
             f"--run_cwd {run_cwd.resolve()}"
         )
-    if settings.num_searches == 0 or settings.num_searches < -1:
-        raise UsageError(f"--num_searches must be -1 (all) or positive, got {settings.num_searches}")
     return spec
 
 
@@ -134,7 +136,7 @@ class SearchDriver:
             performance_key=spec.performance_key,
             sort_ascending=spec.performance_sort_asc,
         )
-        self.report = LiveReport(layout, self._stored_rows, interval=settings.csv_interval,
+        self.report = LiveReport(layout, self._stored_rows, interval=REPORT_INTERVAL,
                                  warn=progress.message, use_helper=not settings.generate_only)
         self.stop_signal: int | None = None
         self._signals_seen = 0
@@ -234,7 +236,7 @@ class SearchDriver:
             note = f"; {left} cluster jobs keep running and will be adopted on resume" if left else ""
             self.progress.message(
                 f"stopped by {signal.Signals(self.stop_signal).name}{note}; resume with: "
-                f"hpsearch --grid_module={self.settings.grid_module} --resume {self.folder.path}"
+                f"{resume_hint(self.folder.path)}"
             )
 
     def _should_cancel(self) -> bool:
@@ -301,10 +303,12 @@ class SearchDriver:
         errors = [r for r in results if isinstance(r, SubmissionError)]
         if errors:
             raise errors[0]
+        array = getattr(self.settings, f"{self.settings.scheduler}_array", False)
+        cap = "" if array else f" (it submits all {len(specs)} jobs at once: it does not cap them at --num_jobs)"
         self.progress.message(
-            f"wrote job scripts for {len(specs)} runs and {self.folder.path / 'submit.sh'}; nothing was submitted. "
-            f"After submitting, collect the results with: hpsearch --grid_module={self.settings.grid_module} "
-            f"--resume {self.folder.path} (or python -m postprocessing {self.folder.path})"
+            f"wrote job scripts for {len(specs)} runs and {self.folder.path / 'submit.sh'}{cap}; nothing was "
+            f"submitted. After submitting, collect the results with: {resume_hint(self.folder.path)} "
+            f"(or python -m postprocessing {self.folder.path})"
         )
         return 0
 
@@ -458,6 +462,6 @@ def _prepare_store(
     store.set_meta("name_width", width)
     store.add_configs(((space.config_key(c), c) for c in configs), lambda i: run_name(stamp, i, width))
     save_settings(folder.path, {**spec.settings(), "stamp": stamp, "driver_argv": settings.driver_argv,
-                                "run_cwd": str(Path(settings.run_cwd).resolve())}, spec.module_file)
+                                "run_cwd": str(Path(settings.run_cwd).resolve()), "options": saved_values(settings)}, spec.module_file)
     argvs = (run_argv(settings, spec, folder.path, record) for record in store.records())
     write_commands(folder.path, argvs, Path(settings.run_cwd).resolve())

@@ -514,7 +514,9 @@ class ClusterExecutor(Executor):
         text = "\n".join([
             "#!/bin/bash",
             "# Written by hpsearch --generate_only: submits the job scripts of this search.",
-            "# Afterwards, collect the results with: hpsearch --grid_module=... --resume <this folder>",
+            ("# Each array runs at most --num_jobs of its tasks at once." if self.options.array else
+             f"# It submits every job at once: it does not cap them at --num_jobs={self.options.num_jobs}."),
+            "# Afterwards, collect the results with: hpsearch --resume <this folder>",
             "set -e",
             *self._generated,
         ])

@@ -19,6 +19,7 @@ from typing import Sequence
 
 from hpsearch.errors import SubmissionError, UsageError
 from hpsearch.executors.base import EXIT_CODE_FILE, LaunchSpec
+from hpsearch.options import CLUSTER_NUM_JOBS, check_value, default_of
 
 JOB_SCRIPT = "job.sh"
 SUBMIT_SCRIPT = "submit.sh"
@@ -46,8 +47,8 @@ class ClusterOptions:
         generate_only: Write the scripts and ``submit.sh``; submit nothing.
     """
 
-    num_jobs: int = 8
-    num_hours: int = 24
+    num_jobs: int = CLUSTER_NUM_JOBS
+    num_hours: int = default_of("num_hours")
     extra: list[str] = field(default_factory=list)
     setup: str = ""
     array: bool = False
@@ -56,10 +57,8 @@ class ClusterOptions:
     extra_flag = "--cluster_extra"
 
     def __post_init__(self) -> None:
-        if self.num_jobs < 1:
-            raise UsageError(f"--num_jobs must be at least 1, got {self.num_jobs}")
-        if self.num_hours < 1:
-            raise UsageError(f"--num_hours must be at least 1, got {self.num_hours}")
+        check_value("num_jobs", self.num_jobs)
+        check_value("num_hours", self.num_hours)
         self.extra = list(self.extra)
         option_groups(self.extra, self.extra_flag)
 
