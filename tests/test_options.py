@@ -150,3 +150,23 @@ def test_python_on_the_path_and_sys_executable_are_accepted(tmp_path):
     for python in (sys.executable, "python3"):
         given = vars(cli.build_parser().parse_args(["--grid_module=m", f"--python={python}", f"--out_dir={tmp_path}"]))
         assert cli.settings_from_args(given, []).python == python
+
+
+def test_cluster_groups_fill_the_executor_options_whole():
+    """A Slurm/LSF option is a table row plus its field in the executor's options: the factory maps it by name."""
+    import dataclasses
+
+    from hpsearch.executors.factory import choose_executor
+    from hpsearch.executors.lsf import LsfOptions
+    from hpsearch.executors.slurm import SlurmOptions
+    from hpsearch.options import in_group
+
+    for group, options_class in ((Group.SLURM, SlurmOptions), (Group.LSF, LsfOptions)):
+        fields = {f.name for f in dataclasses.fields(options_class)}
+        for option in (*in_group(group), *in_group(Group.CLUSTER)):
+            assert not option.executor_field or option.executor_field in fields, option.flag
+    settings = dataclasses.replace(SearchSettings(grid_module="m"), run_cluster=True, scheduler="slurm",
+                                   slurm_qos="high", slurm_extra="--account='a b'", num_hours=3)
+    executor = choose_executor(settings, print)(None, Path("/nonexistent"))
+    assert (executor.options.qos, executor.options.extra, executor.options.num_hours) == ("high", ["--account=a b"], 3)
+    assert executor.options.num_jobs == 8 and executor.options.mem == "8G"
