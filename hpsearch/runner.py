@@ -303,10 +303,9 @@ class SearchDriver:
         errors = [r for r in results if isinstance(r, SubmissionError)]
         if errors:
             raise errors[0]
-        array = getattr(self.settings, f"{self.settings.scheduler}_array", False)
-        cap = "" if array else f" (it submits all {len(specs)} jobs at once: it does not cap them at --num_jobs)"
         self.progress.message(
-            f"wrote job scripts for {len(specs)} runs and {self.folder.path / 'submit.sh'}{cap}; nothing was "
+            f"wrote job scripts for {len(specs)} runs and {self.folder.path / 'submit.sh'} (it keeps at most "
+            f"--num_jobs of them in the queue); nothing was "
             f"submitted. After submitting, collect the results with: {resume_hint(self.folder.path)} "
             f"(or python -m postprocessing {self.folder.path})"
         )

@@ -167,21 +167,22 @@ def test_lsf_search_resumed_alone_adopts_its_jobs_and_runs_nothing_locally(tmp_p
         assert json.loads((folder / "hpsearch_result.json").read_text())["backend"] == "lsf"
 
 
-def test_generate_only_resumed_alone_submits_and_runs_nothing(tmp_path, fake_lsf):  # noqa: F811
-    project = write_project(tmp_path / "p", {"i": [1, 2, 3]})
+def test_generate_only_then_submit_sh_keeps_the_cap_and_resume_alone_submits_nothing(tmp_path, fake_lsf):  # noqa: F811
+    project = write_project(tmp_path / "p", {"sleep": [2], "i": [1, 2, 3, 4, 5]})
     out = tmp_path / "search"
     log = tmp_path / "events.log"
-    env = dict(os.environ, HPSEARCH_TEST_LOG=str(log))
+    env = dict(os.environ, HPSEARCH_TEST_LOG=str(log), HPSEARCH_SUBMIT_POLL="0.1")
     generated = run_hpsearch(cluster_args(out, "lsf", "--generate_only", "--num_jobs=2"), project, env=env)
     assert generated.returncode == 0, generated.stderr
-    assert "does not cap them at --num_jobs" in generated.stderr
+    assert "keeps at most --num_jobs of them in the queue" in generated.stderr
     assert f"hpsearch --resume {out}" in generated.stderr
-    assert "does not cap them at --num_jobs=2" in (out / "submit.sh").read_text()
-    subprocess.run(["bash", str(out / "submit.sh")], check=True, env=env, capture_output=True)
-    _wait_for(lambda: len(list(out.glob("sim_*/exit_code.txt"))) == 3)
+    assert "at most 2 of them queued or running" in (out / "submit.sh").read_text()
+    subprocess.run(["bash", str(out / "submit.sh")], check=True, env=env, capture_output=True, timeout=120)
+    _wait_for(lambda: len(list(out.glob("sim_*/exit_code.txt"))) == 5)
+    assert most_at_once(run_intervals(out)) == 2  # 5 at once without the cap
     collected = run_hpsearch(["--resume", str(out)], tmp_path, env=env)
     assert collected.returncode == 0, collected.stderr
-    assert len(fake_lsf.calls("bsub")) == 3  # only submit.sh's
-    assert sorted(start_events(log).values()) == [1, 1, 1]
+    assert len(fake_lsf.calls("bsub")) == 5  # only submit.sh's
+    assert sorted(start_events(log).values()) == [1] * 5
     assert sorted(json.loads((f / "hpsearch_result.json").read_text())["status"] for f in run_folders(out)) == \
-        ["done"] * 3
+        ["done"] * 5

@@ -147,6 +147,53 @@ def job_script(directives: Sequence[str], setup: str, body: Sequence[str], comme
     return "\n".join(parts) + "\n"
 
 
+# --------------------------------------------------------------------------- submit.sh
+
+SUBMIT_POLL_SECONDS = 10  # how often submit.sh looks at the queue while --num_jobs of its jobs are in it
+
+
+def submit_script(jobs: Sequence[tuple[str, str]], *, num_jobs: int, array: bool,
+                  queue_names_argv: Sequence[str]) -> str:
+    """``submit.sh`` of ``--generate_only``: the submission lines of ``(job name, line)``.
+
+    One job per run: before each submission it waits while ``num_jobs`` of
+    this search's jobs (by name, from ``queue_names_argv``) are queued or
+    running, so the cap holds as when hpsearch submits; while the scheduler
+    cannot be asked it waits too. Arrays cap themselves (``%num_jobs``).
+    """
+    lines = ["#!/bin/bash", "# Written by hpsearch --generate_only: submits the job scripts of this search."]
+    if array:
+        lines.append(f"# Each array runs at most {num_jobs} of its tasks at once (--num_jobs); "
+                     "two arrays do not wait for each other.")
+    else:
+        lines += [
+            f"# It keeps at most {num_jobs} of them queued or running at once (--num_jobs): before each submission",
+            "# it waits while that many are in the queue, so it runs until the last job is submitted.",
+        ]
+    lines += ["# Afterwards, collect the results with: hpsearch --resume <this folder>", "set -e"]
+    if not array:
+        lines += [
+            f"max_jobs={num_jobs}",
+            f"poll=${{HPSEARCH_SUBMIT_POLL:-{SUBMIT_POLL_SECONDS}}}",
+            f"jobs_of_this_search=({' '.join(q(name) for name, _ in jobs)})",
+            "in_queue() {  # this search's jobs in the queue; fails if the scheduler cannot say",
+            "  local listing status=0",
+            f"  listing=$({shlex.join(queue_names_argv)} 2>&1) || status=$?",
+            "  if [ \"$status\" -ne 0 ] && ! grep -q 'No unfinished job found' <<<\"$listing\"; then return 1; fi",
+            "  grep -c -F -x -f <(printf '%s\\n' \"${jobs_of_this_search[@]}\") <<<\"$listing\" || true",
+            "}",
+            "wait_for_a_slot() {",
+            "  local count",
+            "  while ! count=$(in_queue) || [ \"$count\" -ge \"$max_jobs\" ]; do sleep \"$poll\"; done",
+            "}",
+        ]
+    for _name, line in jobs:
+        if not array:
+            lines.append("wait_for_a_slot")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- the exit-code file
 
 

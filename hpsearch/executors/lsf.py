@@ -165,6 +165,7 @@ class LsfExecutor(ClusterExecutor):
     submit_tool = "bsub"
     cancel_tool = "bkill"
     task_format = "{array}[{index}]"
+    queue_names_argv = ("bjobs", "-noheader", "-o", "job_name")
     first_index = 1
     options: LsfOptions
 

@@ -241,6 +241,7 @@ class SlurmExecutor(ClusterExecutor):
     submit_tool = "sbatch"
     cancel_tool = "scancel"
     task_format = "{array}_{index}"
+    queue_names_argv = ("squeue", "--me", "-h", "-o", "%j")
     first_index = 0
     options: SlurmOptions
     _sacct_usable = True  # until sacct says accounting is disabled
