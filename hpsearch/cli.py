@@ -9,8 +9,10 @@ status 2, a full disk as exit status 4; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import errno
+import io
 import json
 import logging
 import os
@@ -154,7 +156,7 @@ def _restored(folder: Path, given: dict[str, Any], note: Callable[[str], None]) 
     from hpsearch.searchdir import saved_settings  # deferred, see main()
 
     saved = saved_settings(folder) or {}
-    options = saved.get("options") if isinstance(saved.get("options"), dict) else {}
+    options = saved.get("options") if isinstance(saved.get("options"), dict) else _first_argv_options(saved)
     restored = {flag: value for flag, value in options.items()
                 if flag in BY_FLAG and BY_FLAG[flag].resume is not Resume.SESSION}
     if "run_cwd" not in restored and saved.get("run_cwd"):  # a folder of an older hpsearch
@@ -179,6 +181,21 @@ def _restored(folder: Path, given: dict[str, Any], note: Callable[[str], None]) 
         else:
             note(f"--{flag}={display(given[flag])} overrides the search's --{flag}={display(value)} for this session")
     return restored
+
+
+def _first_argv_options(saved: dict[str, Any]) -> dict[str, Any]:
+    """A folder of an hpsearch that saved no options: the flags of its first driver's argv."""
+    argv = saved.get("driver_argv")
+    if not isinstance(argv, list) or not all(isinstance(word, str) for word in argv):
+        return {}
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            flags = vars(build_parser().parse_known_args(argv)[0])
+    except SystemExit:  # a value this version refuses: restore nothing
+        return {}
+    options = {**{o.flag: o.default for o in OPTIONS if o.resume is not Resume.SESSION}, **flags}
+    options.pop("run_cwd")  # relative to a folder we do not know; search.json has it resolved
+    return options
 
 
 def _extends(flag: str, saved: Any, new: Any) -> bool:

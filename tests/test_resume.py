@@ -186,3 +186,31 @@ def test_generate_only_then_submit_sh_keeps_the_cap_and_resume_alone_submits_not
     assert sorted(start_events(log).values()) == [1] * 5
     assert sorted(json.loads((f / "hpsearch_result.json").read_text())["status"] for f in run_folders(out)) == \
         ["done"] * 5
+
+
+def test_folder_of_an_older_hpsearch_restores_its_first_argv(tmp_path):
+    project = write_project(tmp_path / "p", {"i": list(range(1, 19))})
+    out = tmp_path / "search"
+    assert run_hpsearch(_search(out, "--visible_gpus=-1", "--num_searches=2"), project).returncode == 0
+    saved = json.loads((out / "search.json").read_text())
+    for key in ("options", "sessions"):  # what an hpsearch before the option table wrote
+        del saved[key]
+    (out / "search.json").write_text(json.dumps(saved))
+    again = run_hpsearch(["--resume", str(out)], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert len(run_folders(out)) == 2
+
+
+def test_lsf_search_resumed_hypnettorch_style_stays_on_the_cluster(tmp_path, fake_lsf):  # noqa: F811
+    project = write_project(tmp_path / "p", {"mode": ["ok"], "sleep": [3], "i": [1, 2, 3]})
+    out = tmp_path / "search"
+    log = tmp_path / "events.log"
+    env = dict(os.environ, HPSEARCH_TEST_LOG=str(log))
+    code = _stop_when_started(hpsearch_cmd(*cluster_args(out, "lsf", "--num_jobs=2")), project, out, 2,
+                              signal.SIGKILL, env=env)
+    assert code == -signal.SIGKILL
+    resumed = run_hpsearch(_search(out), project, env=env, timeout=120)  # no --run_cluster, no --scheduler
+    assert resumed.returncode == 0, resumed.stderr
+    assert "re-attaching to 2 runs" in resumed.stderr
+    assert len(fake_lsf.calls("bsub")) == 3
+    assert sorted(start_events(log).values()) == [1, 1, 1]
