@@ -299,12 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if debug:
             raise
+        hint = getattr(exc, "resume_hint", "")
         if disk_full(exc):
             print(f"hpsearch: error: disk full (or over quota) while writing: {exc}; free some space, then "
-                  f"continue with hpsearch --resume DIR", file=sys.stderr)
+                  f"continue with: {hint or 'hpsearch --resume <search folder>'}", file=sys.stderr)
             return EXIT_DISK_FULL
         if isinstance(exc, HpsearchError):
-            print(f"hpsearch: error: {exc}", file=sys.stderr)
+            print(f"hpsearch: error: {exc}" + (f"; continue with: {hint}" if hint else ""), file=sys.stderr)
             return EXIT_USAGE
         if isinstance(exc, (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
             print(f"hpsearch: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)

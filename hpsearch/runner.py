@@ -445,6 +445,9 @@ def run_search(settings: SearchSettings, progress: Progress | None = None, gpu_p
                 return driver.run()
             finally:
                 wakeup.close()
+        except (HpsearchError, OSError) as exc:
+            exc.resume_hint = resume_hint(folder.path)  # type: ignore[attr-defined]  # the CLI prints it
+            raise
         finally:
             store.close()
 
@@ -453,14 +456,18 @@ def _prepare_store(
     store: RunStore, folder: SearchFolder, spec: GridSpec, settings: SearchSettings, configs: list[dict[str, Any]]
 ) -> None:
     stamp = store.get_meta("stamp")
-    if stamp is None:
+    new = stamp is None
+    if new:
         stamp = datetime.now().strftime("%Y%m%d%H%M%S")
+    # first, so that a session failing below (a full disk) is continued by --resume DIR alone
+    save_settings(folder.path, {**spec.settings(), "stamp": stamp, "driver_argv": settings.driver_argv,
+                                "run_cwd": str(Path(settings.run_cwd).resolve()), "options": saved_values(settings)},
+                  spec.module_file)
+    if new:
         store.set_meta("stamp", stamp)
         store.set_meta("created", time.time())
     width = max(len(str(len(configs))), int(store.get_meta("name_width", 0) or 0))
     store.set_meta("name_width", width)
     store.add_configs(((space.config_key(c), c) for c in configs), lambda i: run_name(stamp, i, width))
-    save_settings(folder.path, {**spec.settings(), "stamp": stamp, "driver_argv": settings.driver_argv,
-                                "run_cwd": str(Path(settings.run_cwd).resolve()), "options": saved_values(settings)}, spec.module_file)
     argvs = (run_argv(settings, spec, folder.path, record) for record in store.records())
     write_commands(folder.path, argvs, Path(settings.run_cwd).resolve())

@@ -119,13 +119,19 @@ def test_out_dir_under_an_unwritable_folder(project, tmp_path, small_mount):
     assert "--out_dir" in _refused(project, readonly / "search")
 
 
-def test_disk_full_has_its_own_exit_status(tmp_path, small_mount):
-    full = small_mount("size=48k")
-    project = write_project(tmp_path / "p", {"i": list(range(2000)), "value": ["x" * 40]})
-    result = run_hpsearch(["--grid_module=grid_cfg", f"--out_dir={full / 'search'}", "--force_out_dir",
-                           "--visible_gpus=-1"], project)
+def test_disk_full_has_its_own_exit_status_and_the_search_continues(tmp_path, small_mount):
+    full = small_mount("size=256k")
+    project = write_project(tmp_path / "p", {"i": list(range(6)), "value": ["x" * 60000]})
+    out = full / "search"
+    result = run_hpsearch(["--grid_module=grid_cfg", f"--out_dir={out}", "--force_out_dir", "--visible_gpus=-1"],
+                          project)
     assert result.returncode == cli.EXIT_DISK_FULL, result.stderr
     assert result.stderr.count("\n") == 1 and "disk full" in result.stderr, result.stderr
+    assert f"continue with: hpsearch --resume {out}" in result.stderr
+    subprocess.run(["mount", "-o", "remount,size=16m", str(full)], check=True)
+    resumed = run_hpsearch(["--resume", str(out), "--num_jobs=2"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(list(out.glob("sim_*/performance_overview.txt"))) == 6
 
 
 def test_list_into_a_closed_pipe_is_quiet(project, tmp_path):
