@@ -120,7 +120,7 @@ def settings_from_args(given: dict[str, Any], argv: Sequence[str],
         if problem:
             raise UsageError(problem)
     _check_python(values["python"], values["run_cwd"])
-    if folder is None:
+    if folder is None and not values["list"]:
         _check_out_dir(values["out_dir"])
     fields = {option.field: option.flip(values[option.flag]) for option in OPTIONS}
     return SearchSettings(**fields, driver_argv=list(argv))
