@@ -30,6 +30,7 @@ from hpsearch.executors.base import (
 )
 from hpsearch.executors.factory import GpuProbe, choose_executor
 from hpsearch.gridmodule import GridSpec, load_grid_module
+from hpsearch.options import saved_values
 from hpsearch.progress import Progress
 from hpsearch.report import ReportRow, row_from_record
 from hpsearch.report_writer import LiveReport, ReportLayout
@@ -40,6 +41,7 @@ from hpsearch.searchdir import (
     prepare_run_folder,
     record_result,
     resolve_search_folder,
+    resume_hint,
     run_name,
     save_settings,
     write_commands,
@@ -47,6 +49,8 @@ from hpsearch.searchdir import (
 from hpsearch.settings import SearchSettings
 from hpsearch.store import RunRecord, RunStore, SearchLock
 from hpsearch.verdict import SummaryReader, judge
+
+REPORT_INTERVAL = 1.0  # seconds between two writes of search_results.csv at most
 
 # --------------------------------------------------------------------------- set-up
 
@@ -68,8 +72,6 @@ def load_and_check(settings: SearchSettings, *, need_script: bool = True) -> Gri
             f"{spec.where}: attribute _SCRIPT_NAME {spec.script_name!r} does not exist under "
             f"--run_cwd {run_cwd.resolve()}"
         )
-    if settings.num_searches == 0 or settings.num_searches < -1:
-        raise UsageError(f"--num_searches must be -1 (all) or positive, got {settings.num_searches}")
     return spec
 
 
@@ -136,7 +138,7 @@ class SearchDriver:
             performance_key=spec.performance_key,
             sort_ascending=spec.performance_sort_asc,
         )
-        self.report = LiveReport(layout, self._stored_rows, interval=settings.csv_interval,
+        self.report = LiveReport(layout, self._stored_rows, interval=REPORT_INTERVAL,
                                  warn=progress.message, use_helper=not settings.generate_only)
         self.stop_signal: int | None = None
         self._signals_seen = 0
@@ -237,7 +239,7 @@ class SearchDriver:
             note = f"; {left} cluster jobs keep running and will be adopted on resume" if left else ""
             self.progress.message(
                 f"stopped by {signal.Signals(self.stop_signal).name}{note}; resume with: "
-                f"hpsearch --grid_module={self.settings.grid_module} --resume {self.folder.path}"
+                f"{resume_hint(self.folder.path)}"
             )
 
     def _should_cancel(self) -> bool:
@@ -305,9 +307,10 @@ class SearchDriver:
         if errors:
             raise errors[0]
         self.progress.message(
-            f"wrote job scripts for {len(specs)} runs and {self.folder.path / 'submit.sh'}; nothing was submitted. "
-            f"After submitting, collect the results with: hpsearch --grid_module={self.settings.grid_module} "
-            f"--resume {self.folder.path} (or python -m postprocessing {self.folder.path})"
+            f"wrote job scripts for {len(specs)} runs and {self.folder.path / 'submit.sh'} (it keeps at most "
+            f"--num_jobs of them in the queue); nothing was "
+            f"submitted. After submitting, collect the results with: {resume_hint(self.folder.path)} "
+            f"(or python -m postprocessing {self.folder.path})"
         )
         return 0
 
@@ -445,6 +448,9 @@ def run_search(settings: SearchSettings, progress: Progress | None = None, gpu_p
                 return driver.run()
             finally:
                 wakeup.close()
+        except (HpsearchError, OSError) as exc:
+            exc.resume_hint = resume_hint(folder.path)  # type: ignore[attr-defined]  # the CLI prints it
+            raise
         finally:
             store.close()
 
@@ -453,14 +459,18 @@ def _prepare_store(
     store: RunStore, folder: SearchFolder, spec: GridSpec, settings: SearchSettings, configs: list[dict[str, Any]]
 ) -> None:
     stamp = store.get_meta("stamp")
-    if stamp is None:
+    new = stamp is None
+    if new:
         stamp = datetime.now().strftime("%Y%m%d%H%M%S")
+    # first, so that a session failing below (a full disk) is continued by --resume DIR alone
+    save_settings(folder.path, {**spec.settings(), "stamp": stamp, "driver_argv": settings.driver_argv,
+                                "run_cwd": str(Path(settings.run_cwd).resolve()), "options": saved_values(settings)},
+                  spec.module_file)
+    if new:
         store.set_meta("stamp", stamp)
         store.set_meta("created", time.time())
     width = max(len(str(len(configs))), int(store.get_meta("name_width", 0) or 0))
     store.set_meta("name_width", width)
     store.add_configs(((space.config_key(c), c) for c in configs), lambda i: run_name(stamp, i, width))
-    save_settings(folder.path, {**spec.settings(), "stamp": stamp, "driver_argv": settings.driver_argv,
-                                "run_cwd": str(Path(settings.run_cwd).resolve())}, spec.module_file)
     argvs = (run_argv(settings, spec, folder.path, record) for record in store.records())
     write_commands(folder.path, argvs, Path(settings.run_cwd).resolve())
