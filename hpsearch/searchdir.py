@@ -32,10 +32,6 @@ class SearchFolder:
     resuming: bool
 
     @property
-    def store_path(self) -> Path:
-        return self.path / STORE_FILE
-
-    @property
     def results_path(self) -> Path:
         return self.path / RESULTS_FILE
 
@@ -52,8 +48,9 @@ def resolve_search_folder(
     """
     if resume:
         path = Path(resume).resolve()
-        if not (path / STORE_FILE).is_file():
-            raise UsageError(f"--resume {resume}: no hpsearch search folder there ({STORE_FILE} is missing)")
+        if not holds_search(path):
+            raise UsageError(f"--resume {resume}: no hpsearch search folder there "
+                             f"(no {STORE_FILE}, {SETTINGS_FILE} or run folder)")
         return SearchFolder(path, resuming=True)
     base = Path(out_dir).resolve()
     if not force_out_dir:
@@ -70,7 +67,18 @@ def resolve_search_folder(
         )
     if base.exists() and not base.is_dir():
         raise UsageError(f"--out_dir {out_dir} is not a folder")
-    return SearchFolder(base, resuming=(base / STORE_FILE).is_file())
+    return SearchFolder(base, resuming=holds_search(base))
+
+
+def holds_search(path: Path) -> bool:
+    """A search was started in ``path``: its store, its settings or a run folder is there.
+
+    The store alone is not the test: a lost store is rebuilt from the run
+    folders, so a search whose store is gone still resumes.
+    """
+    if (path / STORE_FILE).is_file() or (path / SETTINGS_FILE).is_file():
+        return True
+    return path.is_dir() and any((run / RUN_INFO_FILE).is_file() for run in path.glob("sim_*"))
 
 
 def saved_settings(folder: Path) -> dict[str, Any] | None:
@@ -109,9 +117,28 @@ def write_commands(folder: Path, argvs: Iterable[Sequence[str]], cwd: Path) -> N
     write_text_atomic(folder / COMMANDS_FILE, "\n".join(lines) + "\n")
 
 
+MIN_RUN_NUMBER_WIDTH = 4
+"""Run numbers have at least this many digits, so a search extended later
+(up to 9999 runs) keeps one width and ``ls`` shows its runs in order."""
+
+
 def run_name(stamp: str, index: int, width: int) -> str:
     """hypnettorch's run folder name: ``sim_<search start>_<index+1, zero-padded>``."""
     return f"sim_{stamp}_{index + 1:0{width}d}"
+
+
+def run_number_width(planned: int, stored: int | None) -> int:
+    """The width of run numbers: the one the search started with, if it has one.
+
+    A new search takes enough digits for its configurations, at least
+    :data:`MIN_RUN_NUMBER_WIDTH` (hypnettorch took just enough: ``zfill`` of
+    the count's length). A search keeps its width for good, also one started
+    by an older version with a narrower width, so its folder names never
+    change width in the middle of a run of numbers below ``10**width``.
+    """
+    if stored:
+        return stored
+    return max(MIN_RUN_NUMBER_WIDTH, len(str(planned)))
 
 
 def prepare_run_folder(run_dir: Path, info: dict[str, Any]) -> None:

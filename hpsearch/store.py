@@ -456,6 +456,11 @@ class RunStore:
                            (RunStatus.QUEUED.value, max(0, limit)))
         return [RunRecord.from_row(row) for row in rows]
 
+    def done_summaries(self) -> list[tuple[str, dict | None]]:
+        """(run folder, summary) of every done run: less to decode than whole records."""
+        rows = self._query("SELECT run_dir, summary FROM runs WHERE status = ? ORDER BY idx", (RunStatus.DONE.value,))
+        return [(run_dir, _json_or_none(summary)) for run_dir, summary in rows]
+
     def counts(self) -> dict[RunStatus, int]:
         """How many records are in each status (every status present, zeros included)."""
         counts = dict.fromkeys(RunStatus, 0)

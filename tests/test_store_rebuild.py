@@ -1,0 +1,179 @@
+"""A lost or damaged run store is rebuilt from the run folders (issue 10 §2),
+through the real CLI: nothing that ended runs again, no second folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hpsearch.store import RunStore
+from tests.helpers import JOB_SCRIPT, hpsearch_cmd, read_results, run_folders, run_hpsearch, write_project
+
+# A training script that hangs in the run whose --i is $HPSEARCH_TEST_HANG, and
+# otherwise is the test job script.
+HANGING_TRAIN = f"""
+import os, runpy, sys, time
+if os.environ.get("HPSEARCH_TEST_HANG") and "--i=" + os.environ["HPSEARCH_TEST_HANG"] in sys.argv:
+    time.sleep(300)
+sys.argv[0] = {str(JOB_SCRIPT)!r}
+runpy.run_path({str(JOB_SCRIPT)!r}, run_name="__main__")
+"""
+
+
+def search_args(out: Path, *extra: str) -> list[str]:
+    return ["--grid_module=grid_cfg", f"--out_dir={out}", "--force_out_dir", "--dont_force_new_dir",
+            "--visible_gpus=-1", *extra]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def starts(log: Path) -> list[int]:
+    """The ``--i`` of every run start the job script logged, in order."""
+    if not log.exists():
+        return []
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    return [event["i"] for event in events if event["event"] == "start"]
+
+
+def folder_names(out: Path) -> list[str]:
+    return [folder.name for folder in run_folders(out)]
+
+
+def delete_store(out: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        (out / f"hpsearch.db{suffix}").unlink(missing_ok=True)
+
+
+def rebuilt_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "run store rebuilt" in line]
+
+
+@pytest.fixture
+def finished_search(tmp_path):
+    """A search of five configurations, all done, with a log of every run start."""
+    project = write_project(tmp_path / "p", {"i": [1, 2, 3, 4, 5]})
+    out = tmp_path / "search"
+    log = tmp_path / "events.log"
+    env = dict(os.environ, HPSEARCH_TEST_LOG=str(log))
+    first = run_hpsearch(search_args(out), project, env=env)
+    assert first.returncode == 0, first.stderr
+    assert sorted(starts(log)) == [1, 2, 3, 4, 5]
+    return project, out, log, env
+
+
+def test_deleted_store_is_rebuilt_and_nothing_runs_again(finished_search):
+    project, out, log, env = finished_search
+    names = folder_names(out)
+    delete_store(out)
+    again = run_hpsearch(search_args(out), project, env=env)
+    assert again.returncode == 0, again.stderr
+    (line,) = rebuilt_lines(again.stderr)
+    assert "5 run folders (5 done)" in line and "hpsearch.db was missing" in line
+    assert "(new)" not in again.stderr and "(resumed)" in again.stderr
+    assert sorted(starts(log)) == [1, 2, 3, 4, 5]
+    assert folder_names(out) == names
+    table = read_results(out)
+    assert sorted(table["i"]) == [1, 2, 3, 4, 5] and set(table["status"]) == {"done"}
+    assert table["acc"].notna().all()
+    with RunStore.open(out) as store:
+        assert sorted(r.run_dir for r in store.records()) == names
+
+
+def test_resume_flag_accepts_a_folder_whose_store_is_gone(finished_search):
+    project, out, log, env = finished_search
+    delete_store(out)
+    again = run_hpsearch(["--grid_module=grid_cfg", f"--resume={out}", "--visible_gpus=-1"], project, env=env)
+    assert again.returncode == 0, again.stderr
+    assert len(rebuilt_lines(again.stderr)) == 1
+    assert sorted(starts(log)) == [1, 2, 3, 4, 5]
+
+
+def test_store_deleted_mid_way_reruns_only_the_unfinished_in_their_folders(tmp_path):
+    project = write_project(tmp_path / "p", {"i": [1, 2, 3, 4]})
+    (project / "train.py").write_text(HANGING_TRAIN)
+    out = tmp_path / "search"
+    log = tmp_path / "events.log"
+    env = dict(os.environ, HPSEARCH_TEST_LOG=str(log))
+    args = search_args(out, "--num_jobs=1", "--deterministic_search")
+    driver = subprocess.Popen(hpsearch_cmd(*args), cwd=project, env=dict(env, HPSEARCH_TEST_HANG="3"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Runs 1 and 2 ended and were recorded; run 3 hangs; run 4 has no folder yet.
+        wait_for(lambda: out.is_dir() and len(run_folders(out)) == 3
+                 and sum((f / "hpsearch_result.json").is_file() for f in run_folders(out)) == 2, 60)
+        hanging = psutil.Process(driver.pid).children(recursive=True)
+    finally:
+        driver.kill()
+        driver.wait()
+    for proc in hanging:
+        proc.kill()
+    psutil.wait_procs(hanging, timeout=10)
+    names = folder_names(out)
+    assert starts(log) == [1, 2]
+    delete_store(out)
+
+    again = run_hpsearch(args, project, env=env)
+    assert again.returncode == 0, again.stderr
+    (line,) = rebuilt_lines(again.stderr)
+    assert "3 run folders (2 done, 1 interrupted)" in line
+    assert starts(log) == [1, 2, 3, 4]  # 3 once more (its first attempt hung before logging), 4 for the first time
+    assert folder_names(out)[:3] == names and len(folder_names(out)) == 4
+    table = read_results(out)
+    assert sorted(table["i"]) == [1, 2, 3, 4] and set(table["status"]) == {"done"}
+    run3 = Path(table.set_index("i").loc[3, "out_dir"])
+    assert run3.name == names[2]
+
+
+@pytest.mark.parametrize("damage", ["zero bytes", "truncated", "garbage"])
+def test_damaged_store_is_moved_aside_and_rebuilt(finished_search, damage):
+    project, out, log, env = finished_search
+    names = folder_names(out)
+    db = out / "hpsearch.db"
+    original = db.read_bytes()
+    assert len(original) > 8192
+    if damage == "zero bytes":
+        db.write_bytes(b"")
+    elif damage == "truncated":
+        db.write_bytes(original[: len(original) // 2])
+    else:
+        db.write_bytes(os.urandom(len(original)))
+    damaged = db.read_bytes()
+    again = run_hpsearch(search_args(out), project, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "database is locked" not in again.stderr and "Traceback" not in again.stderr
+    (line,) = rebuilt_lines(again.stderr)
+    assert "5 run folders (5 done)" in line and "moved to hpsearch.db.corrupt-" in line
+    (aside,) = out.glob("hpsearch.db.corrupt-*")
+    assert aside.read_bytes() == damaged
+    assert sorted(starts(log)) == [1, 2, 3, 4, 5]
+    assert folder_names(out) == names
+    assert set(read_results(out)["status"]) == {"done"}
+    third = run_hpsearch(search_args(out), project, env=env)  # the rebuilt store is used from now on
+    assert third.returncode == 0 and not rebuilt_lines(third.stderr)
+
+
+def test_set_aside_runs_stay_done_after_a_rebuild(finished_search):
+    project, out, log, env = finished_search
+    moved = run_folders(out)[0]
+    (out / "failed_criteria").mkdir()
+    shutil.move(str(moved), out / "failed_criteria" / moved.name)
+    delete_store(out)
+    again = run_hpsearch(search_args(out), project, env=env)
+    assert again.returncode == 0, again.stderr
+    assert sorted(starts(log)) == [1, 2, 3, 4, 5]
+    assert len(run_folders(out)) == 4  # no new folder for the configuration set aside
