@@ -149,8 +149,9 @@ def prepare_run_folder(run_dir: Path, info: dict[str, Any]) -> None:
 
 
 def record_result(run_dir: Path, result: dict[str, Any]) -> None:
+    """The run's final result, durably: a lost store is rebuilt from it."""
     if run_dir.is_dir():
-        write_json_atomic(run_dir / RUN_RESULT_FILE, result, durable=False)
+        write_json_atomic(run_dir / RUN_RESULT_FILE, result)
 
 
 def archive_previous_attempt(run_dir: Path, attempt: int, names: Sequence[str]) -> None:
