@@ -15,6 +15,7 @@ of that with an ``flock`` that the kernel drops when its holder dies.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -26,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from hpsearch.errors import StoreError
 from hpsearch.executors.base import JobHandle, RunStatus
-from hpsearch.filesystem import journal_mode_for
+from hpsearch.filesystem import filesystem_type, journal_mode_for
 
 STORE_FILE = "hpsearch.db"
 LOCK_FILE = ".hpsearch.lock"
@@ -122,6 +123,15 @@ class SearchLock:
     (``kill -9`` included), so a stale lock cannot exist. The holder writes
     its pid and host into the file for the message the next driver sees.
     Usable as a context manager.
+
+    On NFS (Linux 2.6.12 and later) ``flock`` is sent to the server as a
+    whole-file POSIX lock, so it holds across hosts; mounted with ``nolock``
+    or ``local_lock=flock|all`` it is local to one host. A lock whose holder's
+    host crashed stays until the server's lease ends (NFSv4: about 90 s).
+    Lustre offers it across nodes with ``-o flock``, locally with
+    ``-o localflock`` and not at all otherwise (then the driver stops with
+    a message saying so, ENOSYS); GPFS holds it across nodes; CIFS sends it
+    to the server as an SMB lock from Linux 5.5 on.
     """
 
     def __init__(self, search_dir: Path) -> None:
@@ -152,7 +162,8 @@ class SearchLock:
             ) from None
         except OSError as exc:
             os.close(fd)
-            raise StoreError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+            raise StoreError(f"cannot lock {self.path}: {exc.strerror or exc}{_lock_hint(self.search_dir, exc)}"
+                             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {os.uname().nodename}\n".encode(), 0)
         self._fd = fd
@@ -198,6 +209,15 @@ def lock_holder(search_dir: Path) -> str | None:
     finally:
         os.close(fd)
     return None
+
+
+def _lock_hint(search_dir: Path, exc: OSError) -> str:
+    """What to do when the file system offers no flock at all."""
+    if exc.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):
+        return ""
+    fstype = filesystem_type(search_dir) or "unknown"
+    return (f" (the {fstype} file system of the search folder offers no locks: mount it with locking, "
+            "e.g. Lustre with -o flock, NFS without nolock, or put --out_dir on another disk)")
 
 
 def _read_holder(fd: int) -> str:

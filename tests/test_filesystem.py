@@ -6,6 +6,7 @@ import pytest
 
 from hpsearch import filesystem
 from hpsearch.filesystem import is_network_filesystem, journal_mode_for, mount_type
+from hpsearch import store as store_module
 from hpsearch.store import RunStore
 
 # Lines as a cluster login node shows them (captured, shortened).
@@ -82,3 +83,20 @@ def test_store_on_this_machine_uses_wal(tmp_path):
     assert filesystem.filesystem_type(tmp_path) not in filesystem.NETWORK_FILESYSTEMS
     with RunStore.open(tmp_path) as store:
         assert store.journal_mode == "wal"
+
+
+def test_a_file_system_without_locks_is_named_in_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from hpsearch.errors import StoreError
+    from hpsearch.store import SearchLock
+
+    def no_locks(_fd, _operation):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(store_module.fcntl, "flock", no_locks)
+    monkeypatch.setattr(store_module, "filesystem_type", lambda _folder: "lustre")
+    with pytest.raises(StoreError) as caught:
+        SearchLock(tmp_path).acquire()
+    message = str(caught.value)
+    assert "\n" not in message and "lustre file system" in message and "-o flock" in message
