@@ -476,11 +476,12 @@ def _open_store(folder: SearchFolder, spec: GridSpec, progress: Progress) -> Run
     they record as ended runs again and no configuration gets a second folder.
     """
     why = f"{STORE_FILE} was missing" if not (folder.path / STORE_FILE).exists() else f"{STORE_FILE} held no runs"
+    damaged = False
     try:
         store = RunStore.open(folder.path, check=True)
     except CorruptStoreError as exc:
         aside = set_aside_damaged(folder.path, datetime.now().strftime("%Y%m%d-%H%M%S"))
-        why = f"{exc} (moved to {aside.name})"
+        why, damaged = f"{exc} (moved to {aside.name})", True
         store = RunStore.open(folder.path, check=True)
     try:
         if sum(store.counts().values()) == 0 and run_folders(folder.path):
@@ -488,6 +489,8 @@ def _open_store(folder: SearchFolder, spec: GridSpec, progress: Progress) -> Run
             rebuilt = rebuild_store(store, folder.path, reader, _saved_stamp(folder.path))
             progress.message(f"run store rebuilt from {rebuilt.describe()}, because {why}; "
                              "ended runs are kept, the others run again in their folders")
+        elif damaged:
+            progress.message(f"warning: {why}; no run folders to rebuild it from, so the store starts empty")
     except BaseException:
         store.close()
         raise

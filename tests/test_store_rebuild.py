@@ -177,3 +177,58 @@ def test_set_aside_runs_stay_done_after_a_rebuild(finished_search):
     assert again.returncode == 0, again.stderr
     assert sorted(starts(log)) == [1, 2, 3, 4, 5]
     assert len(run_folders(out)) == 4  # no new folder for the configuration set aside
+
+
+def test_damaged_store_without_run_folders_is_set_aside_with_a_warning(tmp_path):
+    project = write_project(tmp_path / "p", {"i": [1, 2]})
+    out = tmp_path / "search"
+    out.mkdir()
+    (out / "hpsearch.db").write_bytes(b"not a database at all" * 100)
+    (out / "search.json").write_text("{}")
+    result = run_hpsearch(search_args(out), project)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if "no run folders to rebuild" in line]
+    assert "moved to hpsearch.db.corrupt-" in warning
+    assert len(list(out.glob("hpsearch.db.corrupt-*"))) == 1
+    assert len(run_folders(out)) == 2
+
+
+def make_run(out: Path, name: str, key: str, index: int, result: dict | None = None, summary: str | None = None,
+             info_text: str | None = None) -> Path:
+    run_dir = out / name
+    run_dir.mkdir(parents=True)
+    info = {"key": key, "index": index, "config": {"i": index}, "argv": [], "cwd": str(out)}
+    (run_dir / "hpsearch_run.json").write_text(info_text if info_text is not None else json.dumps(info))
+    if result is not None:
+        (run_dir / "hpsearch_result.json").write_text(json.dumps(result))
+    if summary is not None:
+        (run_dir / "performance_overview.txt").write_text(summary)
+    return run_dir
+
+
+def test_rebuild_keeps_one_folder_per_key_and_unique_indexes(tmp_path):
+    from hpsearch.executors.base import RunStatus
+    from hpsearch.rebuild import rebuild_store
+    from hpsearch.verdict import SummaryReader
+
+    out = tmp_path / "search"
+    stamp = "20260101120000"
+    make_run(out, f"sim_{stamp}_0001", "k1", 0, {"status": "done", "attempt": 1, "exit_code": 0},
+             "acc 0.7\nfinished 1\n")
+    cut_short = make_run(out, f"sim_{stamp}_0002", "k2", 1)
+    (cut_short / "previous_attempts" / "1").mkdir(parents=True)
+    make_run(out, f"sim_{stamp}_0006", "k1", 5)  # a second folder of k1, left by an old version
+    make_run(out, f"sim_{stamp}_0003", "k3", 1, {"status": "failed", "reason": "exit code 3", "attempt": 2})
+    make_run(out, f"sim_{stamp}_0004", "k4", 3, info_text="{truncated")
+    with RunStore.open(out) as store:
+        rebuilt = rebuild_store(store, out, SummaryReader("performance_overview.txt", ["acc", "finished"]), None)
+        records = {r.key: r for r in store.records()}
+        assert store.get_meta("stamp") == stamp and store.get_meta("name_width") == 4
+    assert rebuilt.skipped == 2 and rebuilt.total == 3
+    assert records["k1"].run_dir == f"sim_{stamp}_0001" and records["k1"].status == RunStatus.DONE
+    assert records["k1"].summary == {"acc": 0.7, "finished": 1}
+    assert records["k2"].status == RunStatus.INTERRUPTED and records["k2"].attempts == 2
+    assert records["k3"].status == RunStatus.FAILED and records["k3"].reason == "exit code 3"
+    assert records["k3"].attempts == 2
+    assert sorted(r.index for r in records.values()) == [0, 1, 2]
