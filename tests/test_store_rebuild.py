@@ -125,6 +125,8 @@ def test_store_deleted_mid_way_reruns_only_the_unfinished_in_their_folders(tmp_p
     psutil.wait_procs(hanging, timeout=10)
     names = folder_names(out)
     assert starts(log) == [1, 2]
+    stale = "acc 0.1\nfinished 0\n"  # what the cut-short run had written so far
+    (out / names[2] / "performance_overview.txt").write_text(stale)
     delete_store(out)
 
     again = run_hpsearch(args, project, env=env)
@@ -137,6 +139,8 @@ def test_store_deleted_mid_way_reruns_only_the_unfinished_in_their_folders(tmp_p
     assert sorted(table["i"]) == [1, 2, 3, 4] and set(table["status"]) == {"done"}
     run3 = Path(table.set_index("i").loc[3, "out_dir"])
     assert run3.name == names[2]
+    assert (run3 / "previous_attempts" / "1" / "performance_overview.txt").read_text() == stale
+    assert "finished 1" in (run3 / "performance_overview.txt").read_text()
 
 
 @pytest.mark.parametrize("damage", ["zero bytes", "truncated", "garbage"])
