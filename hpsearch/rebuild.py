@@ -3,9 +3,12 @@
 The run folders are the ground truth, so a search whose ``hpsearch.db`` was
 deleted or damaged loses nothing: every folder becomes a record again, with
 the index, key and configuration of its ``hpsearch_run.json``. A run that
-ended keeps its recorded status (nothing done runs again); a run without a
-final result was cut short and is marked interrupted, so the driver runs it
-again in the same folder. Configurations without a folder are added back by
+ended keeps its recorded status (nothing done runs again). A run without a
+final result whose ``hpsearch_job.json`` names its job is marked running, so
+the driver adopts it as after any ``kill -9`` (a cluster job still queued is
+followed, not submitted again); one without was cut short before it started
+and is marked interrupted, so the driver runs it again in the same folder.
+Configurations without a folder are added back by
 the driver as usual, after the restored ones, so no configuration ever gets a
 second folder.
 """
@@ -73,6 +76,8 @@ def record_of(run: RunFolder, search_dir: Path, reader: SummaryReader) -> RunRec
     """The store record a run folder stands for."""
     run_dir = str(run.path.relative_to(search_dir))
     result = run.result
+    if result is None and run.job is not None:
+        return _started(run, run_dir, run.job)
     if result is None:
         return RunRecord(run.key, run.index, run.config, run_dir, RunStatus.INTERRUPTED,
                          attempts=run.previous_attempts() + 1, reason=NO_RESULT)
@@ -91,6 +96,19 @@ def record_of(run: RunFolder, search_dir: Path, reader: SummaryReader) -> RunRec
         exit_code=_integer(result.get("exit_code")), signal=_integer(result.get("signal")),
         reason=_text(result.get("reason")), summary=_summary(run, reader),
         backend_state=_text(result.get("backend_state")),
+    )
+
+
+def _started(run: RunFolder, run_dir: str, job: dict) -> RunRecord:
+    """A run started and not recorded as ended: running, for the driver to adopt
+    (a local run's leftovers are stopped, a cluster job is followed or collected)."""
+    attempt = job.get("attempt")
+    extra = job.get("extra")
+    return RunRecord(
+        run.key, run.index, run.config, run_dir, RunStatus.RUNNING,
+        attempts=attempt if isinstance(attempt, int) and attempt > 0 else run.previous_attempts() + 1,
+        backend=job["backend"], job_id=str(job["job_id"]), where=_text(job.get("where")) or None,
+        extra=extra if isinstance(extra, dict) else {}, started=_number(job.get("started")),
     )
 
 

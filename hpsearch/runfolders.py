@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsearch.executors.base import EXIT_CODE_FILE
-from hpsearch.searchdir import RUN_INFO_FILE, RUN_RESULT_FILE
+from hpsearch.searchdir import RUN_INFO_FILE, RUN_JOB_FILE, RUN_RESULT_FILE
 
 PREVIOUS_ATTEMPTS = "previous_attempts"
 SET_ASIDE_FOLDER = "failed_criteria"
@@ -31,7 +31,8 @@ class RunFolder:
     """What one run folder says about its run.
 
     ``result`` is ``hpsearch_result.json`` if it holds a status (the run ended
-    and the driver recorded it), ``exit_code`` what a job script left.
+    and the driver recorded it), ``exit_code`` what a job script left, ``job``
+    ``hpsearch_job.json``: where the latest attempt was started (pid or job id).
     """
 
     path: Path
@@ -40,6 +41,7 @@ class RunFolder:
     config: dict
     result: dict | None
     exit_code: int | None
+    job: dict | None = None
 
     def previous_attempts(self) -> int:
         """How many earlier attempts the driver archived in this folder."""
@@ -69,7 +71,9 @@ def read_run_folder(folder: Path) -> RunFolder | None:
     result = read_json(folder / RUN_RESULT_FILE)
     if not (isinstance(result, dict) and result.get("status")):
         result = None
-    return RunFolder(folder, info["key"], index, config, result, read_exit_code(folder))
+    job = read_json(folder / RUN_JOB_FILE)
+    job = job if isinstance(job, dict) and isinstance(job.get("backend"), str) and job.get("job_id") else None
+    return RunFolder(folder, info["key"], index, config, result, read_exit_code(folder), job)
 
 
 def read_json(path: Path) -> Any:

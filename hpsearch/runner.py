@@ -40,6 +40,7 @@ from hpsearch.searchdir import (
     SearchFolder,
     archive_previous_attempt,
     prepare_run_folder,
+    record_job,
     record_result,
     resolve_search_folder,
     run_name,
@@ -273,6 +274,7 @@ class SearchDriver:
                 self._final(record, RunStatus.FAILED, f"submission failed: {result}", None, None, None, "")
                 continue
             self.store.mark_running(record.key, result, now)
+            record_job(self.folder.path / record.run_dir, _job_facts(result, record.attempts + 1, now))
             self._move(RunStatus.QUEUED, RunStatus.RUNNING)
 
     def _prepare(self, record: RunRecord) -> LaunchSpec:
@@ -503,3 +505,9 @@ def _saved_stamp(search_dir: Path) -> str | None:
     except UsageError:
         return None
     return stamp if isinstance(stamp, str) else None
+
+
+def _job_facts(handle: JobHandle, attempt: int, started: float) -> dict[str, Any]:
+    """What ``hpsearch_job.json`` keeps of a started attempt (see :func:`hpsearch.rebuild.record_of`)."""
+    return {"attempt": attempt, "backend": handle.backend, "job_id": handle.job_id, "where": handle.where,
+            "extra": handle.extra, "started": started}

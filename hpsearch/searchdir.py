@@ -24,6 +24,7 @@ COMMANDS_FILE = "commands.sh"
 RESULTS_FILE = "search_results.csv"
 RUN_INFO_FILE = "hpsearch_run.json"
 RUN_RESULT_FILE = "hpsearch_result.json"
+RUN_JOB_FILE = "hpsearch_job.json"
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,14 @@ def prepare_run_folder(run_dir: Path, info: dict[str, Any]) -> None:
     """Create the run folder and record the configuration before the run starts,
     so a run that dies at once still leaves its stderr and its identity."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_JOB_FILE).unlink(missing_ok=True)  # it names an earlier attempt's job
     write_json_atomic(run_dir / RUN_INFO_FILE, info, durable=False)
+
+
+def record_job(run_dir: Path, job: dict[str, Any]) -> None:
+    """Where the run's current attempt was started (pid or job id), so that a
+    store rebuilt from the run folders can adopt it instead of starting it twice."""
+    write_json_atomic(run_dir / RUN_JOB_FILE, job, durable=False)
 
 
 def record_result(run_dir: Path, result: dict[str, Any]) -> None:

@@ -50,6 +50,25 @@ def starts(log: Path) -> list[int]:
     return [event["i"] for event in events if event["event"] == "start"]
 
 
+def alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def training_processes(pid: int) -> list[psutil.Process]:
+    """The descendants of ``pid`` that run train.py (a fresh fork shows its parent's command line)."""
+    found = []
+    for proc in psutil.Process(pid).children(recursive=True):
+        try:
+            if any("train.py" in part for part in proc.cmdline()):
+                found.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 def folder_names(out: Path) -> list[str]:
     return [folder.name for folder in run_folders(out)]
 
@@ -116,23 +135,30 @@ def test_store_deleted_mid_way_reruns_only_the_unfinished_in_their_folders(tmp_p
         # Runs 1 and 2 ended and were recorded; run 3 hangs; run 4 has no folder yet.
         wait_for(lambda: out.is_dir() and len(run_folders(out)) == 3
                  and sum((f / "hpsearch_result.json").is_file() for f in run_folders(out)) == 2, 60)
-        hanging = psutil.Process(driver.pid).children(recursive=True)
+        wait_for(lambda: (out / folder_names(out)[2] / "hpsearch_job.json").is_file(), 30)
+        hanging = wait_for(lambda: training_processes(driver.pid), 30)
     finally:
         driver.kill()
         driver.wait()
-    for proc in hanging:
-        proc.kill()
-    psutil.wait_procs(hanging, timeout=10)
+    assert len(hanging) == 1 and hanging[0].is_running()  # the run outlived its driver
     names = folder_names(out)
     assert starts(log) == [1, 2]
     stale = "acc 0.1\nfinished 0\n"  # what the cut-short run had written so far
     (out / names[2] / "performance_overview.txt").write_text(stale)
     delete_store(out)
 
-    again = run_hpsearch(args, project, env=env)
+    try:
+        again = run_hpsearch(args, project, env=env)
+        left = [p for p in hanging if alive(p)]
+    finally:
+        for proc in hanging:
+            if proc.is_running():
+                proc.kill()
     assert again.returncode == 0, again.stderr
     (line,) = rebuilt_lines(again.stderr)
-    assert "3 run folders (2 done, 1 interrupted)" in line
+    assert "3 run folders (2 done, 1 running)" in line
+    assert "re-attaching to 1 runs" in again.stderr
+    assert left == []  # the resumed driver adopted the leftover and stopped it
     assert starts(log) == [1, 2, 3, 4]  # 3 once more (its first attempt hung before logging), 4 for the first time
     assert folder_names(out)[:3] == names and len(folder_names(out)) == 4
     table = read_results(out)
@@ -236,3 +262,59 @@ def test_rebuild_keeps_one_folder_per_key_and_unique_indexes(tmp_path):
     assert records["k3"].status == RunStatus.FAILED and records["k3"].reason == "exit code 3"
     assert records["k3"].attempts == 2
     assert sorted(r.index for r in records.values()) == [0, 1, 2]
+
+
+# --------------------------------------------------------------------------- a cluster search
+
+
+@pytest.fixture
+def fake_lsf_env(tmp_path):
+    """The fake LSF (tests/fakes/lsf) first on PATH; its jobs are killed at the end."""
+    import signal
+    import sys
+
+    from tests.helpers import FAKES
+
+    state = tmp_path / "lsf_state"
+    state.mkdir()
+    env = dict(os.environ, FAKE_LSF_STATE=str(state), FAKE_LSF_MINUTE="1",
+               PATH=os.pathsep.join([str(FAKES / "lsf"), os.path.dirname(sys.executable), os.environ["PATH"]]))
+    yield env, state
+    for pid_file in state.glob("jobs/*/runner.pid"):
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, ValueError):
+            pass
+
+
+def bsub_calls(state: Path) -> int:
+    log = state / "calls.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return sum(1 for line in lines if json.loads(line)["tool"] == "bsub")
+
+
+def test_cluster_jobs_of_a_lost_store_are_adopted_not_submitted_again(tmp_path, fake_lsf_env):
+    env, state = fake_lsf_env
+    project = write_project(tmp_path / "p", {"i": [1, 2, 3, 4], "sleep": [1.5]})
+    out = tmp_path / "search"
+    log = tmp_path / "events.log"
+    env = dict(env, HPSEARCH_TEST_LOG=str(log))
+    args = ["--grid_module=grid_cfg", f"--out_dir={out}", "--force_out_dir", "--dont_force_new_dir",
+            "--deterministic_search", "--run_cluster", "--scheduler=lsf", "--num_jobs=2"]
+    driver = subprocess.Popen(hpsearch_cmd(*args), cwd=project, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: out.is_dir() and len(list(out.glob("sim_*/hpsearch_job.json"))) == 2, 60)
+    finally:
+        driver.kill()
+        driver.wait()
+    assert bsub_calls(state) == 2
+    delete_store(out)
+    again = run_hpsearch(args, project, env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    (line,) = rebuilt_lines(again.stderr)
+    assert "2 running" in line
+    assert bsub_calls(state) == 4  # the two jobs of the lost store were followed, not submitted again
+    assert sorted(starts(log)) == [1, 2, 3, 4]
+    assert len(run_folders(out)) == 4
+    assert set(read_results(out)["status"]) == {"done"}
