@@ -318,3 +318,13 @@ def test_cluster_jobs_of_a_lost_store_are_adopted_not_submitted_again(tmp_path, 
     assert sorted(starts(log)) == [1, 2, 3, 4]
     assert len(run_folders(out)) == 4
     assert set(read_results(out)["status"]) == {"done"}
+
+
+def test_resume_of_a_folder_without_any_search_is_one_line(tmp_path):
+    project = write_project(tmp_path / "p", {"i": [1]})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_hpsearch(["--grid_module=grid_cfg", f"--resume={empty}", "--visible_gpus=-1"], project)
+    assert result.returncode == 2
+    assert "no hpsearch search folder there" in result.stderr and "Traceback" not in result.stderr
+    assert list(empty.iterdir()) == []
