@@ -60,16 +60,20 @@ def rebuild_store(store: RunStore, search_dir: Path, reader: SummaryReader, stam
     folders = [run for run in map(read_run_folder, paths) if run is not None]
     chosen = _one_per_key(folders)
     records = _with_unique_indexes(record_of(run, search_dir, reader) for run in chosen)
-    store.restore(records)
-    names = [parse_run_name(run.path.name) for run in chosen]
-    stamps = Counter(name[0] for name in names if name is not None)
-    stamp = stamp or (stamps.most_common(1)[0][0] if stamps else None)
-    if stamp is not None:
-        store.set_meta("stamp", stamp)
-        widths = [len(name[1]) for name in names if name is not None and name[0] == stamp]
-        if widths:
-            store.set_meta("name_width", min(widths))  # wider numbers outgrew the width
+    store.restore(records, _naming(chosen, stamp))
     return Rebuilt(Counter(record.status for record in records), len(paths) - len(chosen))
+
+
+def _naming(chosen: list[RunFolder], stamp: str | None) -> dict[str, object]:
+    """The store's ``stamp`` and ``name_width``, so new folders are named like the existing ones."""
+    names = [name for name in (parse_run_name(run.path.name) for run in chosen) if name is not None]
+    stamps = Counter(name[0] for name in names)
+    stamp = stamp or (stamps.most_common(1)[0][0] if stamps else None)
+    if stamp is None:
+        return {}
+    widths = [len(number) for folder_stamp, number in names if folder_stamp == stamp]
+    # The narrowest is the width the search started with; wider numbers outgrew it.
+    return {"stamp": stamp, **({"name_width": min(widths)} if widths else {})}
 
 
 def record_of(run: RunFolder, search_dir: Path, reader: SummaryReader) -> RunRecord:

@@ -443,8 +443,9 @@ class RunStore:
                     db.execute(statement)
         return len(rows)
 
-    def restore(self, records: Iterable[RunRecord]) -> int:
-        """Store complete records as they are (rebuilding a lost store); returns how many.
+    def restore(self, records: Iterable[RunRecord], meta: dict[str, Any] | None = None) -> int:
+        """Store complete records as they are, and ``meta`` values, in one
+        transaction (rebuilding a lost store); returns how many records.
 
         Raises:
             StoreError: A key or an index is stored already.
@@ -452,6 +453,9 @@ class RunStore:
         rows = [record.to_row() for record in records]
         with self._transaction() as db:
             db.executemany(_INSERT_ALL, rows)
+            db.executemany("INSERT INTO meta (name, value) VALUES (?, ?) "
+                           "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                           [(name, json.dumps(value)) for name, value in (meta or {}).items()])
         return len(rows)
 
     def get(self, key: str) -> RunRecord | None:
