@@ -60,7 +60,11 @@ def rebuild_store(store: RunStore, search_dir: Path, reader: SummaryReader, stam
     folders = [run for run in map(read_run_folder, paths) if run is not None]
     chosen = _one_per_key(folders)
     records = _with_unique_indexes(record_of(run, search_dir, reader) for run in chosen)
-    store.restore(records, _naming(chosen, stamp))
+    naming = _naming(chosen, stamp)
+    taken = [int(name[1]) for name in map(parse_run_name, (path.name for path in paths))
+             if name is not None and name[0] == naming.get("stamp")]
+    naming["next_index"] = max(taken, default=0)  # folder number n is index n - 1: never reuse a folder
+    store.restore(records, naming)
     return Rebuilt(Counter(record.status for record in records), len(paths) - len(chosen))
 
 

@@ -417,13 +417,17 @@ class RunStore:
         """Store the configurations not stored yet (by key) as queued.
 
         New configurations get the next free indexes (0-based) in iteration
-        order and the run folder ``name_for_index(index)``; stored ones are
+        order, from the meta value ``next_index`` on if it is set (a rebuilt
+        store skips the numbers of folders it could not read), and the run
+        folder ``name_for_index(index)``; stored ones are
         left untouched, so indexes and folders never change on resume.
         Returns how many were added.
         """
         with self._transaction() as db:
             known = {key for (key,) in db.execute("SELECT key FROM runs")}
             next_index = db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM runs").fetchone()[0]
+            floor = db.execute("SELECT value FROM meta WHERE name = 'next_index'").fetchone()
+            next_index = max(next_index, int(json.loads(floor[0])) if floor else 0)
             stored = len(known)
             rows = []
             for key, config in items:

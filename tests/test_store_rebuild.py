@@ -262,6 +262,9 @@ def test_rebuild_keeps_one_folder_per_key_and_unique_indexes(tmp_path):
     assert records["k3"].status == RunStatus.FAILED and records["k3"].reason == "exit code 3"
     assert records["k3"].attempts == 2
     assert sorted(r.index for r in records.values()) == [0, 1, 2]
+    with RunStore.open(out) as store:  # new configurations get folders no existing folder has
+        store.add_configs([("k9", {"i": 9})], lambda i: f"sim_{stamp}_{i + 1:04d}")
+        assert store.get("k9").run_dir == f"sim_{stamp}_0007"
 
 
 # --------------------------------------------------------------------------- a cluster search
