@@ -22,17 +22,12 @@ from typing import Any, Sequence, TextIO
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.executors.base import RunStatus
 from hpsearch.report import ReportRow, ResultsReport
+from hpsearch.runfolders import SET_ASIDE_FOLDER, run_folders
 from hpsearch.searchdir import RESULTS_FILE
 from hpsearch.store import lock_holder
 from hpsearch.verdict import SummaryReader
 from postprocessing.criteria import failing_runs, set_aside
-from postprocessing.scan import (
-    MISSING,
-    SET_ASIDE_FOLDER,
-    missing_runs,
-    read_run,
-    run_folders,
-)
+from postprocessing.scan import MISSING, missing_runs, read_run
 from postprocessing.settings import SearchInfo, load_search_info
 
 EXIT_USAGE = 2

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from hpsearch.errors import HpsearchError, SummaryError
 from hpsearch.executors.base import Outcome, RunStatus
 from hpsearch.report import ReportRow
-from hpsearch.runfolders import SET_ASIDE_FOLDER, read_run_folder, run_folders
+from hpsearch.runfolders import read_run_folder
 from hpsearch.searchdir import COMMANDS_FILE, RUN_INFO_FILE, STORE_FILE
 from hpsearch.store import RunRecord, RunStore
 from hpsearch.summary import finished_flag
