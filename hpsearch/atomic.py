@@ -22,10 +22,12 @@ def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None
     the folder skip it; it is removed if anything fails before the rename. Its
     name holds the writer's pid, so that what a killed writer left can be
     found (:func:`remove_temps`).
-    Without ``durable`` the write still survives the writer's crash, but not
-    necessarily a power cut; it spares the two ``fsync`` calls (about a
-    millisecond) for files written once per run, whose durable copy is the
-    run store.
+    ``durable`` fsyncs the file before the rename and the folder after it, so
+    the new file survives a power cut too. Without it the write still
+    survives the writer's crash; that spares the two ``fsync`` calls, which
+    cost about 7 ms on an ordinary disk (``benchmarks/fsync_cost.py``):
+    worth it for a run's final result, the ground truth a lost store is
+    rebuilt from, not for files the driver writes again anyway.
     """
     path = Path(path)
     fd, temp_name = _create_temp(path)

@@ -6,7 +6,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Iterable, TextIO
 
 from hpsearch.executors.base import RunStatus
 from hpsearch.report import ranking_value
@@ -43,7 +43,17 @@ class Progress:
 
     def record_final(self, run_name: str, summary: dict[str, Any] | None, done: bool) -> None:
         self._finished_this_session += 1
-        if not done or not summary or self.performance_key is None:
+        if done:
+            self.consider(run_name, summary)
+
+    def seed(self, finished: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
+        """Runs done before this session (a resume): they count for "best", not for the ETA."""
+        for run_name, summary in finished:
+            self.consider(run_name, summary)
+
+    def consider(self, run_name: str, summary: dict[str, Any] | None) -> None:
+        """Make a done run the best one if its performance beats the best so far."""
+        if not summary or self.performance_key is None:
             return
         value = ranking_value(summary.get(self.performance_key))
         if value is None:

@@ -34,20 +34,25 @@ from hpsearch.options import saved_values
 from hpsearch.progress import Progress
 from hpsearch.report import ReportRow, row_from_record
 from hpsearch.report_writer import LiveReport, ReportLayout
+from hpsearch.rebuild import rebuild_store
+from hpsearch.runfolders import run_folders
 from hpsearch.searchdir import (
     RUN_RESULT_FILE,
     SearchFolder,
     archive_previous_attempt,
     prepare_run_folder,
+    record_job,
     record_result,
     resolve_search_folder,
     resume_hint,
     run_name,
+    run_number_width,
     save_settings,
+    saved_settings,
     write_commands,
 )
 from hpsearch.settings import SearchSettings
-from hpsearch.store import RunRecord, RunStore, SearchLock
+from hpsearch.store import STORE_FILE, CorruptStoreError, RunRecord, RunStore, SearchLock, set_aside_damaged
 from hpsearch.verdict import SummaryReader, judge
 
 REPORT_INTERVAL = 1.0  # seconds between two writes of search_results.csv at most
@@ -274,6 +279,7 @@ class SearchDriver:
                 self._final(record, RunStatus.FAILED, f"submission failed: {result}", None, None, None, "")
                 continue
             self.store.mark_running(record.key, result, now)
+            record_job(self.folder.path / record.run_dir, _job_facts(result, record.attempts + 1, now))
             self._move(RunStatus.QUEUED, RunStatus.RUNNING)
 
     def _prepare(self, record: RunRecord) -> LaunchSpec:
@@ -436,11 +442,12 @@ def run_search(settings: SearchSettings, progress: Progress | None = None, gpu_p
     )
     folder.path.mkdir(parents=True, exist_ok=True)
     with SearchLock(folder.path):
-        store = RunStore.open(folder.path)
+        store = _open_store(folder, spec, progress)
         try:
             _prepare_store(store, folder, spec, settings, configs)
             progress.performance_key = spec.performance_key
             progress.ascending = spec.performance_sort_asc
+            progress.seed(store.done_summaries())
             wakeup = Wakeup()
             try:
                 executor = factory(wakeup, folder.path)
@@ -469,8 +476,51 @@ def _prepare_store(
     if new:
         store.set_meta("stamp", stamp)
         store.set_meta("created", time.time())
-    width = max(len(str(len(configs))), int(store.get_meta("name_width", 0) or 0))
+    width = run_number_width(len(configs), int(store.get_meta("name_width", 0) or 0))
     store.set_meta("name_width", width)
     store.add_configs(((space.config_key(c), c) for c in configs), lambda i: run_name(stamp, i, width))
     argvs = (run_argv(settings, spec, folder.path, record) for record in store.records())
     write_commands(folder.path, argvs, Path(settings.run_cwd).resolve())
+
+
+def _open_store(folder: SearchFolder, spec: GridSpec, progress: Progress) -> RunStore:
+    """Open the store; if it is damaged or lost, set it aside and rebuild it from the run folders.
+
+    A store with no runs while run folders exist was lost (deleted, emptied,
+    or damaged beyond reading): the folders are the ground truth, so nothing
+    they record as ended runs again and no configuration gets a second folder.
+    """
+    why = f"{STORE_FILE} was missing" if not (folder.path / STORE_FILE).exists() else f"{STORE_FILE} held no runs"
+    damaged = False
+    try:
+        store = RunStore.open(folder.path, check=True)
+    except CorruptStoreError as exc:
+        aside = set_aside_damaged(folder.path, datetime.now().strftime("%Y%m%d-%H%M%S"))
+        why, damaged = f"{exc} (moved to {aside.name})", True
+        store = RunStore.open(folder.path, check=True)
+    try:
+        if sum(store.counts().values()) == 0 and run_folders(folder.path):
+            reader = SummaryReader(spec.summary_filename, spec.summary_keywords, spec.summary_parser)
+            rebuilt = rebuild_store(store, folder.path, reader, _saved_stamp(folder.path))
+            progress.message(f"run store rebuilt from {rebuilt.describe()}, because {why}; "
+                             "ended runs are kept, the others run again in their folders")
+        elif damaged:
+            progress.message(f"warning: {why}; no run folders to rebuild it from, so the store starts empty")
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _saved_stamp(search_dir: Path) -> str | None:
+    try:
+        stamp = (saved_settings(search_dir) or {}).get("stamp")
+    except UsageError:
+        return None
+    return stamp if isinstance(stamp, str) else None
+
+
+def _job_facts(handle: JobHandle, attempt: int, started: float) -> dict[str, Any]:
+    """What ``hpsearch_job.json`` keeps of a started attempt (see :func:`hpsearch.rebuild.record_of`)."""
+    return {"attempt": attempt, "backend": handle.backend, "job_id": handle.job_id, "where": handle.where,
+            "extra": handle.extra, "started": started}

@@ -28,16 +28,13 @@ COMMANDS_FILE = "commands.sh"
 RESULTS_FILE = "search_results.csv"
 RUN_INFO_FILE = "hpsearch_run.json"
 RUN_RESULT_FILE = "hpsearch_result.json"
+RUN_JOB_FILE = "hpsearch_job.json"
 
 
 @dataclass(frozen=True)
 class SearchFolder:
     path: Path
     resuming: bool
-
-    @property
-    def store_path(self) -> Path:
-        return self.path / STORE_FILE
 
     @property
     def results_path(self) -> Path:
@@ -56,8 +53,9 @@ def resolve_search_folder(
     """
     if resume:
         path = Path(resume).resolve()
-        if not (path / STORE_FILE).is_file():
-            raise UsageError(f"--resume {resume}: no hpsearch search folder there ({STORE_FILE} is missing)")
+        if not holds_search(path):
+            raise UsageError(f"--resume {resume}: no hpsearch search folder there "
+                             f"(no {STORE_FILE}, {SETTINGS_FILE} or run folder)")
         return SearchFolder(path, resuming=True)
     base = Path(out_dir).resolve()
     if not force_out_dir:
@@ -74,7 +72,18 @@ def resolve_search_folder(
         )
     if base.exists() and not base.is_dir():
         raise UsageError(f"--out_dir {out_dir} is not a folder")
-    return SearchFolder(base, resuming=(base / STORE_FILE).is_file())
+    return SearchFolder(base, resuming=holds_search(base))
+
+
+def holds_search(path: Path) -> bool:
+    """A search was started in ``path``: its store, its settings or a run folder is there.
+
+    The store alone is not the test: a lost store is rebuilt from the run
+    folders, so a search whose store is gone still resumes.
+    """
+    if (path / STORE_FILE).is_file() or (path / SETTINGS_FILE).is_file():
+        return True
+    return path.is_dir() and any((run / RUN_INFO_FILE).is_file() for run in path.glob("sim_*"))
 
 
 def saved_settings(folder: Path) -> dict[str, Any] | None:
@@ -147,21 +156,48 @@ def write_commands(folder: Path, argvs: Iterable[Sequence[str]], cwd: Path) -> N
     write_text_atomic(folder / COMMANDS_FILE, "\n".join(lines) + "\n")
 
 
+MIN_RUN_NUMBER_WIDTH = 4
+"""Run numbers have at least this many digits, so a search extended later
+(up to 9999 runs) keeps one width and ``ls`` shows its runs in order."""
+
+
 def run_name(stamp: str, index: int, width: int) -> str:
     """hypnettorch's run folder name: ``sim_<search start>_<index+1, zero-padded>``."""
     return f"sim_{stamp}_{index + 1:0{width}d}"
+
+
+def run_number_width(planned: int, stored: int | None) -> int:
+    """The width of run numbers: the one the search started with, if it has one.
+
+    A new search takes enough digits for its configurations, at least
+    :data:`MIN_RUN_NUMBER_WIDTH` (hypnettorch took just enough: ``zfill`` of
+    the count's length). A search keeps its width for good, also one started
+    by an older version with a narrower width, so its folder names never
+    change width in the middle of a run of numbers below ``10**width``.
+    """
+    if stored:
+        return stored
+    return max(MIN_RUN_NUMBER_WIDTH, len(str(planned)))
 
 
 def prepare_run_folder(run_dir: Path, info: dict[str, Any]) -> None:
     """Create the run folder and record the configuration before the run starts,
     so a run that dies at once still leaves its stderr and its identity."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_JOB_FILE).unlink(missing_ok=True)  # it names an earlier attempt's job
     write_json_atomic(run_dir / RUN_INFO_FILE, info, durable=False)
 
 
+def record_job(run_dir: Path, job: dict[str, Any]) -> None:
+    """Where the run's current attempt was started (pid or job id), so that a
+    store rebuilt from the run folders can adopt it instead of starting it twice."""
+    write_json_atomic(run_dir / RUN_JOB_FILE, job, durable=False)
+
+
 def record_result(run_dir: Path, result: dict[str, Any]) -> None:
+    """The run's final result, durably: a lost store is rebuilt from it."""
     if run_dir.is_dir():
-        write_json_atomic(run_dir / RUN_RESULT_FILE, result, durable=False)
+        write_json_atomic(run_dir / RUN_RESULT_FILE, result)
 
 
 def archive_previous_attempt(run_dir: Path, attempt: int, names: Sequence[str]) -> None:

@@ -1,10 +1,13 @@
 """The run store: one SQLite database per search folder, and the driver lock.
 
 Every configuration of a search is a row: its key, folder, status, attempts,
-where it runs and how it ended. SQLite in WAL mode with ``synchronous=FULL``
-commits each mutating call as one transaction, so a ``kill -9`` (or a power
-cut) at any instant leaves the previous state or the next one, never a mix.
-Nothing that matters is kept outside the database.
+where it runs and how it ended. Each mutating call is one transaction with
+``synchronous=FULL``, so a ``kill -9`` (or a power cut) at any instant leaves
+the previous state or the next one, never a mix. The journal is WAL on a local
+disk and a rollback journal on a network file system, where WAL's shared
+memory does not work (:mod:`hpsearch.filesystem`). A database that SQLite
+cannot read is reported as :class:`CorruptStoreError`; the driver then moves
+it aside and rebuilds the store from the run folders (:mod:`hpsearch.rebuild`).
 
 Only one driver may work on a search folder; :class:`SearchLock` makes sure
 of that with an ``flock`` that the kernel drops when its holder dies.
@@ -12,6 +15,7 @@ of that with an ``flock`` that the kernel drops when its holder dies.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -23,6 +27,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from hpsearch.errors import StoreError
 from hpsearch.executors.base import JobHandle, RunStatus
+from hpsearch.filesystem import filesystem_type, journal_mode_for
 
 STORE_FILE = "hpsearch.db"
 LOCK_FILE = ".hpsearch.lock"
@@ -76,10 +81,38 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
 # encoder may skip its cycle check; that saves a fifth of a million-run insert.
 _config_json = json.JSONEncoder(check_circular=False).encode
 
-_COLUMNS = (
-    "key, idx, config, run_dir, status, attempts, backend, job_id, location, extra, "
-    "started, ended, exit_code, signal, reason, summary, backend_state"
+# The columns of ``runs`` and the RunRecord field each one fills, in one list:
+# SELECTs, the row mapping and the schema check are all derived from it.
+_RECORD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("key", "key"), ("idx", "index"), ("config", "config"), ("run_dir", "run_dir"), ("status", "status"),
+    ("attempts", "attempts"), ("backend", "backend"), ("job_id", "job_id"), ("location", "where"),
+    ("extra", "extra"), ("started", "started"), ("ended", "ended"), ("exit_code", "exit_code"),
+    ("signal", "signal"), ("reason", "reason"), ("summary", "summary"), ("backend_state", "backend_state"),
 )
+_COLUMNS = ", ".join(column for column, _ in _RECORD_COLUMNS)
+_FIELDS = tuple(name for _, name in _RECORD_COLUMNS)
+_FIELDS_BY_COLUMN = dict(_RECORD_COLUMNS)
+_INSERT_ALL = f"INSERT INTO runs ({_COLUMNS}) VALUES ({', '.join('?' * len(_RECORD_COLUMNS))})"
+
+
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+# Fields stored as text in another form than they have in a RunRecord: (decode, encode).
+_CODECS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "config": (json.loads, _config_json),
+    "status": (RunStatus, lambda status: RunStatus(status).value),
+    "extra": (lambda text: json.loads(text or "{}"), lambda extra: json.dumps(extra or {})),
+    "summary": (_json_or_none, lambda summary: None if summary is None else json.dumps(summary)),
+}
+
+# SQLite result codes (primary) that mean the file is no (intact) database.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+class CorruptStoreError(StoreError):
+    """The database file is damaged or no SQLite database (not: busy, or newer)."""
 
 
 class SearchLock:
@@ -90,6 +123,15 @@ class SearchLock:
     (``kill -9`` included), so a stale lock cannot exist. The holder writes
     its pid and host into the file for the message the next driver sees.
     Usable as a context manager.
+
+    On NFS (Linux 2.6.12 and later) ``flock`` is sent to the server as a
+    whole-file POSIX lock, so it holds across hosts; mounted with ``nolock``
+    or ``local_lock=flock|all`` it is local to one host. A lock whose holder's
+    host crashed stays until the server's lease ends (NFSv4: about 90 s).
+    Lustre offers it across nodes with ``-o flock``, locally with
+    ``-o localflock`` and not at all otherwise (then the driver stops with
+    a message saying so, ENOSYS); GPFS holds it across nodes; CIFS sends it
+    to the server as an SMB lock from Linux 5.5 on.
     """
 
     def __init__(self, search_dir: Path) -> None:
@@ -120,7 +162,8 @@ class SearchLock:
             ) from None
         except OSError as exc:
             os.close(fd)
-            raise StoreError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+            raise StoreError(f"cannot lock {self.path}: {exc.strerror or exc}{_lock_hint(self.search_dir, exc)}"
+                             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {os.uname().nodename}\n".encode(), 0)
         self._fd = fd
@@ -168,6 +211,15 @@ def lock_holder(search_dir: Path) -> str | None:
     return None
 
 
+def _lock_hint(search_dir: Path, exc: OSError) -> str:
+    """What to do when the file system offers no flock at all."""
+    if exc.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):
+        return ""
+    fstype = filesystem_type(search_dir) or "unknown"
+    return (f" (the {fstype} file system of the search folder offers no locks: mount it with locking, "
+            "e.g. Lustre with -o flock, NFS without nolock, or put --out_dir on another disk)")
+
+
 def _read_holder(fd: int) -> str:
     """``pid 123 on host`` from the lock file, as far as it can be read."""
     try:
@@ -208,14 +260,15 @@ class RunRecord:
 
     @classmethod
     def from_row(cls, row: tuple) -> "RunRecord":
-        (key, idx, config, run_dir, status, attempts, backend, job_id, location, extra,
-         started, ended, exit_code, signal, reason, summary, backend_state) = row
-        return cls(
-            key=key, index=idx, config=json.loads(config), run_dir=run_dir, status=RunStatus(status),
-            attempts=attempts, backend=backend, job_id=job_id, where=location, extra=json.loads(extra or "{}"),
-            started=started, ended=ended, exit_code=exit_code, signal=signal, reason=reason,
-            summary=None if summary is None else json.loads(summary), backend_state=backend_state,
-        )
+        values = dict(zip(_FIELDS, row))
+        for name, (decode, _) in _CODECS.items():
+            values[name] = decode(values[name])
+        return cls(**values)
+
+    def to_row(self) -> tuple:
+        """The values of the record in the order of ``_COLUMNS``."""
+        return tuple(_CODECS[name][1](getattr(self, name)) if name in _CODECS else getattr(self, name)
+                     for name in _FIELDS)
 
 
 class RunStore:
@@ -234,30 +287,63 @@ class RunStore:
     # ---- opening
 
     @classmethod
-    def open(cls, search_dir: Path) -> "RunStore":
+    def open(cls, search_dir: Path, *, journal_mode: str | None = None, check: bool = False,
+             readonly: bool = False) -> "RunStore":
         """Open the store of ``search_dir``, creating or upgrading the database as needed.
 
+        ``journal_mode`` defaults to what the folder's file system allows
+        (:func:`hpsearch.filesystem.journal_mode_for`). ``check`` runs SQLite's
+        ``quick_check`` (a tenth of a second per 300,000 runs), for the driver,
+        which is about to trust the store. ``readonly`` opens an existing
+        database for reading only, creating nothing (for the postprocessor,
+        also on a read-only folder).
+
         Raises:
-            StoreError: The folder is missing, the file is no SQLite database,
+            CorruptStoreError: The file is damaged, truncated, empty, or no SQLite database.
+            StoreError: The folder is missing, the database is busy or unreadable,
                 or it was written by a newer hpsearch.
         """
         path = Path(search_dir) / STORE_FILE
         if not Path(search_dir).is_dir():
             raise StoreError(f"run store {path}: the search folder does not exist")
+        if path.is_file() and path.stat().st_size == 0:
+            raise CorruptStoreError(f"run store {path}: the file is empty")
         try:
-            connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+            if readonly:
+                connection = _connect_readonly(path)
+            else:
+                connection = sqlite3.connect(path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StoreError(f"run store {path}: cannot open: {exc}") from None
+            raise _store_error(path, exc, "cannot open: ") from None
         store = cls(path, connection)
         try:
             with store._errors():
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=FULL")
-                store._migrate()
+                if not readonly:
+                    mode = journal_mode or journal_mode_for(Path(search_dir))
+                    connection.execute(f"PRAGMA journal_mode={mode}")
+                    connection.execute("PRAGMA synchronous=FULL")
+                    store._migrate()
+                if check:
+                    store._check()
         except StoreError:
             connection.close()
             raise
         return store
+
+    def _check(self) -> None:
+        """Raise CorruptStoreError unless SQLite finds the file intact and the schema is ours."""
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise CorruptStoreError(f"run store {self.path}: damaged ({'; '.join(problems[:3])})")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if columns != set(_FIELDS_BY_COLUMN) or "meta" not in tables:
+            raise CorruptStoreError(f"run store {self.path}: not the tables of an hpsearch run store")
+
+    @property
+    def journal_mode(self) -> str:
+        """The journal mode in use (``wal``, ``delete``, ...)."""
+        return self._query("PRAGMA journal_mode")[0][0]
 
     def _migrate(self) -> None:
         with self._transaction() as db:
@@ -288,7 +374,7 @@ class RunStore:
         try:
             yield
         except sqlite3.Error as exc:
-            raise StoreError(f"run store {self.path}: {exc}") from None
+            raise _store_error(self.path, exc) from None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -331,13 +417,17 @@ class RunStore:
         """Store the configurations not stored yet (by key) as queued.
 
         New configurations get the next free indexes (0-based) in iteration
-        order and the run folder ``name_for_index(index)``; stored ones are
+        order, from the meta value ``next_index`` on if it is set (a rebuilt
+        store skips the numbers of folders it could not read), and the run
+        folder ``name_for_index(index)``; stored ones are
         left untouched, so indexes and folders never change on resume.
         Returns how many were added.
         """
         with self._transaction() as db:
             known = {key for (key,) in db.execute("SELECT key FROM runs")}
             next_index = db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM runs").fetchone()[0]
+            floor = db.execute("SELECT value FROM meta WHERE name = 'next_index'").fetchone()
+            next_index = max(next_index, int(json.loads(floor[0])) if floor else 0)
             stored = len(known)
             rows = []
             for key, config in items:
@@ -355,6 +445,21 @@ class RunStore:
             if bulk:
                 for statement in _INDEXES.values():
                     db.execute(statement)
+        return len(rows)
+
+    def restore(self, records: Iterable[RunRecord], meta: dict[str, Any] | None = None) -> int:
+        """Store complete records as they are, and ``meta`` values, in one
+        transaction (rebuilding a lost store); returns how many records.
+
+        Raises:
+            StoreError: A key or an index is stored already.
+        """
+        rows = [record.to_row() for record in records]
+        with self._transaction() as db:
+            db.executemany(_INSERT_ALL, rows)
+            db.executemany("INSERT INTO meta (name, value) VALUES (?, ?) "
+                           "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                           [(name, json.dumps(value)) for name, value in (meta or {}).items()])
         return len(rows)
 
     def get(self, key: str) -> RunRecord | None:
@@ -378,6 +483,11 @@ class RunStore:
         rows = self._query(f"SELECT {_COLUMNS} FROM runs WHERE status = ? ORDER BY idx LIMIT ?",
                            (RunStatus.QUEUED.value, max(0, limit)))
         return [RunRecord.from_row(row) for row in rows]
+
+    def done_summaries(self) -> list[tuple[str, dict | None]]:
+        """(run folder, summary) of every done run: less to decode than whole records."""
+        rows = self._query("SELECT run_dir, summary FROM runs WHERE status = ? ORDER BY idx", (RunStatus.DONE.value,))
+        return [(run_dir, _json_or_none(summary)) for run_dir, summary in rows]
 
     def counts(self) -> dict[RunStatus, int]:
         """How many records are in each status (every status present, zeros included)."""
@@ -439,3 +549,49 @@ class RunStore:
             JobHandle(record.key, record.backend or "", record.job_id or "", record.where or "", record.extra)
             for record in self.records([RunStatus.RUNNING])
         ]
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection; ``immutable`` where the folder allows no -shm file."""
+    if not path.is_file():
+        raise sqlite3.OperationalError("no such file")
+    uri = path.resolve().as_uri()
+    connection = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
+    try:
+        connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return connection
+    except sqlite3.OperationalError:
+        connection.close()
+        if os.access(path.parent, os.W_OK):
+            raise
+    # Nobody can write in a read-only folder, so reading it as immutable is safe.
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=30, isolation_level=None)
+
+
+def _store_error(path: Path, exc: sqlite3.Error, prefix: str = "") -> StoreError:
+    """StoreError naming the file; CorruptStoreError when SQLite says the file is damaged."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is None:
+        corrupt = str(exc) in ("file is not a database", "database disk image is malformed")
+    else:
+        corrupt = code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    return (CorruptStoreError if corrupt else StoreError)(f"run store {path}: {prefix}{exc}")
+
+
+def set_aside_damaged(search_dir: Path, stamp: str) -> Path:
+    """Move ``hpsearch.db`` (and its -wal and -shm) to ``hpsearch.db.corrupt-<stamp>``; returns the new path.
+
+    The copy stays for a post-mortem; the driver holds the search lock, so no
+    other driver has the file open.
+    """
+    base = Path(search_dir) / STORE_FILE
+    target = base.with_name(f"{STORE_FILE}.corrupt-{stamp}")
+    number = 1
+    while target.exists():
+        number += 1
+        target = base.with_name(f"{STORE_FILE}.corrupt-{stamp}-{number}")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        source = base.with_name(base.name + suffix)
+        if source.exists():
+            source.replace(target.with_name(target.name + suffix))
+    return target

@@ -4,31 +4,30 @@ Rebuilds ``search_results.csv`` from the run folders of a search, also after
 the search was killed or its store deleted; lists finished, unfinished and
 missing runs; and with ``--performance_criteria`` finds (and with
 ``--set_aside`` moves away) the runs that fail the grid module's criterion.
+A search folder that cannot be written (read-only, someone else's) is only
+read: the table goes to ``--output`` or, without it, to stdout.
 User mistakes end as one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TextIO
 
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.executors.base import RunStatus
 from hpsearch.report import ReportRow, ResultsReport
+from hpsearch.runfolders import SET_ASIDE_FOLDER, run_folders
 from hpsearch.searchdir import RESULTS_FILE
 from hpsearch.store import lock_holder
 from hpsearch.verdict import SummaryReader
 from postprocessing.criteria import failing_runs, set_aside
-from postprocessing.scan import (
-    MISSING,
-    SET_ASIDE_FOLDER,
-    missing_runs,
-    read_run,
-    run_folders,
-)
+from postprocessing.scan import MISSING, missing_runs, read_run
 from postprocessing.settings import SearchInfo, load_search_info
 
 EXIT_USAGE = 2
@@ -52,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run_cwd", default=None,
                         help="Folder to import the grid module from (as given to the search).")
     parser.add_argument("--output", default=None, metavar="CSV",
-                        help=f"Where to write the table (default: OUT_DIR/{RESULTS_FILE}).")
+                        help=f"Where to write the table (default: OUT_DIR/{RESULTS_FILE}; "
+                             "printed to stdout if OUT_DIR cannot be written).")
     return parser
 
 
@@ -90,13 +90,41 @@ def postprocess(args: argparse.Namespace) -> int:
     if args.performance_criteria is not None:
         failing = failing_runs(rows, info.performance_eval, args.performance_criteria, info.module_where)
         if args.set_aside:
-            set_aside(failing, out_dir)
-    output = Path(args.output) if args.output else out_dir / RESULTS_FILE
-    report = build_report(output, info, rows)
-    report.write()
+            try:
+                set_aside(failing, out_dir)
+            except OSError as exc:
+                raise UsageError(f"--set_aside: cannot move runs into {out_dir / SET_ASIDE_FOLDER}: "
+                                 f"{exc.strerror or exc}") from None
+    if args.output:
+        output = Path(args.output)
+        try:
+            build_report(output, info, rows).write()
+        except OSError as exc:
+            raise UsageError(f"--output {args.output}: cannot write: {exc.strerror or exc}") from None
+    else:
+        output = out_dir / RESULTS_FILE
+        try:
+            build_report(output, info, rows).write()
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise UsageError(f"{output}: cannot write: {exc.strerror or exc}") from None
+            print(f"warning: {out_dir} cannot be written ({exc.strerror}); the table follows on stdout "
+                  f"(--output PATH writes it elsewhere)", file=sys.stderr)
+            print_table(info, rows, sys.stdout)
+            print_overview(out_dir, rows, failing, args, sys.stderr)
+            return 0
     print_overview(out_dir, rows, failing, args)
     print(f"results: {output}")
     return 0
+
+
+def print_table(info: SearchInfo, rows: Sequence[ReportRow], stream: TextIO) -> None:
+    """The table exactly as it would be written to the search folder."""
+    with tempfile.TemporaryDirectory(prefix="hpsearch-table-") as scratch:
+        path = Path(scratch) / RESULTS_FILE
+        build_report(path, info, rows).write()
+        stream.write(path.read_text(encoding="utf-8"))
+    stream.flush()
 
 
 def collect_rows(out_dir: Path, info: SearchInfo) -> list[ReportRow]:
@@ -122,20 +150,21 @@ def build_report(path: Path, info: SearchInfo, rows: Sequence[ReportRow]) -> Res
 
 
 def print_overview(out_dir: Path, rows: Sequence[ReportRow], failing: Sequence[ReportRow],
-                   args: argparse.Namespace) -> None:
+                   args: argparse.Namespace, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
     done = [row for row in rows if row.status == RunStatus.DONE.value]
     missing = [row for row in rows if row.status == MISSING]
     unfinished = [row for row in rows if row.status not in (RunStatus.DONE.value, MISSING)]
-    print(f"search folder: {out_dir}")
-    print(f"finished: {len(done)}")
-    print(f"unfinished: {len(unfinished)}{_by_status(unfinished)}")
-    _print_rows(unfinished)
-    print(f"missing: {len(missing)}")
-    _print_rows(missing)
+    print(f"search folder: {out_dir}", file=stream)
+    print(f"finished: {len(done)}", file=stream)
+    print(f"unfinished: {len(unfinished)}{_by_status(unfinished)}", file=stream)
+    _print_rows(unfinished, stream)
+    print(f"missing: {len(missing)}", file=stream)
+    _print_rows(missing, stream)
     if args.performance_criteria is not None:
         verb = "set aside in " + str(out_dir / SET_ASIDE_FOLDER) if args.set_aside else "failing"
-        print(f"performance criteria {args.performance_criteria}: {len(failing)} runs {verb}")
-        _print_rows(failing, with_reason=False)
+        print(f"performance criteria {args.performance_criteria}: {len(failing)} runs {verb}", file=stream)
+        _print_rows(failing, stream, with_reason=False)
 
 
 def _by_status(rows: Sequence[ReportRow]) -> str:
@@ -146,9 +175,9 @@ def _by_status(rows: Sequence[ReportRow]) -> str:
     return " (" + ", ".join(f"{status} {n}" for status, n in counts.most_common()) + ")"
 
 
-def _print_rows(rows: Sequence[ReportRow], with_reason: bool = True) -> None:
+def _print_rows(rows: Sequence[ReportRow], stream: TextIO, with_reason: bool = True) -> None:
     for row in rows[:LIST_LIMIT]:
         name = Path(row.run_dir).name
-        print(f"  {name}  {row.status}: {row.reason}" if with_reason and row.reason else f"  {name}")
+        print(f"  {name}  {row.status}: {row.reason}" if with_reason and row.reason else f"  {name}", file=stream)
     if len(rows) > LIST_LIMIT:
-        print(f"  ... and {len(rows) - LIST_LIMIT} more (see the table)")
+        print(f"  ... and {len(rows) - LIST_LIMIT} more (see the table)", file=stream)

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 from hpsearch.errors import GridModuleError, UsageError
 from hpsearch.executors.base import RunStatus
 from hpsearch.report import ReportRow
-from postprocessing.scan import SET_ASIDE_FOLDER
+from hpsearch.runfolders import SET_ASIDE_FOLDER
 
 
 def hypnettorch_summary(summary: dict[str, Any]) -> dict[str, list[Any]]:

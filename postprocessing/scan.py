@@ -1,16 +1,12 @@
-"""Rebuild the rows of the results table from the run folders.
+"""The rows of the results table, from the run folders.
 
-The run folders are the ground truth: each holds ``hpsearch_run.json`` (key,
-index, configuration) from before its start, ``hpsearch_result.json`` once
-the driver saw it end, and the summary the training script wrote. Runs the
-search planned (in ``hpsearch.db`` or ``commands.sh``) but whose folder is
-gone are reported as missing.
+The run folders are the ground truth (read by :mod:`hpsearch.runfolders`).
+Runs the search planned (in ``hpsearch.db`` or ``commands.sh``) but whose
+folder is gone are reported as missing.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -18,43 +14,30 @@ from typing import Any, Iterator
 
 from hpsearch.command import received_config
 from hpsearch.errors import HpsearchError, SummaryError
-from hpsearch.executors.base import EXIT_CODE_FILE, Outcome, RunStatus
+from hpsearch.executors.base import Outcome, RunStatus
 from hpsearch.report import ReportRow
-from hpsearch.searchdir import COMMANDS_FILE, RUN_INFO_FILE, RUN_RESULT_FILE, STORE_FILE
+from hpsearch.runfolders import read_run_folder
+from hpsearch.searchdir import COMMANDS_FILE, RUN_INFO_FILE, STORE_FILE
 from hpsearch.store import RunRecord, RunStore
 from hpsearch.summary import finished_flag
 from hpsearch.verdict import SummaryReader, judge
 
-SET_ASIDE_FOLDER = "failed_criteria"
 UNFINISHED = "unfinished"
 MISSING = "missing"
 
 
-def run_folders(out_dir: Path) -> list[Path]:
-    """Folders holding ``hpsearch_run.json``: in the search folder and among those set aside."""
-    found = []
-    for parent in (out_dir, out_dir / SET_ASIDE_FOLDER):
-        if parent.is_dir():
-            found.extend(Path(entry.path) for entry in os.scandir(parent)
-                         if entry.is_dir() and os.path.isfile(os.path.join(entry.path, RUN_INFO_FILE)))
-    return sorted(found, key=lambda path: path.name)
-
-
 def read_run(folder: Path, reader: SummaryReader) -> ReportRow | None:
     """The row of one run folder; None (with a warning) if its ``hpsearch_run.json`` is unreadable."""
-    info = _read_json(folder / RUN_INFO_FILE)
-    if not isinstance(info, dict) or not isinstance(info.get("key"), str):
+    run = read_run_folder(folder)
+    if run is None:
         _warn(f"{folder}: {RUN_INFO_FILE} is unreadable; folder skipped")
         return None
-    key, config = info["key"], received_config(info.get("config") or {})  # as the run received them
-    index = info.get("index") if isinstance(info.get("index"), int) else 0
-    result = _read_json(folder / RUN_RESULT_FILE)
-    if isinstance(result, dict) and result.get("status"):
+    key, config, index = run.key, received_config(run.config), run.index  # as the run received them
+    if run.result is not None:
         summary, _ = _summary(folder, index, reader)
-        return ReportRow(key, config, str(result["status"]), result.get("reason"), str(folder), summary)
-    exit_code = _read_exit_code(folder)
-    if exit_code is not None:
-        verdict = judge(Outcome(key, exit_code), folder, index, reader)
+        return ReportRow(key, config, str(run.result["status"]), run.result.get("reason"), str(folder), summary)
+    if run.exit_code is not None:
+        verdict = judge(Outcome(key, run.exit_code), folder, index, reader)
         return ReportRow(key, config, verdict.status.value, verdict.reason, str(folder), verdict.summary)
     summary, problem = _summary(folder, index, reader)
     if summary is not None and finished_flag(summary):
@@ -68,21 +51,6 @@ def _summary(folder: Path, index: int, reader: SummaryReader) -> tuple[dict | No
         return reader.read(folder, index), None
     except SummaryError as exc:
         return None, str(exc)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _read_exit_code(folder: Path) -> int | None:
-    """The exit status a cluster job script left, if any."""
-    try:
-        return int((folder / EXIT_CODE_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _warn(message: str) -> None:
@@ -112,7 +80,7 @@ def _stored_records(out_dir: Path) -> list[RunRecord] | None:
     if not (out_dir / STORE_FILE).is_file():
         return None
     try:
-        with RunStore.open(out_dir) as store:
+        with RunStore.open(out_dir, readonly=True) as store:
             return store.records()
     except HpsearchError as exc:
         _warn(f"{exc}; missing runs are taken from {COMMANDS_FILE}")

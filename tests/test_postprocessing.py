@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
 import subprocess
@@ -280,3 +281,70 @@ def test_warns_while_a_driver_holds_the_folder(tmp_path):
         holder.stdout.close()
     assert result.returncode == 0, result.stderr
     assert f"warning: a driver (pid {holder.pid} on" in result.stderr
+
+
+def read_only_command(folder: Path, argv: list[str]) -> list[str] | None:
+    """``argv`` run with ``folder`` read-only: a chmod for a normal user; for root (whom
+    permissions do not stop) a read-only bind mount in a private mount namespace.
+    None if neither is possible here."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        for path in [folder, *folder.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o555)
+            else:
+                path.chmod(0o444)
+        return argv
+    if shutil.which("unshare") is None:
+        return None
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", str(folder),
+                            "true"], capture_output=True)
+    if probe.returncode != 0:
+        return None
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", str(folder), *argv]
+
+
+@pytest.fixture
+def read_only_search(tmp_path):
+    folder = build_search(tmp_path / "search")
+    def command(*args: str) -> subprocess.CompletedProcess:
+        argv = read_only_command(folder, [sys.executable, "-m", "postprocessing", str(folder), *args])
+        if argv is None:
+            pytest.skip("cannot make a folder read-only here (root without mount namespaces)")
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    yield folder, command
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_read_only_folder_prints_the_table(read_only_search):
+    folder, command = read_only_search
+    result = command()
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cannot be written" in result.stderr and "--output" in result.stderr
+    assert "missing runs are taken from" not in result.stderr  # the store was read, read-only
+    assert not (folder / "search_results.csv").exists()
+    table = pd.read_csv(io.StringIO(result.stdout), sep=";")
+    check_table(folder, table)
+    assert "finished: 3" in result.stderr  # the overview goes to stderr, stdout is the table alone
+
+
+def test_read_only_folder_with_output_writes_there(read_only_search, tmp_path):
+    folder, command = read_only_search
+    target = tmp_path / "elsewhere.csv"
+    result = command(f"--output={target}")
+    assert result.returncode == 0, result.stderr
+    check_table(folder, pd.read_csv(target, sep=";"))
+    assert f"results: {target}" in result.stdout
+
+
+def test_unwritable_output_is_one_line(tmp_path):
+    folder = build_search(tmp_path / "search")
+    result = postprocess(str(folder), f"--output={tmp_path / 'no' / 'such' / 'dir' / 't.csv'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("hpsearch_postprocessing: error: --output")
+    assert "Traceback" not in result.stderr

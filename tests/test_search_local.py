@@ -262,7 +262,7 @@ def test_new_search_folder_per_run_without_force_out_dir(tmp_path):
     (search,) = list(base.iterdir())
     assert search.name.startswith("search_")
     (folder,) = run_folders(search)
-    assert folder.name.startswith("sim_") and folder.name.endswith("_1")
+    assert folder.name.startswith("sim_") and folder.name.endswith("_0001")
 
 
 BAD_MODULES = {

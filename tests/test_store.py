@@ -14,7 +14,15 @@ import pytest
 
 from hpsearch.errors import StoreError
 from hpsearch.executors.base import JobHandle, RunStatus
-from hpsearch.store import SCHEMA_VERSION, RunStore, SearchLock, lock_holder
+from hpsearch.store import (
+    SCHEMA_VERSION,
+    CorruptStoreError,
+    RunRecord,
+    RunStore,
+    SearchLock,
+    lock_holder,
+    set_aside_damaged,
+)
 
 
 def name(index: int) -> str:
@@ -156,6 +164,79 @@ def test_garbage_file_is_a_store_error_naming_it(tmp_path):
 def test_missing_folder_is_a_store_error(tmp_path):
     with pytest.raises(StoreError, match="does not exist"):
         RunStore.open(tmp_path / "nope")
+
+
+def test_newer_schema_is_not_taken_for_damage(tmp_path):
+    RunStore.open(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "hpsearch.db")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError) as caught:
+        RunStore.open(tmp_path, check=True)
+    assert not isinstance(caught.value, CorruptStoreError)
+
+
+def filled_store_bytes(folder) -> bytes:
+    with RunStore.open(folder) as opened:
+        opened.add_configs([(f"key{i}", {"v": i, "pad": "x" * 400}) for i in range(100)], name)
+    return (folder / "hpsearch.db").read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "foreign"])
+def test_damaged_files_are_corrupt_store_errors(tmp_path, damage):
+    data = filled_store_bytes(tmp_path)
+    path = tmp_path / "hpsearch.db"
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(len(data)))
+    else:  # a SQLite database, but not ours
+        path.unlink()
+        db = sqlite3.connect(path)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("CREATE TABLE runs (x)")
+        db.commit()
+        db.close()
+    with pytest.raises(CorruptStoreError, match="hpsearch.db"):
+        RunStore.open(tmp_path, check=True)
+
+
+def test_set_aside_moves_the_database_with_its_wal_and_shm(tmp_path):
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"hpsearch.db{suffix}").write_text(suffix or "main")
+    first = set_aside_damaged(tmp_path, "20260101-120000")
+    (tmp_path / "hpsearch.db").write_text("again")
+    second = set_aside_damaged(tmp_path, "20260101-120000")
+    assert first.name == "hpsearch.db.corrupt-20260101-120000"
+    assert second.name == "hpsearch.db.corrupt-20260101-120000-2" and second.read_text() == "again"
+    assert (tmp_path / "hpsearch.db.corrupt-20260101-120000-wal").read_text() == "-wal"
+    assert (tmp_path / "hpsearch.db.corrupt-20260101-120000-shm").read_text() == "-shm"
+    assert not (tmp_path / "hpsearch.db").exists()
+
+
+def test_restore_stores_whole_records(store):
+    record = RunRecord("k", 7, {"v": 1}, "sim_x", RunStatus.DONE, attempts=2, backend="slurm", job_id="12_3",
+                       where="node1", extra={"array": "12"}, started=1.0, ended=2.0, exit_code=0, signal=None,
+                       reason=None, summary={"acc": 0.5}, backend_state="COMPLETED")
+    assert store.restore([record]) == 1
+    assert store.get("k") == record
+    with pytest.raises(StoreError):
+        store.restore([record])  # keys are unique
+    assert store.done_summaries() == [("sim_x", {"acc": 0.5})]
+
+
+def test_read_only_opening_creates_nothing(tmp_path):
+    with pytest.raises(StoreError):
+        RunStore.open(tmp_path, readonly=True)
+    assert list(tmp_path.iterdir()) == []
+    filled_store_bytes(tmp_path)
+    with RunStore.open(tmp_path, readonly=True) as opened:
+        assert len(opened.records()) == 100
+        with pytest.raises(StoreError):
+            opened.set_meta("x", 1)
 
 
 # ---- kill -9 of a writer
