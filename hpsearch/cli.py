@@ -137,15 +137,19 @@ def _absolute_paths(given: dict[str, Any]) -> dict[str, Any]:
 
 def _resume_folder(given: dict[str, Any]) -> Path | None:
     """The search folder to continue: ``--resume DIR``, or hypnettorch's
-    ``--out_dir=DIR --force_out_dir --dont_force_new_dir`` on a folder that holds a search."""
+    ``--out_dir=DIR --force_out_dir --dont_force_new_dir`` on a folder that holds a search
+    (its store may be lost: the driver rebuilds it from the run folders)."""
+    from hpsearch.searchdir import holds_search  # deferred, see main()
+
     if given.get("resume"):
         folder = Path(given["resume"]).resolve()
-        if not (folder / STORE_FILE).is_file():
-            raise UsageError(f"--resume {given['resume']}: no hpsearch search folder there ({STORE_FILE} is missing)")
+        if not holds_search(folder):
+            raise UsageError(f"--resume {given['resume']}: no hpsearch search folder there "
+                             f"(no {STORE_FILE}, search.json or run folder)")
         return folder
     if given.get("force_out_dir") and given.get("dont_force_new_dir") and given.get("out_dir"):
         folder = Path(given["out_dir"]).resolve()
-        if (folder / STORE_FILE).is_file():
+        if holds_search(folder):
             return folder
     return None
 
