@@ -21,7 +21,7 @@ from hpsearch.executors.base import EXIT_CODE_FILE, Outcome, RunStatus
 from hpsearch.report import ReportRow
 from hpsearch.searchdir import COMMANDS_FILE, RUN_INFO_FILE, RUN_RESULT_FILE, STORE_FILE
 from hpsearch.store import RunRecord, RunStore
-from hpsearch.summary import finished_flag
+from hpsearch.summary import finished_flag, read_run_file
 from hpsearch.verdict import SummaryReader, judge
 
 SET_ASIDE_FOLDER = "failed_criteria"
@@ -71,7 +71,7 @@ def _summary(folder: Path, index: int, reader: SummaryReader) -> tuple[dict | No
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_run_file(path))
     except (OSError, ValueError):
         return None
 
@@ -79,7 +79,7 @@ def _read_json(path: Path) -> Any:
 def _read_exit_code(folder: Path) -> int | None:
     """The exit status a cluster job script left, if any."""
     try:
-        return int((folder / EXIT_CODE_FILE).read_text().strip())
+        return int(read_run_file(folder / EXIT_CODE_FILE).strip())
     except (OSError, ValueError):
         return None
 
