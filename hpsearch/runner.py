@@ -327,7 +327,7 @@ class SearchDriver:
                 self.progress.message(f"{record.run_dir}: {verdict.reason}; running it again")
                 continue
             self._final(record, status, verdict.reason, outcome.exit_code, outcome.signal, verdict.summary,
-                        outcome.backend_state)
+                        outcome.backend_state, leftovers_killed=outcome.leftovers_killed)
 
     def _final(
         self,
@@ -338,6 +338,7 @@ class SearchDriver:
         signum: int | None,
         summary: dict | None,
         backend_state: str,
+        leftovers_killed: int = 0,
     ) -> None:
         ended = time.time()
         self.store.mark_final(
@@ -353,6 +354,7 @@ class SearchDriver:
                 "status": status.value, "reason": reason, "exit_code": exit_code, "signal": signum,
                 "attempt": record.attempts, "started": record.started, "ended": ended,
                 "backend": record.backend, "job_id": record.job_id, "backend_state": backend_state,
+                "leftovers_killed": leftovers_killed,
             },
         )
         self.progress.record_final(record.run_dir, summary, status == RunStatus.DONE)
