@@ -225,3 +225,32 @@ def test_each_run_has_a_cgroup_and_none_is_left_after_the_search(tmp_path):
         driver.kill()
     assert_all_gone(tag)
     assert {p.name for p in own.iterdir() if p.name.startswith("hpsearch-")} <= before
+
+
+def test_runs_outlive_the_driver_only_where_the_executor_says_so(tmp_path):
+    """The foreground executor arms the parent-death signal and starts a guardian;
+    one whose runs must outlive it (the service to come) does neither."""
+    from hpsearch.executors.base import LaunchSpec, Wakeup
+    from hpsearch.executors.local import LocalExecutor
+
+    def start(name: str, die_with_driver: bool) -> tuple[LocalExecutor, psutil.Process]:
+        executor = LocalExecutor(Wakeup(), gpu_monitor=None)
+        executor.runs_die_with_driver = die_with_driver
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        spec = LaunchSpec(key=name, name=name, argv=("sleep", "60"), cwd=tmp_path, run_dir=run_dir)
+        run = psutil.Process(int(executor.submit(spec).job_id))
+        wait_for(lambda: run.cmdline() and "setpriv" not in run.cmdline()[0], 10, "the run's exec")
+        return executor, run
+
+    guarded, _run = start("guarded", True)
+    loose, run = start("loose", False)
+    try:
+        guardians = [p for p in psutil.Process().children() if "hpsearch.guardian" in " ".join(p.cmdline())]
+        marker = f"HPSEARCH_RUN={guarded._containment.token}:"
+        assert any(marker in p.cmdline() for p in guardians), "no guardian for the foreground executor"
+        assert not any(loose._containment.token in " ".join(p.cmdline()) for p in guardians)
+        assert run.environ()["HPSEARCH_RUN"] == f"{loose._containment.token}:loose"
+    finally:
+        guarded.shutdown(cancel=True)
+        loose.shutdown(cancel=True)
