@@ -37,7 +37,9 @@ class Guardian:
                 "" if cgroup_root is None else str(cgroup_root)]
         try:
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, pass_fds=(read_end,), start_new_session=True,
+                # no output: a pipe the driver writes to must end with the driver, not with the guardian
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                pass_fds=(read_end,), start_new_session=True, cwd="/",
                 env={**os.environ, "PYTHONPATH": _package_parent()},
             )
         finally:
