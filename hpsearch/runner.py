@@ -46,6 +46,7 @@ from hpsearch.searchdir import (
 )
 from hpsearch.settings import SearchSettings
 from hpsearch.store import RunRecord, RunStore, SearchLock
+from hpsearch.summary import read_run_file
 from hpsearch.verdict import SummaryReader, judge
 
 # --------------------------------------------------------------------------- set-up
@@ -393,8 +394,8 @@ class SearchDriver:
             if not code_file.is_file():
                 continue
             try:
-                exit_code = int(code_file.read_text().strip())
-            except ValueError:
+                exit_code = int(read_run_file(code_file).strip())
+            except (OSError, ValueError):
                 continue
             self.store.mark_running(record.key, JobHandle(record.key, self.executor.name, "", "submitted by hand"),
                                     time.time())
