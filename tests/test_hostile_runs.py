@@ -175,6 +175,28 @@ def test_ctrl_c_leaves_nothing_behind(tmp_path, env):
     assert {mode: r["status"] for mode, r in results(out).items()} == dict.fromkeys(HOSTILE, "interrupted")
 
 
+def test_a_second_ctrl_c_leaves_nothing_behind(tmp_path):
+    """The second Ctrl-C kills at once and exits without waiting for the grace."""
+    project, tag = project_with(tmp_path, HOSTILE, "sleep")
+    out = tmp_path / "search"
+    driver = start_search(project, out, env_without_gpus())
+    try:
+        wait_for(lambda: all_up(out, len(HOSTILE)), 60, "the runs' children set up")
+        # the runs' leaders lead their sessions (the adopted daemon, also a child of the driver, does not)
+        leaders = [p for p in psutil.Process(driver.pid).children() if p in tagged(tag) and os.getsid(p.pid) == p.pid]
+        assert len(leaders) == len(HOSTILE)
+        driver.send_signal(signal.SIGINT)
+        # the first Ctrl-C has been handled once the leaders got their SIGTERM; the SIGTERM-ignorers live on
+        wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in leaders), 30,
+                 "the leaders stopped")
+        driver.send_signal(signal.SIGINT)
+        driver.communicate(timeout=60)
+    finally:
+        driver.kill()
+    assert driver.returncode == 128 + signal.SIGINT
+    assert_all_gone(tag)
+
+
 def test_kill_9_of_the_driver_leaves_nothing_behind(tmp_path, env):
     project, tag = project_with(tmp_path, HOSTILE, "sleep")
     out = tmp_path / "search"
