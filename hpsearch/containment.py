@@ -74,10 +74,6 @@ class Containment:
         self._stopped: set[int] = set()  # pids we signalled, so their zombies are ours to reap
         self._reaped_at = -float("inf")
 
-    @property
-    def cgroups(self) -> cgroup.SearchCgroups | None:
-        return self._cgroups
-
     def prepare(self, *, guard: bool) -> None:
         """Before the first run: subreaper, the session's cgroup, the guardian."""
         if self._prepared:

@@ -11,8 +11,9 @@ environment carries the session's marker (SIGTERM, and SIGKILL after a short
 grace), removes the cgroups, and exits. After a normal end the driver has
 stopped everything already and the sweep finds nothing.
 
-It imports nothing of hpsearch's but this module and needs no psutil, so it
-starts quickly and does not depend on the driver's state.
+It imports nothing of hpsearch's but :mod:`hpsearch.cgroup` and needs only
+the standard library (no site-packages, no psutil), so it starts quickly and
+does not depend on the driver's state.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Iterable
+
+from hpsearch import cgroup
 
 
 class Guardian:
@@ -80,16 +83,7 @@ def marked_pids(marker: bytes) -> list[int]:
 
 
 def cgroup_pids(root: Path | None) -> list[int]:
-    found: list[int] = []
-    if root is None:
-        return found
-    for folder, _subdirs, _files in os.walk(root):
-        try:
-            with open(os.path.join(folder, "cgroup.procs"), encoding="ascii") as handle:
-                found.extend(int(line) for line in handle if line.strip())
-        except (OSError, ValueError):
-            continue
-    return found
+    return [] if root is None else cgroup.pids(root)
 
 
 def _alive(pid: int) -> bool:
@@ -119,10 +113,7 @@ def sweep(marker: bytes, cgroup_root: Path | None, grace: float) -> int:
         time.sleep(0.02)
     for _round in range(50):
         if cgroup_root is not None:
-            try:
-                Path(cgroup_root, "cgroup.kill").write_text("1")
-            except OSError:
-                pass
+            cgroup.kill(cgroup_root)
         left = [pid for pid in set(cgroup_pids(cgroup_root)) | set(marked_pids(marker)) if _alive(pid)]
         if not left:
             break
@@ -130,21 +121,8 @@ def sweep(marker: bytes, cgroup_root: Path | None, grace: float) -> int:
         _signal(left, signal.SIGKILL)
         time.sleep(0.02)
     if cgroup_root is not None:
-        _remove_groups(cgroup_root)
+        cgroup.remove(cgroup_root, timeout=2.0)
     return len(pids)
-
-
-def _remove_groups(root: Path) -> None:
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        try:
-            for folder, _subdirs, _files in os.walk(root, topdown=False):
-                os.rmdir(folder)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.02)
 
 
 def main(argv: list[str]) -> int:
