@@ -1,41 +1,136 @@
-"""Stop a run together with every process it started.
+"""Find and stop every process a run started, wherever it went.
 
-A training script may start data-loader workers, shells or its own helper
-sessions; stopping only the top process would leave them holding a GPU. The
-helpers here collect a process tree *before* signalling anything (once a parent
-dies its children are re-parented and can no longer be found through it) and
-optionally sweep the root's session, which still finds re-parented members when
-the root was started as a session leader (``start_new_session=True``).
+A training script may start data-loader workers, shells, or daemons that
+double-fork, call ``setsid`` or ignore SIGTERM; stopping only the top process
+would leave them holding a GPU. Three facts make them findable:
 
-Waiting never reaps: the root is often a ``subprocess.Popen`` child whose exit
-status belongs to whoever calls ``Popen.wait``. A zombie therefore counts as
-gone.
+* the driver is a *child subreaper* (:func:`become_subreaper`): a process
+  whose parent dies is handed to the driver instead of to init, so every
+  process a run started stays a descendant of the driver;
+* every run's environment carries a marker (:func:`has_marker`), inherited by
+  whatever it starts unless that clears its environment;
+* a process table read once (:func:`scan`) gives parents, sessions and states
+  of every process, so a run's leftovers cost one pass over ``/proc``.
+
+Waiting never reaps a process it did not find as an orphan: the root is
+often a ``subprocess.Popen`` child whose exit status belongs to whoever calls
+``Popen.wait``. A zombie therefore counts as gone.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import signal
+import sys
 import time
-from typing import Iterable, Union
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import psutil
-
-ProcessLike = Union[int, psutil.Process]
 
 DEFAULT_GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL."""
 
+_PR_SET_CHILD_SUBREAPER = 36
 _GONE = (psutil.NoSuchProcess, psutil.ZombieProcess)
 
 
-def _as_process(root: ProcessLike) -> psutil.Process | None:
-    if isinstance(root, psutil.Process):
-        return root
-    try:
-        return psutil.Process(root)
-    except _GONE:
+@functools.lru_cache(maxsize=None)
+def prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, or None where there is none (not Linux)."""
+    if not sys.platform.startswith("linux"):
         return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def become_subreaper() -> bool:
+    """Make this process adopt its orphaned descendants (Linux 3.4+).
+
+    Returns whether it worked; without it, processes that left their parent
+    are found only through their session or a cgroup.
+    """
+    call = prctl()
+    return call is not None and call(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    sid: int
+    zombie: bool
+
+
+def scan() -> dict[int, ProcInfo]:
+    """Every process's parent, session and zombie state, from one pass over ``/proc``."""
+    table: dict[int, ProcInfo] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return {p.pid: _info_from_psutil(p) for p in psutil.process_iter() if _alive_info(p)}
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) < 4:
+            continue
+        pid = int(name)
+        table[pid] = ProcInfo(pid, int(fields[1]), int(fields[3]), fields[0] == b"Z")
+    return table
+
+
+def _alive_info(proc: psutil.Process) -> bool:
+    try:
+        proc.ppid()
+        return True
+    except psutil.Error:
+        return False
+
+
+def _info_from_psutil(proc: psutil.Process) -> ProcInfo:
+    try:
+        sid = os.getsid(proc.pid)
+    except OSError:
+        sid = -1
+    return ProcInfo(proc.pid, proc.ppid(), sid, proc.status() == psutil.STATUS_ZOMBIE)
+
+
+def descendants(table: dict[int, ProcInfo], roots: Iterable[int]) -> set[int]:
+    """The roots (those in the table) and every process below them."""
+    children: dict[int, list[int]] = {}
+    for info in table.values():
+        children.setdefault(info.ppid, []).append(info.pid)
+    found: set[int] = set()
+    todo = [pid for pid in roots if pid in table]
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, ()))
+    return found
+
+
+def has_marker(pid: int, marker: bytes) -> bool:
+    """Whether the process started with ``marker`` (``NAME=value``) in its
+    environment; False if it is gone or not ours to read."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            environ = handle.read()
+    except OSError:
+        return False
+    return environ.startswith(marker + b"\0") or (b"\0" + marker + b"\0") in environ
 
 
 def session_members(sid: int) -> list[psutil.Process]:
@@ -54,30 +149,38 @@ def session_members(sid: int) -> list[psutil.Process]:
     return members
 
 
-def collect_tree(root: ProcessLike, *, session: int | None = None) -> list[psutil.Process]:
-    """The root (if it still exists), its descendants and, with ``session``,
-    every member of that session; each process once, root first."""
-    found: dict[int, psutil.Process] = {}
-    proc = _as_process(root)
-    if proc is not None:
-        found[proc.pid] = proc
+def as_processes(pids: Iterable[int]) -> list[psutil.Process]:
+    """psutil handles (which guard later signals against pid reuse) for the live ones."""
+    procs = []
+    for pid in pids:
         try:
-            for child in proc.children(recursive=True):
-                found.setdefault(child.pid, child)
-        except _GONE:
-            pass
-    if session is not None:
-        for member in session_members(session):
-            found.setdefault(member.pid, member)
+            procs.append(psutil.Process(pid))
+        except psutil.Error:
+            continue
+    return procs
+
+
+def collect_tree(root: psutil.Process) -> list[psutil.Process]:
+    """The root (if it still exists) and its descendants; root first."""
+    found = {root.pid: root}
+    try:
+        for child in root.children(recursive=True):
+            found.setdefault(child.pid, child)
+    except _GONE:
+        pass
     return list(found.values())
 
 
-def _signal(procs: Iterable[psutil.Process], sig: int) -> None:
+def signal_all(procs: Iterable[psutil.Process], sig: int) -> list[psutil.Process]:
+    """Send ``sig`` to each; the ones that were there to receive it."""
+    reached = []
     for proc in procs:
         try:
             proc.send_signal(sig)
+            reached.append(proc)
         except (*_GONE, psutil.AccessDenied):
             pass
+    return reached
 
 
 def _is_gone(proc: psutil.Process) -> bool:
@@ -100,29 +203,28 @@ def wait_gone(procs: Iterable[psutil.Process], timeout: float) -> list[psutil.Pr
     return alive
 
 
-def terminate_processes(procs: list[psutil.Process], grace: float = DEFAULT_GRACE) -> None:
-    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL the survivors."""
-    _signal(procs, signal.SIGTERM)
-    survivors = wait_gone(procs, grace)
+def terminate_processes(procs: list[psutil.Process], grace: float = DEFAULT_GRACE) -> list[psutil.Process]:
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL the survivors;
+    returns the processes that were alive to be signalled."""
+    reached = signal_all(procs, signal.SIGTERM)
+    survivors = wait_gone(reached, grace)
     if survivors:
-        _signal(survivors, signal.SIGKILL)
+        signal_all(survivors, signal.SIGKILL)
         wait_gone(survivors, 1.0)
+    return reached
 
 
-def terminate_tree(
-    root: ProcessLike, grace: float = DEFAULT_GRACE, *, session: int | None = None
-) -> None:
-    """Stop ``root`` and everything it started, politely first.
-
-    Args:
-        root: A pid or a ``psutil.Process`` (which guards against pid reuse).
-        grace: Seconds the processes get to exit after SIGTERM.
-        session: Also stop every member of this session (pass the root's pid
-            when the root was started as a session leader).
-    """
-    terminate_processes(collect_tree(root, session=session), grace)
+def zombie_child() -> bool:
+    """Whether some child of this process has exited and awaits its reaping (nothing is reaped)."""
+    try:
+        return os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except (ChildProcessError, AttributeError):
+        return False
 
 
-def kill_tree(root: ProcessLike, *, session: int | None = None) -> None:
-    """SIGKILL ``root`` and everything it started at once, without waiting."""
-    _signal(collect_tree(root, session=session), signal.SIGKILL)
+def reap(pid: int) -> bool:
+    """Collect the exit status of a zombie child we adopted; True if it was ours."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return False

@@ -18,6 +18,7 @@ from typing import Any
 
 from hpsearch.executors.base import EXIT_CODE_FILE
 from hpsearch.searchdir import RUN_INFO_FILE, RUN_JOB_FILE, RUN_RESULT_FILE
+from hpsearch.summary import read_run_file
 
 PREVIOUS_ATTEMPTS = "previous_attempts"
 SET_ASIDE_FOLDER = "failed_criteria"
@@ -79,7 +80,7 @@ def read_run_folder(folder: Path) -> RunFolder | None:
 def read_json(path: Path) -> Any:
     """The JSON value in ``path``; None if it is missing or unreadable."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_run_file(path))
     except (OSError, ValueError):
         return None
 
@@ -87,7 +88,7 @@ def read_json(path: Path) -> Any:
 def read_exit_code(folder: Path) -> int | None:
     """The exit status a cluster job script left, if any."""
     try:
-        return int((folder / EXIT_CODE_FILE).read_text().strip())
+        return int(read_run_file(folder / EXIT_CODE_FILE).strip())
     except (OSError, ValueError):
         return None
 

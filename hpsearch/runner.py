@@ -53,6 +53,7 @@ from hpsearch.searchdir import (
 )
 from hpsearch.settings import SearchSettings
 from hpsearch.store import STORE_FILE, CorruptStoreError, RunRecord, RunStore, SearchLock, set_aside_damaged
+from hpsearch.summary import read_run_file
 from hpsearch.verdict import SummaryReader, judge
 
 REPORT_INTERVAL = 1.0  # seconds between two writes of search_results.csv at most
@@ -339,7 +340,7 @@ class SearchDriver:
                 self.progress.message(f"{record.run_dir}: {verdict.reason}; running it again")
                 continue
             self._final(record, status, verdict.reason, outcome.exit_code, outcome.signal, verdict.summary,
-                        outcome.backend_state)
+                        outcome.backend_state, leftovers_killed=outcome.leftovers_killed)
 
     def _final(
         self,
@@ -350,6 +351,7 @@ class SearchDriver:
         signum: int | None,
         summary: dict | None,
         backend_state: str,
+        leftovers_killed: int = 0,
     ) -> None:
         ended = time.time()
         self.store.mark_final(
@@ -365,6 +367,7 @@ class SearchDriver:
                 "status": status.value, "reason": reason, "exit_code": exit_code, "signal": signum,
                 "attempt": record.attempts, "started": record.started, "ended": ended,
                 "backend": record.backend, "job_id": record.job_id, "backend_state": backend_state,
+                "leftovers_killed": leftovers_killed,
             },
         )
         self.progress.record_final(record.run_dir, summary, status == RunStatus.DONE)
@@ -403,8 +406,8 @@ class SearchDriver:
             if not code_file.is_file():
                 continue
             try:
-                exit_code = int(code_file.read_text().strip())
-            except ValueError:
+                exit_code = int(read_run_file(code_file).strip())
+            except (OSError, ValueError):
                 continue
             self.store.mark_running(record.key, JobHandle(record.key, self.executor.name, "", "submitted by hand"),
                                     time.time())

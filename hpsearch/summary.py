@@ -9,11 +9,19 @@ what they say.
 
 The text of every :class:`~hpsearch.errors.SummaryError` raised here is the
 reason recorded for the run, so it is short and names the problem.
+
+A run writes whatever it likes into its folder, so every file of a run is read
+through :func:`read_run_file`: at most :data:`MAX_RUN_FILE_BYTES`, and only
+from a regular file (a FIFO would block the driver, a 1 GB file would take its
+memory).
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -21,8 +29,47 @@ from hpsearch.errors import SummaryError
 
 Number = int | float
 
+MAX_RUN_FILE_BYTES = 16 * 1024 * 1024
+"""The most the driver reads of any file a run wrote (summary, exit code,
+run/result JSON); a summary beyond it fails the run."""
+
 _SEPARATORS = re.compile(r"[\s,]+")
 _INTEGER = re.compile(r"[+-]?\d+")
+
+
+class RunFileTooLarge(OSError):
+    """A run's file is bigger than the limit it is read with."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        super().__init__(f"{Path(path).name} too large ({size / 2**20:.0f} MB)")
+        self.size = size
+
+
+class NotARegularFile(OSError):
+    """A run put a FIFO, device or socket where a file was expected."""
+
+
+def read_run_file(path: Path, limit: int = MAX_RUN_FILE_BYTES) -> str:
+    """The text of a file a run wrote, read without trusting it.
+
+    Raises:
+        FileNotFoundError (and the other ``OSError`` of ``open``),
+        NotARegularFile, RunFileTooLarge: beyond ``limit`` bytes nothing
+        more is read (a file still growing is caught by reading one byte more).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise NotARegularFile(f"{Path(path).name} is not a regular file")
+        if info.st_size > limit:
+            raise RunFileTooLarge(path, info.st_size)
+        data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise RunFileTooLarge(path, max(len(data), os.fstat(fd).st_size))
+    return data.decode("utf-8", errors="replace")
 
 
 def parse_numbers(text: str) -> Number | list[Number] | None:
@@ -57,14 +104,19 @@ def parse_summary(path: Path, keywords: Sequence[str]) -> dict[str, Number | lis
     that appends as it goes).
 
     Raises:
-        SummaryError: ``no summary file <name>``, ``summary line K malformed:
-            '<line>'`` or ``summary lacks keyword '<keyword>'``.
+        SummaryError: ``no summary file <name>``, ``summary file too large
+            (N MB)``, ``summary line K malformed: '<line>'`` or ``summary
+            lacks keyword '<keyword>'``.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_run_file(path)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise SummaryError(f"no summary file {path.name}") from None
+    except RunFileTooLarge as exc:
+        raise SummaryError(f"summary file too large ({exc.size / 2**20:.0f} MB)") from None
+    except NotARegularFile:
+        raise SummaryError(f"summary file {path.name} is not a regular file") from None
     except OSError as exc:
         raise SummaryError(f"summary file {path.name} unreadable: {exc.strerror or exc}") from None
     wanted = set(keywords)

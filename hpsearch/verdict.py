@@ -2,8 +2,9 @@
 
 An executor only knows how a process or job ended; whether the *run* is done
 also needs its summary file. A run is done when it exited 0 and its summary
-says ``finished 1``; everything else is a failure with a reason a user can act
-on. The same rule serves every executor, so it lives here, not in them.
+says ``finished 1`` (also when its time limit struck while it was exiting, or
+while processes it left behind were stopped); everything else is a failure
+with a reason a user can act on. The same rule serves every executor, so it lives here, not in them.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def judge(outcome: Outcome, run_dir: Path, index: int, reader: SummaryReader) ->
     if outcome.interrupted:
         return Verdict(RunStatus.INTERRUPTED, _with_state("interrupted", outcome), None)
     summary, summary_problem = _try_summary(run_dir, index, reader)
+    if outcome.exit_code == 0 and summary_problem is None and finished_flag(summary or {}):
+        # Finished, even if the time limit struck as it exited or while a process it left was stopped.
+        return Verdict(RunStatus.DONE, None, summary)
     if outcome.timed_out:
         return Verdict(RunStatus.TIMED_OUT, _with_state("timed out", outcome), summary)
     if outcome.exit_code is None and outcome.signal is not None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
 from hpsearch.errors import SummaryError
 from hpsearch.summary import (
+    MAX_RUN_FILE_BYTES,
+    RunFileTooLarge,
     finished_flag,
     load_custom_summary,
     parse_numbers,
     parse_summary,
+    read_run_file,
 )
 
 
@@ -138,3 +142,39 @@ def test_custom_handle_calling_sys_exit_does_not_end_the_caller(tmp_path):
 def test_custom_handle_returning_no_dict(tmp_path):
     with pytest.raises(SummaryError, match="returned list, not a dict"):
         load_custom_summary(lambda out_dir, ident: [1, 2], tmp_path, 0)
+
+
+def test_a_summary_beyond_the_limit_fails_without_being_read(tmp_path):
+    path = tmp_path / "performance_overview.txt"
+    with open(path, "wb") as handle:
+        handle.write(b"acc 0.5\nfinished 1\n")
+        handle.truncate(MAX_RUN_FILE_BYTES + 1)
+    with pytest.raises(SummaryError) as info:
+        parse_summary(path, ["acc", "finished"])
+    assert str(info.value) == "summary file too large (16 MB)"
+
+
+def test_a_summary_just_at_the_limit_is_read(tmp_path):
+    path = tmp_path / "performance_overview.txt"
+    text = b"acc 0.5\nfinished 1\n"
+    path.write_bytes(text + b"#" * (MAX_RUN_FILE_BYTES - len(text)))
+    assert parse_summary(path, ["acc", "finished"]) == {"acc": 0.5, "finished": 1}
+
+
+def test_a_fifo_or_a_folder_as_summary_does_not_block_the_driver(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(SummaryError) as info:
+        parse_summary(tmp_path / "fifo", ["finished"])
+    assert str(info.value) == "summary file fifo is not a regular file"
+    with pytest.raises(SummaryError) as info:
+        parse_summary(tmp_path / "folder", ["finished"])
+    assert str(info.value) == "no summary file folder"
+
+
+def test_run_files_are_read_with_a_limit(tmp_path):
+    path = tmp_path / "hpsearch_result.json"
+    path.write_text('{"status": "done"}')
+    assert read_run_file(path) == '{"status": "done"}'
+    with pytest.raises(RunFileTooLarge):
+        read_run_file(path, limit=5)

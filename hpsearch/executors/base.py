@@ -121,6 +121,8 @@ class Outcome:
             (or was cancelled); it should be re-run on resume.
         backend_state: Free-form final state to keep in the store, e.g.
             ``COMPLETED`` or ``TIMEOUT after 1:00:00``.
+        leftovers_killed: Processes of the run other than its main one that
+            the executor had to stop (left behind, or stopped with it).
     """
 
     key: str
@@ -129,6 +131,7 @@ class Outcome:
     timed_out: bool = False
     interrupted: bool = False
     backend_state: str = ""
+    leftovers_killed: int = 0
 
 
 class Wakeup:

@@ -20,6 +20,7 @@ from typing import Sequence
 from hpsearch.errors import SubmissionError, UsageError
 from hpsearch.executors.base import EXIT_CODE_FILE, LaunchSpec
 from hpsearch.options import CLUSTER_NUM_JOBS, check_value, default_of
+from hpsearch.summary import read_run_file
 
 JOB_SCRIPT = "job.sh"
 SUBMIT_SCRIPT = "submit.sh"
@@ -202,7 +203,7 @@ def read_exit_code(run_dir: Path | None) -> int | None:
     if run_dir is None:
         return None
     try:
-        return int((run_dir / EXIT_CODE_FILE).read_text().strip())
+        return int(read_run_file(run_dir / EXIT_CODE_FILE).strip())
     except (OSError, ValueError):
         return None
 

@@ -3,14 +3,17 @@
 Each run is started from its argument list (never through a shell) as the
 leader of a new session, with stdout/stderr streaming into its run folder. A
 thread per run waits for its exit and wakes the driver, so nothing polls in a
-loop. Whenever a run ends, is timed out or is stopped, its whole process tree
-goes with it (see :mod:`hpsearch.proctree`).
+loop. Whenever a run ends, is timed out or is stopped, every process it
+started goes with it, also those that double-forked, left its session or
+ignore SIGTERM: the driver is their subreaper, each run has a marker in its
+environment and, where the machine allows, a cgroup of its own (see
+:mod:`hpsearch.proctree`, :mod:`hpsearch.cgroup`). With
+``runs_die_with_driver`` (the foreground search) the runs also die with the
+driver, even with ``kill -9`` of it (see :mod:`hpsearch.guardian`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import logging
 import os
 import queue
@@ -21,13 +24,14 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import psutil
 
 from hpsearch import proctree
+from hpsearch.containment import RUN_MARKER_ENV, Containment
 from hpsearch.errors import SubmissionError, UsageError
 from hpsearch.executors.base import (
     RUN_KEY_ENV,
@@ -61,6 +65,7 @@ class _Run:
     reservation: Reservation | None = None
     waiter: threading.Thread | None = None
     killer: threading.Thread | None = None
+    stopped: set[int] = field(default_factory=set)  # processes other than the leader that we stopped
 
 
 def _carries_key(proc: psutil.Process, key: str) -> bool:
@@ -77,18 +82,8 @@ def _run_processes(pid: int, key: str) -> list[psutil.Process]:
     return [p for p in proctree.session_members(pid) if _carries_key(p, key)]
 
 
-@functools.lru_cache(maxsize=None)
-def _prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
 def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child get SIGTERM when the driver dies
+    """A ``preexec_fn`` that makes the child get SIGKILL when the driver dies
     (Linux ``PR_SET_PDEATHSIG``), so ``kill -9`` of the driver leaves no run.
 
     The signal follows the *thread* that started the child: runs must be
@@ -96,15 +91,15 @@ def _die_with_parent() -> Callable[[], None] | None:
     The function does no more than one C call and a check, as code run between
     fork and exec in a threaded parent must.
     """
-    prctl = _prctl()
+    prctl = proctree.prctl()
     if prctl is None:
         return None
     parent = os.getpid()
 
     def set_parent_death_signal() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
         if os.getppid() != parent:  # the driver died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     return set_parent_death_signal
 
@@ -114,12 +109,14 @@ def _with_parent_death_signal(argv: list[str]) -> tuple[list[str], Callable[[], 
 
     A ``preexec_fn`` forces Python to fork the whole driver instead of using
     vfork, which costs milliseconds per start; util-linux's ``setpriv`` sets
-    the same ``PR_SET_PDEATHSIG`` and then execs the run unchanged. (A driver
-    killed in the millisecond before ``setpriv`` has armed the signal leaves
-    that run running; a resume finds and stops it, see :func:`_orphan`.)
+    the same ``PR_SET_PDEATHSIG`` and then execs the run unchanged. The
+    signal is SIGKILL: a run that ignores SIGTERM must not outlive the driver.
+    What the run started is left to the guardian (a driver killed in the
+    millisecond before ``setpriv`` has armed the signal leaves that run to it
+    as well).
     """
     if _SETPRIV:
-        return [_SETPRIV, "--pdeathsig", "TERM", "--", *argv], None
+        return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
     return argv, _die_with_parent()
 
 
@@ -180,6 +177,10 @@ class LocalExecutor(Executor):
     """
 
     name = "local"
+    runs_die_with_driver = True
+    """A foreground search's runs end with its driver, even ``kill -9`` of it
+    (direct children by ``PR_SET_PDEATHSIG``, the rest by the guardian). A
+    service whose runs must outlive it for adoption sets this False."""
 
     def __init__(
         self,
@@ -209,6 +210,7 @@ class LocalExecutor(Executor):
         self.kill_grace = kill_grace
         self.clock = clock
         self._runs: dict[str, _Run] = {}
+        self._containment = Containment(self.kill_grace)
         # Read once: decoding os.environ for every run costs more than the rest of building it.
         self._base_env = dict(os.environ)
         self._ended: queue.Queue[tuple[str, int]] = queue.Queue()
@@ -323,10 +325,15 @@ class LocalExecutor(Executor):
             raise SubmissionError(f"run {spec.name}: working directory {spec.cwd} does not exist")
         if not _find_program(program, spec.cwd, env):
             raise SubmissionError(f"run {spec.name}: program {program!r} not found")
-        argv, preexec = _with_parent_death_signal(list(spec.argv))
+        argv, preexec = list(spec.argv), None
+        if self.runs_die_with_driver:
+            argv, preexec = _with_parent_death_signal(argv)
+        containment = self._containment
+        containment.prepare(guard=self.runs_die_with_driver)
+        env[RUN_MARKER_ENV] = containment.marker(spec.key)
         try:
-            with open(spec.stdout_path, "ab") as out, open(spec.stderr_path, "ab") as err:
-                return subprocess.Popen(
+            with open(spec.stdout_path, "ab") as out, open(spec.stderr_path, "ab") as err, containment.lock:
+                proc = subprocess.Popen(
                     argv,
                     cwd=spec.cwd,
                     env=env,
@@ -336,6 +343,9 @@ class LocalExecutor(Executor):
                     start_new_session=True,
                     preexec_fn=preexec,
                 )
+                wrapper = _SETPRIV if argv[0] == _SETPRIV else None
+                containment.started(spec.name, spec.key, proc.pid, wrapper=wrapper)
+                return proc
         except (OSError, subprocess.SubprocessError) as exc:
             filename = getattr(exc, "filename", None)
             if filename not in (None, program):  # the output files, not the program
@@ -343,11 +353,14 @@ class LocalExecutor(Executor):
             raise SubmissionError(f"run {spec.name}: cannot start {program!r}: {exc}") from exc
 
     def _wait_for(self, run: _Run) -> None:
-        """Waiter thread: reap the run, stop what it left behind, wake the driver."""
+        """Waiter thread: reap the run, stop what it left behind, wake the driver.
+
+        The time limit is the leader's: once it has exited, stopping its
+        leftovers (which may take the grace period) is no time-out.
+        """
         returncode = run.proc.wait()
-        leftovers = _run_processes(run.proc.pid, run.spec.key)
-        if leftovers:
-            proctree.terminate_processes(leftovers, self.kill_grace)
+        run.deadline = float("inf")  # one assignment: the driver thread reads it unlocked
+        run.stopped |= self._containment.finish(run.spec.key, run.proc.pid)
         self._ended.put((run.spec.key, returncode))
         self._wake()
 
@@ -385,6 +398,8 @@ class LocalExecutor(Executor):
             state = f"timed out after {run.spec.timeout:g}s; {state}"
         elif interrupted:
             state = f"stopped by the driver; {state}"
+        if run.stopped:
+            state = f"{state}; {len(run.stopped)} leftover process(es) stopped"
         return Outcome(
             key=run.spec.key,
             exit_code=returncode if returncode >= 0 else None,
@@ -392,13 +407,15 @@ class LocalExecutor(Executor):
             timed_out=run.killer is not None,
             interrupted=interrupted,
             backend_state=state,
+            leftovers_killed=len(run.stopped),
         )
 
     def _enforce_timeouts(self, now: float) -> None:
         """Stop every run past its deadline, in the background: the kill's
         grace period must not stall the driver."""
         for run in self._runs.values():
-            if run.deadline is not None and run.killer is None and now >= run.deadline:
+            deadline = run.deadline  # the waiter thread sets it to inf when the leader exits
+            if deadline is not None and run.killer is None and now >= deadline:
                 run.killer = threading.Thread(
                     target=self._stop,
                     args=([run],),
@@ -407,17 +424,11 @@ class LocalExecutor(Executor):
                 )
                 run.killer.start()
 
-    def _trees(self, runs: Sequence[_Run]) -> list[psutil.Process]:
-        procs: dict[int, psutil.Process] = {}
-        for run in runs:
-            for proc in proctree.collect_tree(run.process):
-                procs.setdefault(proc.pid, proc)
-            for proc in _run_processes(run.proc.pid, run.spec.key):
-                procs.setdefault(proc.pid, proc)
-        return list(procs.values())
-
     def _stop(self, runs: Sequence[_Run]) -> None:
-        proctree.terminate_processes(self._trees(runs), self.kill_grace)
+        """Stop the runs and every process they started (TERM, then KILL after the grace)."""
+        stopped = self._containment.stop([(run.spec.key, run.process) for run in runs])
+        for run in runs:
+            run.stopped |= stopped[run.spec.key]
 
     def in_flight(self) -> int:
         return len(self._runs)
@@ -437,16 +448,17 @@ class LocalExecutor(Executor):
             state = f"pid {run.proc.pid} did not exit after SIGKILL"
             outcomes.append(Outcome(key=run.spec.key, exit_code=None, interrupted=True, backend_state=state))
         self._runs.clear()
+        self._containment.close()
         return outcomes
 
     def kill_now(self) -> None:
-        """SIGKILL every run's process tree at once (a second Ctrl-C); safe to
-        call from a signal handler, does not wait."""
-        for proc in self._trees(list(self._runs.values())):
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
+        """SIGKILL every process of every run at once (a second Ctrl-C); safe
+        to call from a signal handler, does not wait."""
+        table = proctree.scan()
+        for run in list(self._runs.values()):
+            procs = [run.process, *self._containment.members(run.spec.key, run.proc.pid, table, leader=True)]
+            proctree.signal_all(procs, signal.SIGKILL)
+        self._containment.kill_all()
 
     # ---- resume
 
