@@ -62,7 +62,8 @@ def _help(option: Option) -> str:
 
 
 def _add(group: argparse._ArgumentGroup, option: Option) -> None:
-    kwargs: dict[str, Any] = {"help": _help(option), "default": argparse.SUPPRESS}
+    kwargs: dict[str, Any] = {"help": argparse.SUPPRESS if option.hidden else _help(option),
+                              "default": argparse.SUPPRESS}
     if option.kind is bool:
         # a restored switch can be turned off for one resumed session: --no-<flag>
         kwargs["action"] = argparse.BooleanOptionalAction if option.resume is Resume.RESTORED else "store_true"
@@ -284,6 +285,11 @@ def disk_full(exc: BaseException) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from hpsearch.subcommands import subcommand  # a table of names, nothing heavy
+
+    command = subcommand(argv[0]) if argv else None
+    if command is not None:
+        return command(argv[1:])
     given = vars(build_parser().parse_args(argv))
     debug = given.get("debug", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,

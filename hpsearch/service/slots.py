@@ -1,0 +1,84 @@
+"""Where a driver in service mode gets its slots: the service's broker.
+
+A :class:`SlotSource` replaces the executor's own GPU planner or ``num_jobs``
+count. It keeps one connection for its requests; when the broker gives fewer
+slots than asked, a thread waits on a second connection (``wait``) and wakes
+the driver as soon as a slot it would get frees, so the driver neither polls
+nor misses a slot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from hpsearch.gpu.planner import SlotLimits
+from hpsearch.service.protocol import Connection, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+WAIT_TIMEOUT = 5.0  # seconds one wait request may block in the service
+
+
+class SlotSource:
+    """Asks the service for slots on behalf of one search.
+
+    Args:
+        socket_path: The service's socket.
+        search: The search's id in the registry.
+        wake: Called (from a thread) when the driver should ask again.
+    """
+
+    def __init__(self, socket_path: Path | str, search: str, wake: Callable[[], None]) -> None:
+        self.socket_path = str(socket_path)
+        self.search = search
+        self._wake = wake
+        self._connection = Connection(self.socket_path)
+        self._lock = threading.Lock()
+        self._waiting = False  # a wait request is out; set and cleared under _wait_lock
+        self._wait_lock = threading.Lock()
+        self._closed = False
+
+    def acquire(self, n: int, limits: SlotLimits, num_jobs: int | None = None) -> list[Any]:
+        """Up to ``n`` slots (GPU id text, or None for a CPU slot); fewer means wait to be woken."""
+        request = {"op": "acquire", "search": self.search, "n": n, "limits": dataclasses.asdict(limits),
+                   "num_jobs": num_jobs}
+        slots = self._call(request).get("slots", [])
+        if len(slots) < n:
+            self._start_waiting()
+        return slots
+
+    def release(self, slots: list[Any], satisfied: bool = False) -> None:
+        """Give slots back; ``satisfied``: the search wants no more for now."""
+        if slots or satisfied:
+            self._call({"op": "release", "search": self.search, "slots": list(slots), "satisfied": satisfied})
+
+    def close(self) -> None:
+        self._closed = True
+        self._connection.close()
+
+    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return self._connection.call(request)
+
+    def _start_waiting(self) -> None:
+        with self._wait_lock:
+            if self._waiting:
+                return
+            self._waiting = True
+        threading.Thread(target=self._wait, name="hpsearch-slot-wait", daemon=True).start()
+
+    def _wait(self) -> None:
+        """One wait request on a connection of its own; the answer wakes the driver."""
+        try:
+            with Connection(self.socket_path, timeout=WAIT_TIMEOUT + 5) as connection:
+                connection.call({"op": "wait", "search": self.search, "timeout": WAIT_TIMEOUT})
+        except ServiceUnavailable as exc:
+            log.debug("slot wait failed: %s", exc)
+        with self._wait_lock:
+            self._waiting = False  # before the wake: a refusal after it starts the next wait
+        if not self._closed:
+            self._wake()
