@@ -19,20 +19,14 @@ from typing import Any, Iterable, Sequence
 from hpsearch import space
 from hpsearch.command import render_argv
 from hpsearch.errors import GridModuleError, HpsearchError, SubmissionError, UsageError
-from hpsearch.executors.base import (
-    EXIT_CODE_FILE,
-    Executor,
-    JobHandle,
-    LaunchSpec,
-    Outcome,
-    RunStatus,
-    Wakeup,
-)
-from hpsearch.executors.factory import GpuProbe, choose_executor
+from hpsearch.executors.base import Executor, Wakeup
+from hpsearch.executors.factory import choose_executor
+from hpsearch.gpu.probe import GpuProbe
 from hpsearch.gridmodule import GridSpec, load_grid_module
 from hpsearch.progress import Progress
 from hpsearch.report import ReportRow, row_from_record
 from hpsearch.report_writer import LiveReport, ReportLayout
+from hpsearch.runs import JobHandle, LaunchSpec, Outcome, RunStatus
 from hpsearch.searchdir import (
     RUN_RESULT_FILE,
     SearchFolder,
@@ -145,9 +139,7 @@ class SearchDriver:
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self._signals_seen += 1
         if self._signals_seen > 1:
-            kill_now = getattr(self.executor, "kill_now", None)
-            if kill_now is not None:
-                kill_now()
+            self.executor.kill_now()
             os._exit(128 + signum)
         self.stop_signal = signum
         self.wakeup.set()
@@ -231,14 +223,14 @@ class SearchDriver:
         self.progress.close()
         if self.stop_signal is not None:
             left = self.executor.in_flight()
-            note = f"; {left} cluster jobs keep running and will be adopted on resume" if left else ""
+            note = f"; {left} jobs keep running and will be adopted on resume" if left else ""
             self.progress.message(
                 f"stopped by {signal.Signals(self.stop_signal).name}{note}; resume with: "
                 f"hpsearch --grid_module={self.settings.grid_module} --resume {self.folder.path}"
             )
 
     def _should_cancel(self) -> bool:
-        if self.executor.name == "local" or self.settings.cancel_on_exit:
+        if not self.executor.runs_outlive_driver or self.settings.cancel_on_exit:
             return True
         if self.executor.in_flight() == 0 or not sys.stdin.isatty():
             return False
@@ -274,7 +266,7 @@ class SearchDriver:
     def _prepare(self, record: RunRecord) -> LaunchSpec:
         run_dir = self.folder.path / record.run_dir
         if record.attempts > 0:
-            stale = [self.spec.summary_filename, EXIT_CODE_FILE, RUN_RESULT_FILE]
+            stale = [self.spec.summary_filename, *self.executor.attempt_files(), RUN_RESULT_FILE]
             archive_previous_attempt(run_dir, record.attempts, stale)
         argv = self._argv(record)
         prepare_run_folder(
@@ -302,7 +294,7 @@ class SearchDriver:
         if errors:
             raise errors[0]
         self.progress.message(
-            f"wrote job scripts for {len(specs)} runs and {self.folder.path / 'submit.sh'}; nothing was submitted. "
+            f"{self.executor.generated(len(specs))}. "
             f"After submitting, collect the results with: hpsearch --grid_module={self.settings.grid_module} "
             f"--resume {self.folder.path} (or python -m postprocessing {self.folder.path})"
         )
@@ -368,8 +360,8 @@ class SearchDriver:
     def _recover(self) -> None:
         """Bring a store left by an earlier driver back into a runnable state."""
         handles = self.store.running_handles()
-        ours = [h for h in handles if h.backend == self.executor.name]
-        foreign = [h for h in handles if h.backend != self.executor.name]
+        ours = [h for h in handles if self.executor.can_adopt(h)]
+        foreign = [h for h in handles if not self.executor.can_adopt(h)]
         if ours:
             self.progress.message(f"re-attaching to {len(ours)} runs of the previous driver")
             self._collect(self.executor.adopt(ours))
@@ -387,17 +379,13 @@ class SearchDriver:
         """Collect runs whose job scripts were submitted by hand (``--generate_only``)."""
         outcomes = []
         for record in self.store.records([RunStatus.QUEUED]):
-            code_file = self.folder.path / record.run_dir / EXIT_CODE_FILE
-            if not code_file.is_file():
+            harvested = self.executor.harvest(record.key, self.folder.path / record.run_dir)
+            if harvested is None:
                 continue
-            try:
-                exit_code = int(code_file.read_text().strip())
-            except ValueError:
-                continue
-            self.store.mark_running(record.key, JobHandle(record.key, self.executor.name, "", "submitted by hand"),
-                                    time.time())
+            handle, outcome = harvested
+            self.store.mark_running(record.key, handle, time.time())
             self._move(RunStatus.QUEUED, RunStatus.RUNNING)
-            outcomes.append(Outcome(record.key, exit_code, backend_state="submitted by hand"))
+            outcomes.append(outcome)
         self._collect(outcomes)
 
 
@@ -415,8 +403,8 @@ def run_search(settings: SearchSettings, progress: Progress | None = None, gpu_p
 
     ``gpu_probe`` is the start-up GPU poll if the caller began it already.
     """
-    progress = progress or Progress(None, False, quiet=settings.quiet)
     spec = load_and_check(settings)
+    progress = progress or Progress(spec.performance_key, spec.performance_sort_asc, quiet=settings.quiet)
     for warning in spec.warnings:
         progress.message(f"warning: {warning}")
     configs = enumerate_configs(spec, settings)
@@ -433,8 +421,6 @@ def run_search(settings: SearchSettings, progress: Progress | None = None, gpu_p
         store = RunStore.open(folder.path)
         try:
             _prepare_store(store, folder, spec, settings, configs)
-            progress.performance_key = spec.performance_key
-            progress.ascending = spec.performance_sort_asc
             wakeup = Wakeup()
             try:
                 executor = factory(wakeup, folder.path)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from hpsearch.errors import StoreError
-from hpsearch.executors.base import JobHandle, RunStatus
+from hpsearch.runs import JobHandle, RunStatus
 
 STORE_FILE = "hpsearch.db"
 LOCK_FILE = ".hpsearch.lock"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from hpsearch.errors import SummaryError
-from hpsearch.executors.base import Outcome, RunStatus
+from hpsearch.runs import Outcome, RunStatus
 from hpsearch.summary import finished_flag, load_custom_summary, parse_summary
 
 

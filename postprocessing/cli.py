@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hpsearch.errors import HpsearchError, UsageError
-from hpsearch.executors.base import RunStatus
+from hpsearch.runs import RunStatus
 from hpsearch.report import ReportRow, ResultsReport
 from hpsearch.searchdir import RESULTS_FILE
 from hpsearch.store import lock_holder

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from hpsearch.errors import HpsearchError, SummaryError
-from hpsearch.executors.base import EXIT_CODE_FILE, Outcome, RunStatus
+from hpsearch.runs import Outcome, RunStatus, read_exit_code
 from hpsearch.report import ReportRow
 from hpsearch.searchdir import COMMANDS_FILE, RUN_INFO_FILE, RUN_RESULT_FILE, STORE_FILE
 from hpsearch.store import RunRecord, RunStore
@@ -51,7 +51,7 @@ def read_run(folder: Path, reader: SummaryReader) -> ReportRow | None:
     if isinstance(result, dict) and result.get("status"):
         summary, _ = _summary(folder, index, reader)
         return ReportRow(key, config, str(result["status"]), result.get("reason"), str(folder), summary)
-    exit_code = _read_exit_code(folder)
+    exit_code = read_exit_code(folder)
     if exit_code is not None:
         verdict = judge(Outcome(key, exit_code), folder, index, reader)
         return ReportRow(key, config, verdict.status.value, verdict.reason, str(folder), verdict.summary)
@@ -72,14 +72,6 @@ def _summary(folder: Path, index: int, reader: SummaryReader) -> tuple[dict | No
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _read_exit_code(folder: Path) -> int | None:
-    """The exit status a cluster job script left, if any."""
-    try:
-        return int((folder / EXIT_CODE_FILE).read_text().strip())
     except (OSError, ValueError):
         return None
 

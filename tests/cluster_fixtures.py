@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from hpsearch.executors.base import Executor, LaunchSpec, Outcome
+from hpsearch.executors.base import Executor
+from hpsearch.runs import LaunchSpec, Outcome
 from tests.helpers import JOB_SCRIPT, run_folders
 
 FOLDER_FLAGS = ("--force_out_dir", "--dont_force_new_dir", "--deterministic_search")

@@ -19,9 +19,10 @@ import psutil
 import pytest
 
 from hpsearch.errors import GpuQueryError, SubmissionError, UsageError
-from hpsearch.executors.base import JobHandle, LaunchSpec, Outcome, Wakeup
+from hpsearch.executors.base import Wakeup
 from hpsearch.executors.local import LocalExecutor
 from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading
+from hpsearch.runs import JobHandle, LaunchSpec, Outcome
 
 # Child that records where and when it ran: job.py RECORD SECONDS [BARRIER_DIR N].
 # With a barrier it first waits (5 s at most) until N runs have started, so
@@ -561,7 +562,8 @@ def test_runs_die_with_a_killed_driver(tmp_path):
     driver = script(tmp_path, "driver.py", f"""
         import sys, time
         from pathlib import Path
-        from hpsearch.executors.base import LaunchSpec, Wakeup
+        from hpsearch.executors.base import Wakeup
+        from hpsearch.runs import LaunchSpec
         from hpsearch.executors.local import LocalExecutor
         run_dir = Path({str(tmp_path)!r}) / "run"
         run_dir.mkdir()

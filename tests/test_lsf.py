@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from hpsearch.errors import SchedulerQueryError
-from hpsearch.executors.base import JobHandle, Wakeup
-from hpsearch.executors.jobscript import EXIT_CODE_FILE
+from hpsearch.executors.base import Wakeup
 from hpsearch.executors.lsf import (
     BJOBS_FORMAT,
     LsfExecutor,
@@ -26,6 +25,7 @@ from hpsearch.executors.lsf import (
     parse_bjobs,
     parse_bsub_id,
 )
+from hpsearch.runs import EXIT_CODE_FILE, JobHandle
 from hpsearch.verdict import SummaryReader, judge
 from tests.cluster_fixtures import (
     cluster_args,

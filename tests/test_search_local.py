@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hpsearch.executors.base import RunStatus
+from hpsearch.runs import RunStatus
 from hpsearch.store import RunStore
 from tests.helpers import (
     env_without_gpus,

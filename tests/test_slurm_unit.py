@@ -17,14 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpsearch.errors import SchedulerQueryError, SubmissionError, UsageError
-from hpsearch.executors.base import JobHandle, LaunchSpec, Wakeup
+from hpsearch.executors.base import Wakeup
 from hpsearch.executors.cluster import (
     Ending,
     JobState,
     StatusWatcher,
     outcome_for,
 )
-from hpsearch.executors.jobscript import EXIT_CODE_FILE, option_groups
+from hpsearch.executors.jobscript import option_groups
 from hpsearch.executors.slurm import (
     SlurmExecutor,
     SlurmOptions,
@@ -40,6 +40,7 @@ from hpsearch.executors.slurm import (
     sbatch_script,
     slurm_state,
 )
+from hpsearch.runs import EXIT_CODE_FILE, JobHandle, LaunchSpec
 
 DATA = Path(__file__).resolve().parent / "data"
 NASTY = ["a b", "it's", 'say "hi"', "$(touch PWNED)", "`touch PWNED2`", "x; touch PWNED3 #", "new\nline",

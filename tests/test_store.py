@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from hpsearch.errors import StoreError
-from hpsearch.executors.base import JobHandle, RunStatus
+from hpsearch.runs import JobHandle, RunStatus
 from hpsearch.store import SCHEMA_VERSION, RunStore, SearchLock, lock_holder
 
 
@@ -163,7 +163,7 @@ def test_missing_folder_is_a_store_error(tmp_path):
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from hpsearch.executors.base import JobHandle, RunStatus
+    from hpsearch.runs import JobHandle, RunStatus
     from hpsearch.store import RunStore
 
     store = RunStore.open(Path(sys.argv[1]))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hpsearch.errors import SubmissionError, UsageError
-from hpsearch.executors.base import EXIT_CODE_FILE, LaunchSpec
+from hpsearch.runs import EXIT_CODE_FILE, LaunchSpec
 
 JOB_SCRIPT = "job.sh"
 SUBMIT_SCRIPT = "submit.sh"
@@ -149,16 +149,6 @@ def job_script(directives: Sequence[str], setup: str, body: Sequence[str], comme
 
 
 # --------------------------------------------------------------------------- the exit-code file
-
-
-def read_exit_code(run_dir: Path | None) -> int | None:
-    """The exit status the job script recorded, or None if it recorded none."""
-    if run_dir is None:
-        return None
-    try:
-        return int((run_dir / EXIT_CODE_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def clear_exit_code(run_dir: Path) -> None:

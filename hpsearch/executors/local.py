@@ -29,16 +29,10 @@ import psutil
 
 from hpsearch import proctree
 from hpsearch.errors import GpuQueryError, SubmissionError, UsageError
-from hpsearch.executors.base import (
-    RUN_KEY_ENV,
-    Executor,
-    JobHandle,
-    LaunchSpec,
-    Outcome,
-    Wakeup,
-)
+from hpsearch.executors.base import Executor, Wakeup
 from hpsearch.gpu.allocate import Reservation, plan_slots
 from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading
+from hpsearch.runs import RUN_KEY_ENV, JobHandle, LaunchSpec, Outcome
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from hpsearch.executors.base import LaunchSpec
 from hpsearch.executors.cluster import (
     ClusterExecutor,
     Ending,
@@ -37,6 +36,7 @@ from hpsearch.executors.jobscript import (
     option_groups,
     run_lines,
 )
+from hpsearch.runs import LaunchSpec
 
 logger = logging.getLogger(__name__)
 
