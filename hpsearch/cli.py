@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--timeout", type=float, default=None, help="Kill a run (its whole process tree) after this many seconds.")
     local.add_argument("--max_retries", type=int, default=0, help="Run a failed or timed-out run again up to this many times.")
     local.add_argument("--rerun_failed", action="store_true", help="On resume, run failed and timed-out runs again.")
+    local.add_argument("--keep_going", action="store_true",
+                       help="Start every run even when the first --max_failures runs to end have all failed.")
+    local.add_argument("--max_failures", type=int, default=3,
+                       help="Stop starting runs when this many have failed and none is done (see --keep_going).")
     local.add_argument("--gpu_poll_interval", type=float, default=1.0, help="Seconds between two nvidia-smi queries at most.")
 
     cluster = parser.add_argument_group("cluster execution")
@@ -140,6 +144,8 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> SearchS
         raise UsageError(f"--num_jobs must be at least 1, got {args.num_jobs}")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
+    if args.max_failures < 1:
+        raise UsageError(f"--max_failures must be at least 1, got {args.max_failures}")
     if args.sim_startup_time < 0:
         raise UsageError(f"--sim_startup_time must not be negative, got {args.sim_startup_time}")
     return SearchSettings(
@@ -164,6 +170,8 @@ def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> SearchS
         timeout=args.timeout,
         max_retries=max(0, args.max_retries),
         rerun_failed=args.rerun_failed,
+        keep_going=args.keep_going,
+        max_failures=args.max_failures,
         allow_unknown_condition_keys=args.allow_unknown_condition_keys,
         gpu_poll_interval=args.gpu_poll_interval,
         run_cluster=args.run_cluster,

@@ -26,7 +26,7 @@ from hpsearch.gridmodule import GridSpec, load_grid_module
 from hpsearch.progress import Progress
 from hpsearch.report import ReportRow, row_from_record
 from hpsearch.report_writer import LiveReport, ReportLayout
-from hpsearch.runs import JobHandle, LaunchSpec, Outcome, RunStatus
+from hpsearch.runs import STDERR_FILE, JobHandle, LaunchSpec, Outcome, RunStatus, last_lines
 from hpsearch.searchdir import (
     RUN_RESULT_FILE,
     SearchFolder,
@@ -41,6 +41,9 @@ from hpsearch.searchdir import (
 from hpsearch.settings import SearchSettings
 from hpsearch.store import RunRecord, RunStore, SearchLock
 from hpsearch.verdict import SummaryReader, judge
+
+FAIL_FAST_LINES = 10
+"""Lines of the failing run's stderr shown when the search fails fast."""
 
 # --------------------------------------------------------------------------- set-up
 
@@ -133,15 +136,24 @@ class SearchDriver:
         self.stop_signal: int | None = None
         self._signals_seen = 0
         self._counts: dict[RunStatus, int] = {}
+        self._failures = 0  # runs that ended failed in this session
+        self.failing_fast = False  # the first runs all failed: start no more
 
     # ---- signals
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        """First signal: stop gracefully. Second: kill the runs at once (no grace
+        period) but still record them as interrupted and write the report; runs
+        that outlive the driver keep going and are in the store already, so the
+        driver exits at once. A third signal exits at once in any case."""
         self._signals_seen += 1
-        if self._signals_seen > 1:
-            self.executor.kill_now()
-            os._exit(128 + signum)
-        self.stop_signal = signum
+        if self._signals_seen == 1:
+            self.stop_signal = signum
+            self.wakeup.set()
+            return
+        self.executor.kill_now()
+        if self._signals_seen > 2 or self.executor.runs_outlive_driver:
+            os._exit(128 + (self.stop_signal or signum))
         self.wakeup.set()
 
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -184,7 +196,7 @@ class SearchDriver:
             if self.stop_signal is not None:
                 break
             self._launch()  # runs that _collect put back in the queue (retries)
-            if self._queued() == 0 and self.executor.in_flight() == 0:
+            if (self._queued() == 0 or self.failing_fast) and self.executor.in_flight() == 0:
                 break
             self._refresh_outputs()
             timeout = self.executor.next_event_in()
@@ -221,6 +233,11 @@ class SearchDriver:
         self.report.close()
         self._show_progress(force=True)
         self.progress.close()
+        if self.failing_fast and self.stop_signal is None:
+            self.progress.message(
+                f"stopped after {self._failures} failed runs, {self._queued()} not started; fix the cause, then "
+                f"run them with: hpsearch --resume {self.folder.path} --rerun_failed"
+            )
         if self.stop_signal is not None:
             left = self.executor.in_flight()
             note = f"; {left} jobs keep running and will be adopted on resume" if left else ""
@@ -244,7 +261,7 @@ class SearchDriver:
 
     def _launch(self) -> None:
         queued = self._queued()
-        if queued == 0 or self.stop_signal is not None:
+        if queued == 0 or self.stop_signal is not None or self.failing_fast:
             return
         capacity = self.executor.capacity()
         if capacity <= 0:
@@ -350,6 +367,27 @@ class SearchDriver:
         self.progress.record_final(record.run_dir, summary, status == RunStatus.DONE)
         if status not in (RunStatus.DONE, RunStatus.INTERRUPTED):
             self.progress.message(f"{record.run_dir}: {status.value}: {reason}")
+            self._note_failure(record)
+
+    def _note_failure(self, record: RunRecord) -> None:
+        """Fail fast: when the first ``max_failures`` runs to end have all failed,
+        the cause is most likely shared (a typo in the training script), so no
+        further run is started; the runs in flight are left to finish."""
+        self._failures += 1
+        if self.settings.keep_going or self.failing_fast or self._counts.get(RunStatus.DONE, 0):
+            return
+        if self._failures < self.settings.max_failures:
+            return
+        self.failing_fast = True
+        stderr = self.folder.path / record.run_dir / STDERR_FILE
+        lines = last_lines(stderr, FAIL_FAST_LINES) or ["(empty)"]
+        in_flight = self.executor.in_flight()
+        waiting = f"; waiting for the {in_flight} runs in flight" if in_flight else ""
+        self.progress.message(
+            f"the first {self._failures} runs to end have all failed: starting no more runs "
+            f"(--keep_going starts them anyway){waiting}. The end of {stderr}:\n"
+            + "\n".join(f"    {line}" for line in lines)
+        )
 
     def _move(self, old: RunStatus, new: RunStatus) -> None:
         self._counts[old] = self._counts.get(old, 0) - 1

@@ -16,6 +16,13 @@ from pathlib import Path
 EXIT_CODE_FILE = "exit_code.txt"
 """Where a cluster job script records its run's exit status, in the run folder."""
 
+STDOUT_FILE = "stdout.txt"
+STDERR_FILE = "stderr.txt"
+"""Where every executor streams a run's output, in the run folder."""
+
+TAIL_BYTES = 64 * 1024
+"""How much of the end of a run's stderr is read to quote its last lines."""
+
 RUN_KEY_ENV = "HPSEARCH_RUN_KEY"
 """Environment variable holding the run's configuration key, in every run's
 processes: it lets executors recognise a run's processes (and a fake
@@ -60,11 +67,11 @@ class LaunchSpec:
 
     @property
     def stdout_path(self) -> Path:
-        return self.run_dir / "stdout.txt"
+        return self.run_dir / STDOUT_FILE
 
     @property
     def stderr_path(self) -> Path:
-        return self.run_dir / "stderr.txt"
+        return self.run_dir / STDERR_FILE
 
     @property
     def run_env(self) -> dict[str, str]:
@@ -129,3 +136,18 @@ def read_exit_code(run_dir: Path | None) -> int | None:
         return int((Path(run_dir) / EXIT_CODE_FILE).read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def last_lines(path: Path, count: int) -> list[str] | None:
+    """The last ``count`` non-empty lines of a text file (its last
+    :data:`TAIL_BYTES` only, so a huge log costs nothing); None if it is unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - TAIL_BYTES))
+            data = handle.read()
+    except OSError:
+        return None
+    lines = [line.strip() for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    return lines[-count:] if count else []

@@ -35,6 +35,8 @@ class SearchSettings:
     timeout: float | None = None
     max_retries: int = 0
     rerun_failed: bool = False
+    keep_going: bool = False
+    max_failures: int = 3
     allow_unknown_condition_keys: bool = False
     gpu_poll_interval: float = 1.0
     run_cluster: bool = False

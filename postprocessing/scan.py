@@ -66,7 +66,7 @@ def _summary(folder: Path, index: int, reader: SummaryReader) -> tuple[dict | No
     try:
         return reader.read(folder, index), None
     except SummaryError as exc:
-        return None, str(exc)
+        return getattr(exc, "partial", None), str(exc)
 
 
 def _read_json(path: Path) -> Any:

@@ -285,7 +285,8 @@ def test_search_on_lsf(tmp_path, fake_lsf, project):
     assert result.returncode == 1, result.stderr  # two runs fail with exit code 3
     runs = results(out)
     assert sorted(r["status"] for r in runs.values()) == ["done", "done", "failed", "failed"]
-    assert {r["reason"] for r in runs.values() if r["status"] == "failed"} == {"exit code 3 (EXIT 3)"}
+    assert {r["reason"].split("; sim_")[0] for r in runs.values() if r["status"] == "failed"} == {"exit code 3 (EXIT 3)"}
+    assert all(r["reason"].endswith("stderr.txt is empty") for r in runs.values() if r["status"] == "failed")
     assert {r["backend"] for r in runs.values()} == {"lsf"}
     assert len(fake_lsf.calls("bsub")) == 4
     assert most_at_once(run_intervals(out)) <= 2

@@ -36,8 +36,15 @@ def main() -> int:
         time.sleep(300)
     if args.mode == "stubborn":
         import signal
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # only SIGKILL stops it
-        time.sleep(300)
+
+        def note_sigterm(_signum, _frame):  # only SIGKILL stops it; tests see the SIGTERM arrive
+            with open(os.path.join(args.out_dir, "sigterm.txt"), "a") as handle:
+                handle.write("SIGTERM\n")
+
+        signal.signal(signal.SIGTERM, note_sigterm)
+        open(os.path.join(args.out_dir, "stubborn.ready"), "w").close()
+        while True:
+            time.sleep(300)
     if args.mode == "hang":
         time.sleep(300)
     time.sleep(args.sleep)
