@@ -20,7 +20,7 @@ from hpsearch import space
 from hpsearch.command import render_argv
 from hpsearch.errors import GridModuleError, HpsearchError, SubmissionError, UsageError
 from hpsearch.executors.base import Executor, Wakeup
-from hpsearch.executors.factory import choose_executor
+from hpsearch.executors.factory import ExecutorFactory, choose_executor
 from hpsearch.gpu.probe import GpuProbe
 from hpsearch.gridmodule import GridSpec, load_grid_module
 from hpsearch.progress import Progress
@@ -102,7 +102,11 @@ def run_argv(settings: SearchSettings, spec: GridSpec, search_dir: Path, record:
 
 
 class SearchDriver:
-    """Runs one search to completion (or until stopped) against one executor."""
+    """Runs one search to completion (or until stopped) against one executor.
+
+    ``report_helper`` False writes the CSV in the driver itself instead of a
+    helper process (tests of the driver's rules run without any subprocess).
+    """
 
     def __init__(
         self,
@@ -113,6 +117,8 @@ class SearchDriver:
         executor: Executor,
         wakeup: Wakeup,
         progress: Progress,
+        *,
+        report_helper: bool = True,
     ) -> None:
         self.settings = settings
         self.spec = spec
@@ -132,7 +138,7 @@ class SearchDriver:
             sort_ascending=spec.performance_sort_asc,
         )
         self.report = LiveReport(layout, self._stored_rows, interval=settings.csv_interval,
-                                 warn=progress.message, use_helper=not settings.generate_only)
+                                 warn=progress.message, use_helper=report_helper and not settings.generate_only)
         self.stop_signal: int | None = None
         self._signals_seen = 0
         self._counts: dict[RunStatus, int] = {}
@@ -191,8 +197,12 @@ class SearchDriver:
     def _loop(self) -> None:
         while self.stop_signal is None:
             ended = self.executor.poll()
-            self._launch()  # first: the slots of ended runs are free now; recording those runs can wait
-            self._collect(ended)
+            if self._may_fail_fast():  # record first: a failure that stops the search must stop this launch
+                self._collect(ended)
+                self._launch()
+            else:
+                self._launch()  # first: the slots of ended runs are free now; recording those runs can wait
+                self._collect(ended)
             if self.stop_signal is not None:
                 break
             self._launch()  # runs that _collect put back in the queue (retries)
@@ -369,14 +379,16 @@ class SearchDriver:
             self.progress.message(f"{record.run_dir}: {status.value}: {reason}")
             self._note_failure(record)
 
+    def _may_fail_fast(self) -> bool:
+        """Whether the next failure could still stop the search (no run is done yet)."""
+        return not (self.settings.keep_going or self.failing_fast or self._counts.get(RunStatus.DONE, 0))
+
     def _note_failure(self, record: RunRecord) -> None:
         """Fail fast: when the first ``max_failures`` runs to end have all failed,
         the cause is most likely shared (a typo in the training script), so no
         further run is started; the runs in flight are left to finish."""
         self._failures += 1
-        if self.settings.keep_going or self.failing_fast or self._counts.get(RunStatus.DONE, 0):
-            return
-        if self._failures < self.settings.max_failures:
+        if not self._may_fail_fast() or self._failures < self.settings.max_failures:
             return
         self.failing_fast = True
         stderr = self.folder.path / record.run_dir / STDERR_FILE
@@ -436,17 +448,27 @@ def list_configurations(settings: SearchSettings) -> tuple[GridSpec, list[tuple[
     return spec, [(space.config_key(config), config) for config in enumerate_configs(spec, settings)]
 
 
-def run_search(settings: SearchSettings, progress: Progress | None = None, gpu_probe: GpuProbe | None = None) -> int:
+def run_search(
+    settings: SearchSettings,
+    progress: Progress | None = None,
+    gpu_probe: GpuProbe | None = None,
+    *,
+    executor_factory: ExecutorFactory | None = None,
+    report_helper: bool = True,
+) -> int:
     """Run (or resume) a search; returns the process exit status.
 
     ``gpu_probe`` is the start-up GPU poll if the caller began it already.
+    ``executor_factory`` replaces the executor the settings choose (tests drive
+    the driver's rules with an in-process fake); ``report_helper`` as in
+    :class:`SearchDriver`.
     """
     spec = load_and_check(settings)
     progress = progress or Progress(spec.performance_key, spec.performance_sort_asc, quiet=settings.quiet)
     for warning in spec.warnings:
         progress.message(f"warning: {warning}")
     configs = enumerate_configs(spec, settings)
-    factory = choose_executor(settings, progress.message, gpu_probe)
+    factory = executor_factory or choose_executor(settings, progress.message, gpu_probe)
     folder = resolve_search_folder(
         settings.out_dir,
         force_out_dir=settings.force_out_dir,
@@ -462,7 +484,8 @@ def run_search(settings: SearchSettings, progress: Progress | None = None, gpu_p
             wakeup = Wakeup()
             try:
                 executor = factory(wakeup, folder.path)
-                driver = SearchDriver(settings, spec, folder, store, executor, wakeup, progress)
+                driver = SearchDriver(settings, spec, folder, store, executor, wakeup, progress,
+                                      report_helper=report_helper)
                 return driver.run()
             finally:
                 wakeup.close()
