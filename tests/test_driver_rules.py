@@ -18,7 +18,7 @@ import pytest
 from hpsearch.progress import Progress
 from hpsearch.runner import run_search
 from hpsearch.settings import SearchSettings
-from tests.fakes.fakeexecutor import CRASH, HANG, OK, FakeExecutor, Script, by_mode
+from tests.fakes.fakeexecutor import CRASH, OK, FakeExecutor, Script, by_mode
 from tests.helpers import write_project
 
 

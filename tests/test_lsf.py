@@ -28,6 +28,7 @@ from hpsearch.executors.lsf import (
 from hpsearch.runs import EXIT_CODE_FILE, JobHandle
 from hpsearch.verdict import SummaryReader, judge
 from tests.cluster_fixtures import (
+    FakeLsf,
     cluster_args,
     collect,
     job_spec,
@@ -37,58 +38,10 @@ from tests.cluster_fixtures import (
     run_intervals,
     start_events,
 )
-from tests.helpers import FAKES, hpsearch_cmd, read_results, run_hpsearch, write_project
+from tests.helpers import hpsearch_cmd, read_results, run_hpsearch, write_project
 
-FAKE_LSF = FAKES / "lsf"
 NASTY = "a b; touch X \"'$(id)"
 PY = sys.executable
-
-
-class FakeLsf:
-    """The fake's state folder: its call log, failure injection, and clean-up."""
-
-    def __init__(self, state: Path) -> None:
-        self.state = state
-
-    def calls(self, tool: str) -> list[list[str]]:
-        log = self.state / "calls.log"
-        lines = log.read_text().splitlines() if log.exists() else []
-        return [entry["argv"] for entry in map(json.loads, lines) if entry["tool"] == tool]
-
-    def fail_bjobs(self, times: int) -> None:
-        (self.state / "fail_bjobs").write_text(str(times))
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return dict(os.environ, **extra)
-
-    def kill_leftovers(self) -> None:
-        """Stop runner processes and jobs the fake started (each is its own process group)."""
-        for pid_file in self.state.glob("jobs/*/runner.pid"):
-            _kill_group(int(pid_file.read_text()))
-        for element in self.state.glob("jobs/*/element_*.json"):
-            pgid = json.loads(element.read_text()).get("pgid")
-            if pgid:
-                _kill_group(pgid)
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-@pytest.fixture
-def fake_lsf(tmp_path, monkeypatch):
-    state = tmp_path / "lsf_state"
-    state.mkdir()
-    # The interpreter's folder second, so the fakes' `#!/usr/bin/env python3` starts quickly.
-    monkeypatch.setenv("PATH", os.pathsep.join([str(FAKE_LSF), os.path.dirname(PY), os.environ["PATH"]]))
-    monkeypatch.setenv("FAKE_LSF_STATE", str(state))
-    monkeypatch.setenv("FAKE_LSF_MINUTE", "1")  # -W 1 means one second
-    fake = FakeLsf(state)
-    yield fake
-    fake.kill_leftovers()
 
 
 def lsf_executor(search_dir: Path, **options) -> LsfExecutor:
