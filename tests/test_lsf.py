@@ -309,7 +309,8 @@ def test_sigterm_with_cancel_on_exit_kills_the_jobs(tmp_path, fake_lsf):
 
 
 def test_sigterm_leaves_cluster_jobs_running_for_a_resume(tmp_path, fake_lsf):
-    project = write_project(tmp_path / "project", {"mode": ["ok"], "sleep": [3], "i": [1, 2]})
+    release = tmp_path / "release"  # the jobs run until the test creates it
+    project = write_project(tmp_path / "project", {"mode": ["ok"], "wait_for": [str(release)], "i": [1, 2]})
     out = tmp_path / "search"
     driver = _start_driver(out, project)
     _wait_for_running_jobs(out, 2)
@@ -318,6 +319,7 @@ def test_sigterm_leaves_cluster_jobs_running_for_a_resume(tmp_path, fake_lsf):
     assert driver.returncode == 128 + signal.SIGTERM
     assert b"keep running" in stderr
     assert fake_lsf.calls("bkill") == [] and _job_states(fake_lsf) == ["RUN", "RUN"]
+    release.touch()
     resumed = run_hpsearch(cluster_args(out, "lsf", "--num_jobs=2"), project, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
     assert len(fake_lsf.calls("bsub")) == 2  # adopted, not submitted again

@@ -21,6 +21,7 @@ def main() -> int:
     parser.add_argument("--score", type=float, default=0.5)
     parser.add_argument("--i", type=int, default=0)
     parser.add_argument("--out_dir", required=True)
+    parser.add_argument("--wait_for", default="", help="sleep until this file exists (tests release the run)")
     args, _unknown = parser.parse_known_args()
     os.makedirs(args.out_dir, exist_ok=True)
     start = time.time()
@@ -48,6 +49,8 @@ def main() -> int:
     if args.mode == "hang":
         time.sleep(300)
     time.sleep(args.sleep)
+    while args.wait_for and not os.path.exists(args.wait_for):
+        time.sleep(0.05)
     trace = {"start": start, "end": time.time(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
              "order": os.environ.get("CUDA_DEVICE_ORDER"), "key": os.environ.get("HPSEARCH_RUN_KEY")}
     with open(os.path.join(args.out_dir, "trace.json"), "w") as handle:
