@@ -4,7 +4,7 @@ it lives, how it ended, and the exit-status file a job script leaves behind.
 The store, the verdict, the progress line, the report and postprocessing all
 speak of runs without knowing any executor; the executors and the driver
 speak the same words. Keeping them here lets only the driver (and the
-executors themselves) import :mod:`hpsearch.executors`.
+executors themselves) depend on the executor package.
 """
 
 from __future__ import annotations

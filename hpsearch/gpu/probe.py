@@ -20,7 +20,7 @@ class GpuProbe:
     ``nvidia-smi`` takes tens to hundreds of milliseconds; run in a thread, the
     call overlaps the driver's imports and set-up instead of delaying the
     first run by as much. Its answer (or error) is taken by
-    :func:`hpsearch.executors.factory.choose_executor`, at the same point as a poll made there would be.
+    the executor factory's ``choose_executor``, at the same point as a poll made there would be.
     """
 
     def __init__(self, visible: list[int] | None) -> None:
@@ -37,7 +37,7 @@ class GpuProbe:
     @classmethod
     def start(cls, settings: SearchSettings) -> GpuProbe | None:
         """A probe for a local search on GPUs; None otherwise (or if the flag
-        is malformed, which :func:`hpsearch.executors.factory.choose_executor` then reports)."""
+        is malformed, which ``choose_executor`` then reports)."""
         if settings.run_cluster or settings.visible_gpus.strip() == "-1":
             return None
         try:
