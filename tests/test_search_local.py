@@ -198,7 +198,8 @@ def test_failures_are_recorded_with_reasons_and_the_search_goes_on(tmp_path):
     modes = ["ok", "crash", "exit3", "nosummary", "malformed", "unfinished", "hang"]
     project = write_project(tmp_path / "p", {"mode": modes})
     out = tmp_path / "search"
-    result = run_hpsearch(search_args(out, "--visible_gpus=-1", "--num_jobs=4", "--timeout=3"), project)
+    args = search_args(out, "--visible_gpus=-1", "--num_jobs=4", "--timeout=3", "--keep_going")
+    result = run_hpsearch(args, project)
     assert result.returncode == 1, result.stderr
     table = read_results(out).set_index("mode")
     assert table.loc["ok", "status"] == "done"
@@ -210,6 +211,25 @@ def test_failures_are_recorded_with_reasons_and_the_search_goes_on(tmp_path):
     assert table.loc["hang", "status"] == "timed_out"
     crash_dir = Path(table.loc["crash", "out_dir"])
     assert "deliberate crash" in (crash_dir / "stderr.txt").read_text()
+
+
+def test_a_search_whose_first_runs_all_fail_stops_and_shows_why(tmp_path):
+    project = write_project(tmp_path / "p", {"mode": ["crash"], "i": list(range(8))})
+    out = tmp_path / "search"
+    log = tmp_path / "events.log"
+    env = dict(os.environ, HPSEARCH_TEST_LOG=str(log))
+    result = run_hpsearch(search_args(out, "--visible_gpus=-1", "--num_jobs=1"), project, env=env)
+    assert result.returncode == 1, result.stderr
+    assert log.read_text().count('"start"') == 3  # no fourth run was started
+    table = read_results(out)
+    assert list(table["status"]) == ["failed"] * 3
+    for reason, folder in zip(table["reason"], table["out_dir"]):
+        assert reason == f"exit code 1; {Path(folder).name}/stderr.txt: 'RuntimeError: deliberate crash'"
+    assert "the first 3 runs to end have all failed: starting no more runs" in result.stderr
+    stderr_paths = [line for line in result.stderr.splitlines() if line.endswith("stderr.txt:")]
+    assert len(stderr_paths) == 1 and str(out) in stderr_paths[0]
+    assert "    RuntimeError: deliberate crash" in result.stderr.splitlines()
+    assert "5 not started" in result.stderr
 
 
 def test_retries_run_a_failing_configuration_again(tmp_path):
