@@ -83,7 +83,12 @@ class Executor(abc.ABC):
         executor.shutdown(cancel=...)
 
     Implementations call ``wakeup.set()`` whenever :meth:`poll` has something
-    new to report, so the driver sleeps no longer than needed.
+    new to report, so the driver sleeps no longer than needed. Everything else
+    the driver needs to know about an executor it asks through this class
+    (:attr:`runs_outlive_driver`, :meth:`kill_now`, :meth:`can_adopt`,
+    :meth:`harvest`, :meth:`attempt_files`, :meth:`generated`), never by its
+    name or type. tests/test_executor_contract.py holds every implementation to
+    these promises.
     """
 
     name: str = "base"
