@@ -133,12 +133,6 @@ def join_gpu_polls(timeout: float = 10.0) -> None:
             assert not thread.is_alive(), "a GPU poll did not finish"
 
 
-def query_times(fake_gpus) -> list[float]:
-    """When each GPUtil query of the fake ``nvidia-smi`` began (before its delay)."""
-    lines = fake_gpus.calls_log.read_text().splitlines()
-    return [float(line.split(" ", 1)[0]) for line in lines if "--query-gpu" in line]
-
-
 class GatedMonitor(GpuMonitor):
     """Answers ``readings`` only once the test opens ``gate``: a poll that is
     provably still in flight, with no timing involved."""
@@ -163,7 +157,6 @@ class BrokenMonitor(GpuMonitor):
 
 
 IDLE_GPU = GpuReading(id=0, memory_used=0, memory_total=16000, load=0.0)
-BUSY_GPU = GpuReading(id=0, memory_used=15000, memory_total=16000, load=0.0)  # over --allowed_memory
 
 
 def alive(pid: int) -> bool:
@@ -592,7 +585,7 @@ def test_runs_die_with_a_killed_driver(tmp_path):
         proc.stdout.close()
 
 
-# ---- background GPU polls
+# ---- background GPU polls (the timing rules themselves: tests/test_gpu_planner.py)
 
 
 def run_on_gpu_0_with_gpu_1_taken(tmp_path, fake_gpus, make_executor):
@@ -632,80 +625,18 @@ def test_a_slow_gpu_poll_never_holds_up_the_driver(tmp_path, fake_gpus, make_exe
     assert fake_gpus.gpu_queries() == 2
 
 
-def test_capacity_answers_while_a_poll_is_provably_in_flight(make_executor, wakeup):
-    monitor = GatedMonitor([IDLE_GPU])  # the GPU is freed; only the poll held by the gate can tell
-    now = [0.0]
-    executor = make_executor(gpu_monitor=monitor, first_readings=[BUSY_GPU], gpu_poll_interval=1.0,
-                             clock=lambda: now[0])
-    assert executor.capacity() == 0
-    now[0] = 1.0
-
-    assert executor.capacity() == 0  # answered from the last readings while the poll is held
-    assert monitor.entered.wait(10)
-    assert executor.capacity() == 0
-    assert executor.next_event_in() is None
-    assert not wakeup.wait(0)
-    monitor.gate.set()
-    assert wakeup.wait(10)
-    assert executor.capacity() == 1
-
-
-def test_at_most_one_gpu_poll_in_flight(tmp_path, fake_gpus, make_executor, wakeup):
-    executor, now = run_on_gpu_0_with_gpu_1_taken(tmp_path, fake_gpus, make_executor)  # the driver waits for GPU 1
-    delay = 1.0
-    fake_gpus.set(delay=delay)
-
-    started = time.monotonic()
-    for _ in range(10):  # ten poll intervals pass while the first background poll is in flight
-        now[0] += 1.0
-        assert executor.capacity() == 0
-        assert executor.next_event_in() is None
-    assert time.monotonic() - started < delay / 2
-    assert wakeup.wait(10)
-    join_gpu_polls()
-    assert fake_gpus.gpu_queries() == 2  # the first poll and one background poll
-
-    assert executor.capacity() == 0  # takes the answer; its poll began 9 s ago, so the next one begins
-    assert executor.capacity() == 0
-    assert wakeup.wait(10)
-    join_gpu_polls()
-    assert fake_gpus.gpu_queries() == 3
-    _, second, third = query_times(fake_gpus)
-    assert third - second >= delay  # the third began only after the second had answered
-
-
-def test_gpu_polls_come_one_interval_apart(tmp_path, fake_gpus, make_executor, wakeup):
-    executor, now = run_on_gpu_0_with_gpu_1_taken(tmp_path, fake_gpus, make_executor)  # the driver waits for GPU 1
-
-    for step in range(1, 13):  # a driver loop woken every quarter interval
-        now[0] = step * 0.25
-        assert executor.capacity() == 0
-        pause = executor.next_event_in()
-        if pause is None:  # a poll is in flight: its answer wakes the driver
-            assert now[0] == int(now[0])
-            assert wakeup.wait(10)
-        else:  # none in flight: wake up when the next one is due
-            assert pause == pytest.approx(1.0 - now[0] % 1.0)
-        join_gpu_polls()
-        assert fake_gpus.gpu_queries() == 1 + int(now[0])
-
-
-def test_readings_from_before_a_quiet_spell_start_nothing(tmp_path, fake_gpus, make_executor, wakeup):
+def test_only_a_search_refused_a_slot_is_woken_for_the_gpus(tmp_path, fake_gpus, make_executor):
     fake_gpus.configure(2)
+    fake_gpus.set_gpu(1, memory_used=15000)
     now = [0.0]
     executor = make_executor(gpu_monitor=GpuMonitor(None), max_per_gpu=1, startup_time=0, gpu_poll_interval=1.0,
                              clock=lambda: now[0])
-    assert executor.capacity() == 2
-    fake_gpus.set_gpu(1, memory_used=15000)  # someone else takes GPU 1 while nothing is polled
-    now[0] = 600.0  # ten minutes without a poll
 
-    started = time.monotonic()
-    assert executor.capacity() == 0  # readings this old plan nothing, and their refresh is not waited for
-    assert executor.next_event_in() is None  # its answer wakes the driver
-    assert time.monotonic() - started < 1.0
-    assert wakeup.wait(10)
-    assert executor.capacity() == 1  # the fresh readings: GPU 1 is not offered
-    assert fake_gpus.gpu_queries() == 2
+    assert executor.capacity() == 1
+    assert executor.next_event_in() is None  # offered a slot: nothing to wait for from the GPUs
+    executor.submit(spec_for(tmp_path, "a", [sys.executable, "-c", "import time; time.sleep(30)"]))
+    assert executor.capacity() == 0
+    assert executor.next_event_in() == 1.0  # refused, with GPU 1 held by someone else: ask at the next poll
 
 
 def test_a_slot_freed_after_a_quiet_spell_waits_for_fresh_readings(tmp_path, fake_gpus, make_executor, wakeup):
@@ -754,25 +685,6 @@ def test_gpu_poll_failures_pause_runs_until_the_patience_runs_out(tmp_path, fake
     assert wakeup.wait(10)
     with pytest.raises(GpuQueryError, match="nvidia-smi"):
         executor.capacity()  # raised in the caller's thread
-    assert fake_gpus.gpu_queries() == 3
-
-
-def test_the_start_up_probe_counts_as_a_good_poll(tmp_path, fake_gpus, make_executor, wakeup):
-    fake_gpus.configure(1)
-    probe = GpuMonitor(None).poll()  # what the driver's start-up check hands over
-    fake_gpus.set(fail=True)
-    now = [0.0]
-    executor = make_executor(gpu_monitor=GpuMonitor(None), first_readings=probe, max_per_gpu=1, startup_time=0,
-                             gpu_poll_interval=1.0, gpu_error_patience=5.0, clock=lambda: now[0])
-    now[0] = 1.0
-    assert executor.capacity() == 1
-    assert wakeup.wait(10)
-    assert executor.capacity() == 0  # the first failure right after the probe is within the patience
-    now[0] = 7.0
-    executor.capacity()
-    assert wakeup.wait(10)
-    with pytest.raises(GpuQueryError, match="nvidia-smi"):
-        executor.capacity()
     assert fake_gpus.gpu_queries() == 3
 
 

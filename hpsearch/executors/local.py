@@ -28,18 +28,14 @@ from typing import Callable, Sequence
 import psutil
 
 from hpsearch import proctree
-from hpsearch.errors import GpuQueryError, SubmissionError, UsageError
+from hpsearch.errors import SubmissionError, UsageError
 from hpsearch.executors.base import Executor, Wakeup
-from hpsearch.gpu.allocate import Reservation, plan_slots
-from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading
+from hpsearch.gpu.allocate import Reservation
+from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading, GpuSnapshot
+from hpsearch.gpu.planner import SlotLimits, SlotPlanner
 from hpsearch.runs import RUN_KEY_ENV, JobHandle, LaunchSpec, Outcome
 
 log = logging.getLogger(__name__)
-
-QUIET_POLL_INTERVALS = 2.0
-"""A poll begun this many intervals after the last answer was taken follows
-a quiet spell (every slot was busy, nothing was queued): the readings from
-before it are too old to start runs with, so the plan waits for its answer."""
 
 CREATE_TIME_TOLERANCE = 0.01
 """Seconds by which a live process's start time may differ from the recorded
@@ -151,12 +147,11 @@ def _describe_end(returncode: int) -> str:
 class LocalExecutor(Executor):
     """Runs on this machine: on GPUs when given a monitor, else on CPUs.
 
-    GPU mode plans runs with :func:`hpsearch.gpu.allocate.plan_slots`. Only
-    the very first poll is waited for; later ones run in a background thread
-    (:class:`~hpsearch.gpu.monitor.BackgroundPoll`), begun by :meth:`capacity`
-    when the readings are ``gpu_poll_interval`` seconds old and some slot is
-    not taken by our own runs. Meanwhile the plan uses the last readings, and
-    the answer wakes the driver to plan again. A run on GPU ``i`` gets
+    GPU mode asks a :class:`~hpsearch.gpu.planner.SlotPlanner` where runs
+    may go and when to look again, giving it this search's runs per GPU;
+    after the first, its polls run in a background thread
+    (:class:`~hpsearch.gpu.monitor.BackgroundPoll`) whose answer wakes the
+    driver to plan again. A run on GPU ``i`` gets
     ``CUDA_VISIBLE_DEVICES=i`` and ``CUDA_DEVICE_ORDER=PCI_BUS_ID``. CPU mode
     runs up to ``num_jobs`` at once and leaves ``CUDA_VISIBLE_DEVICES`` as the
     driver has it (a user who wants runs off the GPUs sets it empty). Every run
@@ -203,28 +198,27 @@ class LocalExecutor(Executor):
         _check_positive("--allowed_memory", allowed_memory)
         _check_positive("--allowed_load", allowed_load)
         self.monitor = gpu_monitor
-        self.max_per_gpu = max_per_gpu
-        self.allowed_memory = allowed_memory
-        self.allowed_load = allowed_load
-        self.startup_time = startup_time
+        self.limits = SlotLimits(max_per_gpu, allowed_memory, allowed_load, startup_time)
         self.num_jobs = num_jobs
-        self.gpu_poll_interval = gpu_poll_interval
         self.kill_grace = kill_grace
-        self.gpu_error_patience = gpu_error_patience
         self.clock = clock
         self._runs: dict[str, _Run] = {}
         # Read once: decoding os.environ for every run costs more than the rest of building it.
         self._base_env = dict(os.environ)
         self._ended: queue.Queue[tuple[str, int]] = queue.Queue()
-        # A poll the caller just made (the start-up check) serves the first round.
-        self._readings: list[GpuReading] | None = first_readings
-        self._last_poll = clock() if first_readings is not None else -float("inf")  # start of the latest poll
-        self._last_good_poll: float | None = None if first_readings is None else self._last_poll
-        self._answered_at = self._last_poll  # when the latest answer was taken
-        self._poll_failed = False
-        self._distrust = False  # the poll in flight follows a quiet spell: plan nothing until it answers
-        self._gpu_poll = None if gpu_monitor is None else BackgroundPoll(gpu_monitor, self._wake)
-        self._plan: list[int] = []
+        self.planner: SlotPlanner | None = None
+        if gpu_monitor is not None:
+            # A poll the caller just made (the start-up check) serves the first round.
+            first = None if first_readings is None else GpuSnapshot(clock(), tuple(first_readings))
+            self.planner = SlotPlanner(
+                gpu_monitor.poll,
+                BackgroundPoll(gpu_monitor.poll, self._wake),
+                poll_interval=gpu_poll_interval,
+                error_patience=gpu_error_patience,
+                clock=clock,
+                first=first,
+            )
+        self._plan: list[int] = []  # GPU ids the planner offered at the last capacity() not yet taken
         self._refused = False  # the last capacity() found no free slot
         self._closed = False
         self._wake_lock = threading.Lock()  # no thread wakes the driver once shutdown() has begun
@@ -234,103 +228,30 @@ class LocalExecutor(Executor):
     def capacity(self) -> int:
         if self.monitor is None:
             return max(0, self.num_jobs - len(self._runs))
-        now = self.clock()
-        self._take_background_poll(now)
-        if self._readings is None:  # nothing to plan with yet: wait for the first answer
-            self._last_poll = self._answered_at = now
-            self._apply_poll(now, self.monitor.poll())
-        elif self._poll_due(now):
-            self._start_background_poll(now)
-        self._plan = [] if self._distrust else self._plan_slots(now)
+        self._plan = self.planner.free_slots(self.limits, self._running_per_gpu(), self._reservations())
         self._refused = not self._plan
         return len(self._plan)
 
-    def _plan_slots(self, now: float) -> list[int]:
-        """GPU ids for the next runs, from the latest readings we have."""
-        return plan_slots(
-            self._readings,
-            running_per_gpu=self._running_per_gpu(),
-            reservations=self._reservations(now),
-            now=now,
-            allowed_memory=self.allowed_memory,
-            allowed_load=self.allowed_load,
-            max_per_gpu=self.max_per_gpu,
-            startup_time=self.startup_time,
-        )
-
-    def _poll_due(self, now: float) -> bool:
-        """Whether to begin a poll: the readings are an interval old, none is
-        in flight, and a reading could free a slot at all."""
-        return (
-            now - self._last_poll >= self.gpu_poll_interval
-            and not self._gpu_poll.in_flight
-            and not self._slots_all_ours()
-        )
-
-    def _slots_all_ours(self) -> bool:
-        """Every GPU holds ``max_per_gpu`` of our runs: no reading can free a
-        slot, so a search whose slots are all busy asks ``nvidia-smi`` nothing."""
-        running = self._running_per_gpu()
-        return bool(self._readings) and all(running[r.id] >= self.max_per_gpu for r in self._readings)
-
-    def _start_background_poll(self, now: float) -> None:
-        """Poll in a thread: ``nvidia-smi`` can take a second on a big
-        machine, and runs that ended meanwhile should not wait for it. The
-        plan uses the last readings until the answer wakes the driver, unless
-        they predate a quiet spell (see :data:`QUIET_POLL_INTERVALS`)."""
-        self._last_poll = now
-        self._distrust = now - self._answered_at > QUIET_POLL_INTERVALS * self.gpu_poll_interval
-        self._gpu_poll.start(now)
-
-    def _take_background_poll(self, now: float) -> None:
-        answer = self._gpu_poll.take()
-        if answer is None:
-            return
-        self._answered_at = now
-        self._distrust = False
-        self._apply_poll(*answer)
-
-    def _apply_poll(self, started: float, answer: list[GpuReading] | Exception) -> None:
-        """Take a poll's answer; a failure mid-search pauses new runs until
-        the patience runs out, since a driver hiccup should not end the search.
-        Any other exception is a bug, raised at once in the caller's thread."""
-        if isinstance(answer, GpuQueryError):
-            self._poll_failed = True
-            if self._last_good_poll is None or started - self._last_good_poll > self.gpu_error_patience:
-                raise answer
-            log.warning("GPU poll failed, starting no runs for now: %s", answer)
-            self._readings = []
-            return
-        if isinstance(answer, Exception):
-            raise answer
-        self._readings = answer
-        self._poll_failed = False
-        self._last_good_poll = started
-
-    def _reservations(self, now: float) -> list[Reservation]:
+    def _reservations(self) -> list[Reservation]:
         """Reservations of runs still starting up; a run that ended takes its
         reservation with it."""
-        runs = self._runs.values()
-        return [run.reservation for run in runs if run.reservation and run.reservation.until > now]
+        return [run.reservation for run in self._runs.values() if run.reservation]
 
     def _running_per_gpu(self) -> Counter[int]:
         return Counter(run.gpu for run in self._runs.values() if run.gpu is not None)
 
     def _waiting_for_gpu(self) -> bool:
-        """True when runs could be added but the GPUs' readings (or
-        reservations) hold them back, so a later poll may free a slot."""
-        if self.monitor is None or self._readings is None or not self._refused:
-            return False
-        running = self._running_per_gpu()
-        return self._poll_failed or any(running[r.id] < self.max_per_gpu for r in self._readings)
+        """True when the last :meth:`capacity` found no free slot, so the
+        planner says when a slot may free up."""
+        return self.monitor is not None and self._refused
 
     def next_event_in(self) -> float | None:
         now = self.clock()
         times = [run.deadline for run in self._runs.values() if run.deadline is not None and run.killer is None]
         if self._waiting_for_gpu():
-            if not self._gpu_poll.in_flight:  # one in flight wakes the driver when it answers
-                times.append(self._last_poll + self.gpu_poll_interval)
-            times.extend(r.until for r in self._reservations(now))
+            wake = self.planner.wake_at(self.limits, self._running_per_gpu(), self._reservations())
+            if wake is not None:
+                times.append(wake)
         if not times:
             return None
         return max(0.0, min(times) - now)
@@ -354,9 +275,7 @@ class LocalExecutor(Executor):
         )
         if gpu is not None:
             self._plan.pop(0)
-            if self.startup_time > 0:
-                baseline = next(r.memory_used for r in self._readings or [] if r.id == gpu)
-                run.reservation = Reservation(gpu, now + self.startup_time, baseline)
+            run.reservation = self.planner.reservation(gpu, self.limits)
         self._runs[spec.key] = run
         run.waiter = threading.Thread(
             target=self._wait_for, args=(run,), name=f"hpsearch-wait-{proc.pid}", daemon=True
@@ -540,10 +459,10 @@ class LocalExecutor(Executor):
         if self.monitor is None:
             return f"CPU, {self.num_jobs} run(s) at a time"
         ids = self.monitor.visible
-        if ids is None and self._readings:
-            ids = [r.id for r in self._readings]
+        if ids is None and self.planner.readings:
+            ids = [r.id for r in self.planner.readings]
         where = "all GPUs" if ids is None else "GPUs " + ",".join(map(str, ids))
-        return f"{where} x {self.max_per_gpu} runs"
+        return f"{where} x {self.limits.max_per_gpu} runs"
 
 
 def _orphan(handle: JobHandle) -> tuple[list[psutil.Process], str]:

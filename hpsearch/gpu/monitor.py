@@ -53,6 +53,20 @@ class GpuReading:
         )
 
 
+@dataclass(frozen=True)
+class GpuSnapshot:
+    """The readings of one poll, stamped like gpustat's ``query_time``, so a
+    plan can tell how old the readings it uses are.
+
+    Attributes:
+        query_time: Monotonic seconds at which the poll began.
+        readings: The GPUs it read.
+    """
+
+    query_time: float
+    readings: tuple[GpuReading, ...]
+
+
 def _spawn_shim() -> dict[str, types.ModuleType]:
     """Stand-ins for ``distutils`` and ``distutils.spawn`` while GPUtil imports.
 
@@ -151,21 +165,21 @@ readings or the exception it raised."""
 
 
 class BackgroundPoll:
-    """At most one :meth:`GpuMonitor.poll` at a time, in a daemon thread.
+    """At most one poll (e.g. :meth:`GpuMonitor.poll`) at a time, in a daemon thread.
 
     ``nvidia-smi`` takes from 50 ms to over a second on a big machine; the
     caller keeps planning with the readings it has and is told through
     ``on_answer`` (called from the thread) when new ones can be taken.
 
     Args:
-        monitor: What to poll.
+        poll: Reads the GPUs once.
         on_answer: Called from the thread once the answer can be taken.
     """
 
     THREAD_NAME = "hpsearch-gpu-poll"
 
-    def __init__(self, monitor: GpuMonitor, on_answer: Callable[[], None]) -> None:
-        self.monitor = monitor
+    def __init__(self, poll: Callable[[], list[GpuReading]], on_answer: Callable[[], None]) -> None:
+        self._poll = poll
         self.on_answer = on_answer
         self._lock = threading.Lock()
         self._busy = False  # started, and its answer not taken yet
@@ -203,23 +217,9 @@ class BackgroundPoll:
 
     def _run(self, stamp: float) -> None:
         try:
-            answer: list[GpuReading] | Exception = self.monitor.poll()
+            answer: list[GpuReading] | Exception = self._poll()
         except Exception as exc:  # noqa: BLE001  (handed to the caller: a silent death would end polling)
             answer = exc
         with self._lock:
             self._answer = (stamp, answer)
         self.on_answer()
-
-
-def gpus_available(visible: Sequence[int] | None = None) -> tuple[bool, str]:
-    """Probe whether GPU mode can work, for the driver's fallback policy.
-
-    Returns:
-        ``(True, "GPUs 0,1")`` when the visible GPUs can be read, else
-        ``(False, reason)`` with the reason a user should see.
-    """
-    try:
-        readings = GpuMonitor(visible).poll()
-    except GpuQueryError as exc:
-        return False, str(exc)
-    return True, "GPUs " + ",".join(str(r.id) for r in readings)
