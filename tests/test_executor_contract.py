@@ -40,6 +40,7 @@ from tests.cluster_fixtures import job_spec, most_at_once, run_intervals, start_
 PY = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
 NASTY = "a b; touch X \"'$(id)"
+HOSTILE = ["line1\nline2", "ünïcødé ✓", "`touch X`", "", "$HOME %j %%", "--lr=0.1", "* ~"]
 
 
 @dataclass
@@ -348,7 +349,7 @@ def test_a_refused_submission_is_returned_and_nothing_is_in_flight(backend):
 
 def test_the_run_gets_its_argv_exactly_and_its_output_lands_in_the_run_folder(backend):
     executor = backend.executor()
-    spec = backend.spec(1, f"--value={NASTY}", "--mode=crash")
+    spec = backend.spec(1, f"--value={NASTY}", "--mode=crash", *HOSTILE)
     executor.submit(spec)
     [outcome] = collect_until(executor, {spec.key}, backend.timeout)[spec.key]
     assert outcome.exit_code == 1
