@@ -31,6 +31,7 @@ if str(REPO) not in sys.path:  # started as a script: make ``benchmarks`` import
 from benchmarks.common import Context  # noqa: E402
 from benchmarks.figures import WorkloadResult, render_table, tally  # noqa: E402
 from benchmarks.launch import launch_overhead  # noqa: E402
+from benchmarks.loaded import loaded_exit  # noqa: E402
 from benchmarks.polling import gpu_polling  # noqa: E402
 from benchmarks.scale import scale  # noqa: E402
 from benchmarks.utilisation import slot_utilisation  # noqa: E402
@@ -43,6 +44,7 @@ WORKLOADS: dict[str, tuple[str, Workload]] = {
     "polling": ("3. nvidia-smi calls", gpu_polling),
     "scale": ("4. enumeration, 20,000-run search, postprocessing", scale),
     "hypnettorch": ("5. workload 1 under hypnettorch 0.0.4", versus_hypnettorch),
+    "loaded": ("6. end of a search beside CPU hogs", loaded_exit),
 }
 LEFT_OUT_BY_QUICK = {"hypnettorch": "left out by --quick (about a minute); name it with --only to run it"}
 RESULTS = REPO / "benchmarks" / "results.json"

@@ -63,15 +63,19 @@ grid = {
 # --------------------------------------------------------------------------------------------
 # conditions (required, may be empty)
 # --------------------------------------------------------------------------------------------
-# A list of (condition, action) pairs of dicts whose values are lists. A configuration
-# matches a condition when each of the condition's parameters has one of the listed values;
-# a matching configuration is replaced by one copy per combination of the action's lists.
-# Conditions apply once each, in this order, and may only use parameters of ``grid``
-# (others are reported; hpsearch stops unless --allow_unknown_condition_keys drops them
-# with a warning, as hypnettorch did). Identical configurations run once.
+# A list of (cond, action) pairs of dicts whose values are lists. A configuration matches
+# when each of cond's parameters has one of the listed values (``in``: True == 1); a match
+# is replaced by one copy per combination of the action's lists, whose flags come first on
+# its command line. An action may name a parameter that is not in ``grid``: only those runs
+# get the flag. A condition whose cond names a parameter missing from ``grid`` (e.g. one
+# commented out) is dropped with a warning (--strict_conditions: an error). Conditions apply
+# once each, in this order; equal configurations run once.
 conditions = [
     # Momentum only matters for SGD: try two values there, keep 0.0 for Adam.
     ({"optimizer": ["sgd"]}, {"momentum": [0.5, 0.9]}),
+    # Shared base conditions, e.g. imported with ``from mysim.base_conditions import ...``,
+    # may name parameters this grid leaves out; such a condition is dropped with a warning.
+    # ({"use_adam": [True]}, {"adam_beta1": [0.9]}),  # adds --adam_beta1=0.9 to Adam runs only
 ]
 
 # --------------------------------------------------------------------------------------------

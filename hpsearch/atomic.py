@@ -19,7 +19,9 @@ def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None
     """Replace ``path`` by ``data`` atomically, and durably unless told not to.
 
     The temporary file starts with a dot and ends in ``.tmp`` so that scans of
-    the folder skip it; it is removed if anything fails before the rename.
+    the folder skip it; it is removed if anything fails before the rename. Its
+    name holds the writer's pid, so that what a killed writer left can be
+    found (:func:`remove_temps`).
     Without ``durable`` the write still survives the writer's crash, but not
     necessarily a power cut; it spares the two ``fsync`` calls (about a
     millisecond) for files written once per run, whose durable copy is the
@@ -65,11 +67,30 @@ def _create_temp(path: Path) -> tuple[int, str]:
     (0666 minus the umask), so results stay readable by a user's group.
     """
     while True:
-        name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        name = str(path.parent / f"{_temp_prefix(path, os.getpid())}{secrets.token_hex(6)}.tmp")
         try:
             return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), name
         except FileExistsError:
             continue
+
+
+def _temp_prefix(path: Path, pid: int) -> str:
+    return f".{path.name}.{pid}."
+
+
+def remove_temps(path: Path, pid: int) -> None:
+    """Remove what a writer process ``pid``, killed in the middle of a write to ``path``, left behind."""
+    prefix = _temp_prefix(path, pid)
+    try:
+        entries = os.listdir(path.parent)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.startswith(prefix) and entry.endswith(".tmp"):
+            try:
+                os.unlink(path.parent / entry)
+            except OSError:
+                pass
 
 
 def _fsync_folder(folder: Path) -> None:

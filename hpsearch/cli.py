@@ -1,225 +1,296 @@
 """Command line of ``python -m hpsearch`` / ``hpsearch``.
 
 Every flag of hypnettorch's ``hpsearch`` keeps its name, meaning and default;
-the rest are ours. User mistakes end as one line on stderr and exit status 2;
-``--debug`` shows the traceback.
+the rest are ours. The flags come from the option table
+(:mod:`hpsearch.options`). User mistakes end as one line on stderr and exit
+status 2, a full disk as exit status 4; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import errno
+import io
 import json
 import logging
 import os
-import shlex
+import shutil
+import sqlite3
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from hpsearch import __version__
 from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.options import BY_FLAG, OPTIONS, Group, Option, Resume, display
 from hpsearch.settings import SearchSettings
 
 EXIT_USAGE = 2
+EXIT_DISK_FULL = 4
+STORE_FILE = "hpsearch.db"  # hpsearch.store.STORE_FILE, without importing the store for --help
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+_SQLITE_FULL = 13
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse without prefix matching, and with a "did you mean" for unknown flags."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            known = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+            hints = []
+            for word in message[len(prefix):].split():
+                close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1)
+                if close:
+                    hints.append(f"{word} (did you mean {close[0]}?)")
+                else:
+                    hints.append(word)
+            message = prefix + ", ".join(hints)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _help(option: Option) -> str:
+    text = option.help
+    if option.kind is not bool and option.default not in ("", None):
+        text += f" (default: {display(option.default)})"
+    if option.resume is Resume.FIXED:
+        text += " Cannot change on --resume."
+    return text.replace("%", "%%")
+
+
+def _add(group: argparse._ArgumentGroup, option: Option) -> None:
+    kwargs: dict[str, Any] = {"help": _help(option), "default": argparse.SUPPRESS}
+    if option.kind is bool:
+        # a restored switch can be turned off for one resumed session: --no-<flag>
+        kwargs["action"] = argparse.BooleanOptionalAction if option.resume is Resume.RESTORED else "store_true"
+    else:
+        kwargs.update(type=option.kind, metavar=option.metavar)
+        if option.choices:
+            kwargs["choices"] = option.choices
+    group.add_argument(f"--{option.flag}", **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The parser of the option table; only flags given on the command line end up in its namespace."""
+    parser = _Parser(
         prog="hpsearch",
-        description="Run a hyperparameter search described by a grid module on local GPUs/CPUs or a Slurm/LSF cluster.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run a hyperparameter search described by a grid module on local GPUs/CPUs or a Slurm/LSF "
+                    "cluster. Exit status: 0 all runs done, 1 some not done, 2 bad input, 4 disk full, "
+                    "128+N stopped by signal N.",
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"hpsearch {__version__}")
-    shape = parser.add_argument_group("search space")
-    shape.add_argument("--grid_module", default="",
-                       help="Importable name of the grid module (e.g. my_sim.hpsearch_config) or a path to its .py file "
-                            "(required, except with --resume: then the search folder's copy of it is used).")
-    shape.add_argument("--grid_config", default="",
-                       help="Pickle {'grid': ..., 'conditions': ...} overriding the module's grid/conditions.")
-    shape.add_argument("--num_searches", type=int, default=-1,
-                       help="Keep the first N configurations after shuffling (-1: all); required when the space "
-                            "holds distributions; with --dont_generate_full_grid the number of random picks.")
-    shape.add_argument("--dont_generate_full_grid", action="store_true",
-                       help="Random search: independent uniform picks of each parameter instead of the full grid.")
-    shape.add_argument("--deterministic_search", action="store_true", help="Do not shuffle the configurations.")
-    shape.add_argument("--random_seed", type=int, default=42, help="Seed of the shuffle and of all sampling.")
-    shape.add_argument("--allow_unknown_condition_keys", action="store_true",
-                       help="Drop conditions that name parameters missing from the grid (with a warning), "
-                            "as hypnettorch did, instead of refusing the grid module.")
-    shape.add_argument("--list", action="store_true",
-                       help="Dry run: print the configurations that would run, with their keys, and exit.")
-    shape.add_argument("--format", choices=("text", "json"), default="text", help="Output format of --list.")
-
-    out = parser.add_argument_group("output")
-    out.add_argument("--out_dir", default="./out/hyperparam_search",
-                     help="Where search folders are made (a new search_<time> subfolder unless --force_out_dir).")
-    out.add_argument("--force_out_dir", action="store_true", help="Use --out_dir itself as the search folder.")
-    out.add_argument("--dont_force_new_dir", action="store_true",
-                     help="With --force_out_dir: accept an existing folder and resume the search in it.")
-    out.add_argument("--resume", default="", metavar="DIR",
-                     help="Resume the search in DIR: finished runs are kept, interrupted ones run again.")
-    out.add_argument("--run_cwd", default=".", help="Working directory of the runs; _SCRIPT_NAME is relative to it.")
-    out.add_argument("--python", default=sys.executable or "python3",
-                     help="Python interpreter that runs _SCRIPT_NAME.")
-    out.add_argument("--quiet", action="store_true", help="Print only warnings and failures.")
-    out.add_argument("--debug", action="store_true", help="Show tracebacks of errors.")
-
-    local = parser.add_argument_group("local execution")
-    local.add_argument("--visible_gpus", default="",
-                       help="Comma list of GPU ids to use; '' = every GPU found; -1 = no GPUs (CPU runs).")
-    local.add_argument("--allowed_load", type=float, default=0.5, help="A GPU takes a run only while its load is below this.")
-    local.add_argument("--allowed_memory", type=float, default=0.5,
-                       help="A GPU takes a run only while its used/total memory is below this.")
-    local.add_argument("--max_num_jobs_per_gpu", type=int, default=1, help="This search's runs per GPU at most.")
-    local.add_argument("--sim_startup_time", type=float, default=60.0,
-                       help="Seconds a new run counts against its GPU's memory before its own use shows up.")
-    local.add_argument("--num_jobs", type=int, default=None,
-                       help="Runs in parallel without GPUs (default 1), or cluster jobs in flight (default 8).")
-    local.add_argument("--timeout", type=float, default=None, help="Kill a run (its whole process tree) after this many seconds.")
-    local.add_argument("--max_retries", type=int, default=0, help="Run a failed or timed-out run again up to this many times.")
-    local.add_argument("--rerun_failed", action="store_true", help="On resume, run failed and timed-out runs again.")
-    local.add_argument("--keep_going", action="store_true",
-                       help="Start every run even when the first --max_failures runs to end have all failed.")
-    local.add_argument("--max_failures", type=int, default=3,
-                       help="Stop starting runs when this many have failed and none is done (see --keep_going).")
-    local.add_argument("--gpu_poll_interval", type=float, default=1.0, help="Seconds between two nvidia-smi queries at most.")
-
-    cluster = parser.add_argument_group("cluster execution")
-    cluster.add_argument("--run_cluster", action="store_true", help="Submit runs as cluster jobs.")
-    cluster.add_argument("--scheduler", choices=("lsf", "slurm"), default="lsf", help="The cluster's scheduler.")
-    cluster.add_argument("--num_hours", type=int, default=24, help="Time limit of each job in hours.")
-    cluster.add_argument("--resources", default='"rusage[mem=8000, ngpus_excl_p=1]"', help="LSF: bsub -R value.")
-    cluster.add_argument("--slurm_mem", default="8G", help="Slurm: --mem of each job ('' to leave out).")
-    cluster.add_argument("--slurm_gres", default="gpu:1", help="Slurm: --gres of each job ('' to leave out).")
-    cluster.add_argument("--slurm_partition", default="", help="Slurm: --partition.")
-    cluster.add_argument("--slurm_qos", default="", help="Slurm: --qos.")
-    cluster.add_argument("--slurm_constraint", default="", help="Slurm: --constraint.")
-    for name in ("slurm", "lsf"):
-        tool = "sbatch" if name == "slurm" else "bsub"
-        cluster.add_argument(f"--{name}_extra", default="",
-                             help=f"Further {tool} options, e.g. '--account=x --exclusive' (split like a shell would).")
-        cluster.add_argument(f"--{name}_setup", default="",
-                             help="A line, or a file whose text, goes at the top of each job script "
-                                  "(module load, conda activate).")
-        cluster.add_argument(f"--{name}_array", action="store_true",
-                             help=f"Submit runs as {name.upper()} job arrays capped at --num_jobs.")
-    cluster.add_argument("--cancel_on_exit", action="store_true",
-                         help="On Ctrl-C/SIGTERM cancel this search's jobs (default: they keep running and a "
-                              "resume adopts them).")
-    cluster.add_argument("--generate_only", action="store_true",
-                         help="Write the job scripts and submit.sh without submitting anything.")
+    groups = {group: parser.add_argument_group(group.value) for group in Group}
+    for option in OPTIONS:
+        _add(groups[option.group], option)
     return parser
 
 
-def _resume_defaults(args: argparse.Namespace) -> None:
-    """``--resume DIR`` alone: take the grid module (its copy in DIR) and the
-    run folder's working directory from the search itself."""
-    if args.grid_module:
-        return
-    if not args.resume:
+# --------------------------------------------------------------------------- settings
+
+
+def settings_from_args(given: dict[str, Any], argv: Sequence[str],
+                       note: Callable[[str], None] = lambda line: print(f"[hpsearch] {line}", file=sys.stderr),
+                       ) -> SearchSettings:
+    """Defaults, then (on resume) the search's saved options, then the flags given.
+
+    Raises:
+        UsageError: A value is out of range, or a resume would change which
+            configurations belong to the search.
+    """
+    given = _absolute_paths(given)
+    values = {option.flag: option.default for option in OPTIONS}
+    folder = _resume_folder(given)
+    if folder is not None:
+        values.update(_restored(folder, given, note))
+        values["resume"] = str(folder)
+    elif not given.get("grid_module"):
         raise UsageError("--grid_module is required (or --resume DIR to continue a search)")
+    values.update(given)
+    values["run_cwd"] = os.path.abspath(values["run_cwd"])
+    if given.get("allow_unknown_condition_keys"):
+        note("--allow_unknown_condition_keys is deprecated and has no effect: conditions naming unknown keys "
+             "are dropped with a warning (--strict_conditions makes them errors)")
+        values["allow_unknown_condition_keys"] = False
+    for option in OPTIONS:
+        problem = option.problem(values[option.flag])
+        if problem:
+            raise UsageError(problem)
+    _check_python(values["python"], values["run_cwd"])
+    if folder is None and not values["list"]:
+        _check_out_dir(values["out_dir"])
+    fields = {option.field: option.flip(values[option.flag]) for option in OPTIONS}
+    return SearchSettings(**fields, driver_argv=list(argv))
+
+
+def _absolute_paths(given: dict[str, Any]) -> dict[str, Any]:
+    """Paths the search keeps (saved for a resume from anywhere) are made absolute."""
+    given = dict(given)
+    for flag in ("run_cwd", "grid_config"):
+        if given.get(flag):
+            given[flag] = os.path.abspath(given[flag])
+    return given
+
+
+def _resume_folder(given: dict[str, Any]) -> Path | None:
+    """The search folder to continue: ``--resume DIR``, or hypnettorch's
+    ``--out_dir=DIR --force_out_dir --dont_force_new_dir`` on a folder that holds a search."""
+    if given.get("resume"):
+        folder = Path(given["resume"]).resolve()
+        if not (folder / STORE_FILE).is_file():
+            raise UsageError(f"--resume {given['resume']}: no hpsearch search folder there ({STORE_FILE} is missing)")
+        return folder
+    if given.get("force_out_dir") and given.get("dont_force_new_dir") and given.get("out_dir"):
+        folder = Path(given["out_dir"]).resolve()
+        if (folder / STORE_FILE).is_file():
+            return folder
+    return None
+
+
+def _restored(folder: Path, given: dict[str, Any], note: Callable[[str], None]) -> dict[str, Any]:
+    """The options saved in the search folder; a differing flag given now is an override
+    (one line each) or, for an option that decides the configurations, refused."""
     from hpsearch.searchdir import saved_settings  # deferred, see main()
 
-    saved = saved_settings(Path(args.resume)) or {}
-    copy = Path(args.resume) / saved.get("module_file", "")
-    if not saved.get("module_file") or not copy.is_file():
-        raise UsageError(f"--resume {args.resume}: no saved grid module there; pass --grid_module")
-    args.grid_module = str(copy)
-    if args.run_cwd == "." and saved.get("run_cwd"):
-        args.run_cwd = saved["run_cwd"]
+    saved = saved_settings(folder) or {}
+    options = saved.get("options") if isinstance(saved.get("options"), dict) else _first_argv_options(saved)
+    restored = {flag: value for flag, value in options.items()
+                if flag in BY_FLAG and BY_FLAG[flag].resume is not Resume.SESSION}
+    if "run_cwd" not in restored and saved.get("run_cwd"):  # a folder of an older hpsearch
+        restored["run_cwd"] = saved["run_cwd"]
+    restored.pop("grid_module", None)
+    if not given.get("grid_module"):
+        copy = folder / saved.get("module_file", "")
+        if not saved.get("module_file") or not copy.is_file():
+            raise UsageError(f"--resume {folder}: no saved grid module there; pass --grid_module")
+        restored["grid_module"] = str(copy)
+    for flag, value in restored.items():
+        if flag not in given or given[flag] == value or flag == "grid_module":
+            continue
+        if BY_FLAG[flag].resume is Resume.FIXED and not _extends(flag, value, given[flag]):
+            raise UsageError(
+                f"--{flag}={display(given[flag])}: this search in {folder} was started with "
+                f"--{flag}={display(value)}, and changing it would change which configurations belong to it; "
+                f"leave the flag out to continue the search, or start a new search with a new --out_dir"
+            )
+        if flag == "num_searches":
+            note(f"--num_searches={given[flag]} extends the search (it was started with --num_searches={value})")
+        else:
+            note(f"--{flag}={display(given[flag])} overrides the search's --{flag}={display(value)} for this session")
+    return restored
 
 
-def settings_from_args(args: argparse.Namespace, argv: Sequence[str]) -> SearchSettings:
-    _resume_defaults(args)
-    scheduler = args.scheduler
-    extra = getattr(args, f"{scheduler}_extra")
+def _first_argv_options(saved: dict[str, Any]) -> dict[str, Any]:
+    """A folder of an hpsearch that saved no options: the flags of its first driver's argv."""
+    argv = saved.get("driver_argv")
+    if not isinstance(argv, list) or not all(isinstance(word, str) for word in argv):
+        return {}
     try:
-        extra_tokens = shlex.split(extra)
-    except ValueError as exc:
-        raise UsageError(f"--{scheduler}_extra {extra!r}: {exc}") from None
-    setup = getattr(args, f"{scheduler}_setup")
-    if setup and Path(setup).is_file():
-        setup = Path(setup).read_text()
-    if args.num_jobs is not None and args.num_jobs < 1:
-        raise UsageError(f"--num_jobs must be at least 1, got {args.num_jobs}")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {args.timeout}")
-    if args.max_failures < 1:
-        raise UsageError(f"--max_failures must be at least 1, got {args.max_failures}")
-    if args.sim_startup_time < 0:
-        raise UsageError(f"--sim_startup_time must not be negative, got {args.sim_startup_time}")
-    return SearchSettings(
-        grid_module=args.grid_module,
-        grid_config=args.grid_config,
-        num_searches=args.num_searches,
-        random_search=args.dont_generate_full_grid,
-        shuffle=not args.deterministic_search,
-        seed=args.random_seed,
-        out_dir=args.out_dir,
-        force_out_dir=args.force_out_dir,
-        dont_force_new_dir=args.dont_force_new_dir,
-        resume=args.resume,
-        run_cwd=args.run_cwd,
-        python=args.python,
-        visible_gpus=args.visible_gpus,
-        allowed_load=args.allowed_load,
-        allowed_memory=args.allowed_memory,
-        max_num_jobs_per_gpu=args.max_num_jobs_per_gpu,
-        sim_startup_time=args.sim_startup_time,
-        num_jobs=args.num_jobs,
-        timeout=args.timeout,
-        max_retries=max(0, args.max_retries),
-        rerun_failed=args.rerun_failed,
-        keep_going=args.keep_going,
-        max_failures=args.max_failures,
-        allow_unknown_condition_keys=args.allow_unknown_condition_keys,
-        gpu_poll_interval=args.gpu_poll_interval,
-        run_cluster=args.run_cluster,
-        scheduler=scheduler,
-        num_hours=args.num_hours,
-        resources=args.resources,
-        slurm_mem=args.slurm_mem,
-        slurm_gres=args.slurm_gres,
-        slurm_partition=args.slurm_partition,
-        slurm_qos=args.slurm_qos,
-        slurm_constraint=args.slurm_constraint,
-        cluster_extra=extra_tokens,
-        cluster_setup=setup,
-        cluster_array=getattr(args, f"{scheduler}_array"),
-        cancel_on_exit=args.cancel_on_exit,
-        generate_only=args.generate_only,
-        quiet=args.quiet,
-        driver_argv=list(argv),
-    )
+        with contextlib.redirect_stderr(io.StringIO()):
+            flags = vars(build_parser().parse_known_args(argv)[0])
+    except SystemExit:  # a value this version refuses: restore nothing
+        return {}
+    options = {**{o.flag: o.default for o in OPTIONS if o.resume is not Resume.SESSION}, **flags}
+    options.pop("run_cwd")  # relative to a folder we do not know; search.json has it resolved
+    return options
+
+
+def _extends(flag: str, saved: Any, new: Any) -> bool:
+    """A larger ``--num_searches`` (or -1, all) adds the next configurations in the same order."""
+    return flag == "num_searches" and saved > 0 and (new == -1 or new > saved)
+
+
+def _check_python(python: str, run_cwd: str) -> None:
+    """``--python`` must start: a program on PATH, or an executable file (relative to ``--run_cwd``)."""
+    if "/" not in python:
+        found = shutil.which(python) is not None
+    else:
+        path = Path(run_cwd) / python
+        if not Path(run_cwd).is_dir():
+            return  # reported as a --run_cwd problem
+        found = path.is_file() and os.access(path, os.X_OK)
+    if not found:
+        raise UsageError(f"--python must be an executable file or a program on PATH, got {python!r}")
+
+
+def _check_out_dir(out_dir: str) -> None:
+    """``--out_dir`` must be a folder, or creatable: its nearest existing ancestor a writable folder."""
+    path = Path(out_dir).resolve()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out_dir must be a folder, got {out_dir!r} (a file)")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"--out_dir must be a folder, got {out_dir!r} (it lies under the file {existing})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out_dir must be writable, got {out_dir!r} ({existing} is not writable)")
+
+
+# --------------------------------------------------------------------------- --list
 
 
 def print_listing(settings: SearchSettings, fmt: str) -> None:
     from hpsearch.runner import list_configurations  # deferred, see main()
 
+    from hpsearch.command import received_config, render_flags
+
     spec, items = list_configurations(settings)
     for warning in spec.warnings:
         print(f"[hpsearch] warning: {warning}", file=sys.stderr)
+    strip = spec.strip_outer_quotes
     if fmt == "json":
         json.dump({"grid_module": spec.module_name, "count": len(items),
-                   "configurations": [{"key": key, "config": config} for key, config in items]},
+                   "configurations": [{"key": key, "config": received_config(config, strip),
+                                       "flags": render_flags(config, strip_quotes=strip)} for key, config in items]},
                   sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
         return
     for number, (key, config) in enumerate(items, 1):
-        values = " ".join(f"{name}={value!r}" for name, value in config.items())
+        values = " ".join(f"{name}={value!r}" for name, value in received_config(config, strip).items())
         print(f"{number:>6}  {key}  {values}")
     print(f"{len(items)} configurations")
+    sys.stdout.flush()
+
+
+def _stdout_closed() -> None:
+    """The reader of our output went away (``--list | head``): drop the rest quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT, or SQLite's "database or disk is full", anywhere in the exception's chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
+            return True
+        if isinstance(seen, sqlite3.Error) and getattr(seen, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+    given = vars(build_parser().parse_args(argv))
+    debug = given.get("debug", False)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="[hpsearch] %(levelname)s: %(message)s")
     try:
-        settings = settings_from_args(args, argv)
-        if args.list:
-            print_listing(settings, args.format)
+        settings = settings_from_args(given, argv)
+        if settings.list:
+            try:
+                print_listing(settings, settings.format)
+            except BrokenPipeError:
+                _stdout_closed()
             return 0
         # nvidia-smi answers while the search machinery is imported: only now, so that
         # --help, --version and a mistyped flag end in parse_args without paying for it.
@@ -229,11 +300,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hpsearch.runner import run_search
 
         return run_search(settings, gpu_probe=probe)
-    except HpsearchError as exc:
-        if args.debug:
+    except Exception as exc:
+        if debug:
             raise
-        print(f"hpsearch: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        hint = getattr(exc, "resume_hint", "")
+        if disk_full(exc):
+            print(f"hpsearch: error: disk full (or over quota) while writing: {exc}; free some space, then "
+                  f"continue with: {hint or 'hpsearch --resume <search folder>'}", file=sys.stderr)
+            return EXIT_DISK_FULL
+        if isinstance(exc, HpsearchError):
+            print(f"hpsearch: error: {exc}" + (f"; continue with: {hint}" if hint else ""), file=sys.stderr)
+            return EXIT_USAGE
+        if isinstance(exc, (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+            print(f"hpsearch: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
     except KeyboardInterrupt:
         print("hpsearch: interrupted", file=sys.stderr)
         return 130
@@ -248,6 +329,9 @@ def console_main() -> None:
     """
     code = main()
     logging.shutdown()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_closed()
     sys.stderr.flush()
     os._exit(code)

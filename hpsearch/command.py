@@ -26,6 +26,21 @@ def strip_shell_quotes(value: str) -> str:
     return value
 
 
+def received_value(value: Any, strip_quotes: bool = True) -> Any:
+    """The value as the run receives it: a string without the outer quotes the shell removed.
+
+    The CSV and ``--list`` show this, so that ``'"my run"'`` reads ``my run`` there too.
+    """
+    if strip_quotes and isinstance(value, str):
+        return strip_shell_quotes(value)
+    return value
+
+
+def received_config(config: Mapping[str, Any], strip_quotes: bool = True) -> dict[str, Any]:
+    """:func:`received_value` of every value, in the configuration's order."""
+    return {key: received_value(value, strip_quotes) for key, value in config.items()}
+
+
 def render_flags(config: Mapping[str, Any], *, strip_quotes: bool = True) -> list[str]:
     """``{'lr': 0.1, 'adam': True, 'sgd': False}`` -> ``['--lr=0.1', '--adam']``."""
     flags = []
@@ -34,10 +49,7 @@ def render_flags(config: Mapping[str, Any], *, strip_quotes: bool = True) -> lis
             if value:
                 flags.append(f"--{key}")
             continue
-        text = str(value)
-        if strip_quotes and isinstance(value, str):
-            text = strip_shell_quotes(text)
-        flags.append(f"--{key}={text}")
+        flags.append(f"--{key}={received_value(value, strip_quotes)}")
     return flags
 
 

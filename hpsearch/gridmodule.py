@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import re
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -43,10 +42,23 @@ class GridSpec:
     argparse_handle: Callable | None = None
     strip_outer_quotes: bool = True
     warnings: list[str] = field(default_factory=list)
+    search_space: space.SearchSpace | None = None
 
     @property
     def where(self) -> str:
         return f"grid module {self.module_name} ({self.module_file})"
+
+    @property
+    def compiled(self) -> space.SearchSpace:
+        """The search space, compiled once (by :func:`load_grid_module`) for the whole search."""
+        if self.search_space is None:
+            self.search_space = space.SearchSpace.compile(self.grid, self.conditions)
+        return self.search_space
+
+    @property
+    def grid_keys(self) -> list[str]:
+        """The CSV's parameter columns: grid keys, then keys that conditions add."""
+        return self.compiled.keys()
 
     def settings(self) -> dict[str, Any]:
         """The plain-data part, saved in ``search.json`` for the postprocessor."""
@@ -59,31 +71,26 @@ class GridSpec:
             "out_arg": self.out_arg,
             "performance_key": self.performance_key,
             "performance_sort_asc": self.performance_sort_asc,
-            "grid_keys": space.grid_keys(self.grid),
+            "grid_keys": self.grid_keys,
+            "strip_outer_quotes": self.strip_outer_quotes,
         }
 
 
 def import_grid_module(name: str, search_path: list[Path]) -> ModuleType:
-    """Import ``name`` (dotted module name, or a path to a ``.py`` file).
+    """Import ``name``: a dotted module name, or a path to a file (``.py`` may be left out).
 
     The current directory and ``search_path`` are put on ``sys.path`` first,
     because users run us from their project folder as they ran hypnettorch
-    with ``python -m``, which puts the current directory there too.
+    with ``python -m``, which puts the current directory there too. A file in
+    a package is imported under its dotted name, from the package's root, so
+    that it can import its sibling modules as ``from mysim.base import X``.
     """
     for folder in reversed([Path.cwd(), *search_path]):
-        entry = str(folder.resolve())
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
+        _put_on_path(folder)
     try:
-        if name.endswith(".py") or "/" in name:
-            path = Path(name).resolve()
-            if not path.is_file():
-                raise GridModuleError(f"grid module file {name} does not exist")
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            assert module_spec is not None and module_spec.loader is not None
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-            return module
+        path = _module_path(name)
+        if path is not None:
+            return _import_file(path)
         return importlib.import_module(name)
     except SpaceError as exc:  # a constructor such as uniform(1, 0) refused its arguments
         raise GridModuleError(f"grid module {name}: {exc}") from None
@@ -102,6 +109,39 @@ def import_grid_module(name: str, search_path: list[Path]) -> ModuleType:
         raise GridModuleError(f"grid module {name}: importing it failed: {_describe_exception(exc)}") from None
 
 
+def _put_on_path(folder: Path) -> None:
+    entry = str(folder.resolve())
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+
+def _module_path(name: str) -> Path | None:
+    """The file ``name`` means, if it names one (``mysim/my_grid``, ``my_grid.py``); else None."""
+    if not (name.endswith(".py") or "/" in name):
+        return None
+    for candidate in (Path(name), Path(name + ".py")):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise GridModuleError(f"grid module file {name} does not exist")
+
+
+def _import_file(path: Path) -> ModuleType:
+    """Import a grid module file: by its dotted name if it lies in a package, else on its own."""
+    parts, folder = [path.stem], path.parent
+    while (folder / "__init__.py").is_file() and folder.name.isidentifier():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    _put_on_path(folder)
+    if len(parts) > 1 and all(part.isidentifier() for part in parts):
+        return importlib.import_module(".".join(parts))
+    module_spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules.setdefault(path.stem, module)  # dataclasses and pickle look their module up there
+    module_spec.loader.exec_module(module)
+    return module
+
+
 def _describe_exception(exc: BaseException) -> str:
     """``Type: message (at file:line)`` of the innermost frame, without a traceback."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -114,13 +154,14 @@ def load_grid_module(
     *,
     grid_config: str = "",
     search_path: list[Path] | None = None,
-    allow_unknown_condition_keys: bool = False,
+    strict_conditions: bool = False,
 ) -> GridSpec:
     """Import and validate a grid module; ``grid_config`` may override grid/conditions.
 
-    A condition naming a parameter that is not in the grid is an error unless
-    ``allow_unknown_condition_keys``: hypnettorch silently dropped such
-    conditions, which hides typos; with the flag we drop them with a warning.
+    A condition whose ``cond`` names a parameter that is not in the grid is
+    dropped with a warning, as hypnettorch does (shared base conditions meet
+    grids that use only some of their keys); ``strict_conditions`` makes that
+    an error instead.
     """
     module = import_grid_module(name, search_path or [])
     module_file = Path(getattr(module, "__file__", None) or name).resolve()
@@ -129,46 +170,11 @@ def load_grid_module(
     if grid_config:
         attrs.update(_read_grid_config(grid_config))
     spec = _build_spec(name, module_file, attrs, where)
-    if not allow_unknown_condition_keys:
-        _check_condition_keys(spec)
+    dropped = spec.compiled.dropped
+    if strict_conditions and dropped:
+        more = f" (and {len(dropped) - 1} more)" if len(dropped) > 1 else ""
+        raise GridModuleError(f"{where}: {dropped[0]}{more} (refused because of --strict_conditions)")
     return spec
-
-
-def _check_condition_keys(spec: GridSpec) -> None:
-    """Refuse conditions on parameters that are not in the grid, except commented-out ones.
-
-    hypnettorch documents that commenting a parameter out of ``grid`` silently
-    disables the conditions on it; that case (the key still appears in a
-    comment of the module) keeps working, with the warning the space gives.
-    Any other unknown key is most likely a typo and would hide a condition.
-    """
-    known = set(space.grid_keys(spec.grid))
-    commented = _commented_out_keys(spec.module_file)
-    for number, condition in enumerate(spec.conditions, 1):
-        if any(key in commented and key not in known for mapping in condition for key in mapping):
-            continue  # dropped by the space, with a warning
-        for part, mapping in zip(("condition", "action"), condition):
-            unknown = [key for key in mapping if key not in known]
-            if not unknown:
-                continue
-            import difflib  # deferred for start-up time: only a refused grid module needs it
-
-            hint = difflib.get_close_matches(unknown[0], sorted(known), n=1)
-            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise GridModuleError(
-                f"{spec.where}: attribute conditions, entry {number}: {part} key {unknown[0]!r} is not a grid "
-                f"key{suggestion}; fix it, or pass --allow_unknown_condition_keys to drop such conditions "
-                "with a warning as hypnettorch did"
-            )
-
-
-def _commented_out_keys(module_file: Path) -> set[str]:
-    """Quoted names on comment lines, e.g. ``#'int_option' : [1, 2, 3],``."""
-    try:
-        text = module_file.read_text(errors="replace")
-    except OSError:
-        return set()
-    return set(re.findall(r"""^\s*#.*?['"]([^'"\n]+)['"]""", text, flags=re.MULTILINE))
 
 
 def _read_attributes(module: ModuleType, where: str) -> dict[str, Any]:
@@ -180,17 +186,36 @@ def _read_attributes(module: ModuleType, where: str) -> dict[str, Any]:
 
 
 def _read_grid_config(path: str) -> dict[str, Any]:
-    """hypnettorch's ``--grid_config``: a pickle ``{'grid': ..., 'conditions': ...}``."""
-    import pickle  # deferred for start-up time: only --grid_config needs it
-
+    """hypnettorch's ``--grid_config``: ``{'grid': ..., 'conditions': ...}`` as a pickle, or as the
+    JSON file hypnettorch writes into its search folder (told apart by content, not by name)."""
     try:
         with open(path, "rb") as handle:
-            data = pickle.load(handle)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            raw = handle.read()
+    except OSError as exc:
         raise GridModuleError(f"--grid_config {path}: cannot be read: {exc}") from None
+    data = _json_grid_config(raw)
+    if data is None:
+        import pickle  # deferred for start-up time: only --grid_config needs it
+
+        try:
+            data = pickle.loads(raw)
+        except Exception as exc:  # a damaged pickle can raise nearly anything
+            raise GridModuleError(f"--grid_config {path}: neither JSON nor a readable pickle: {exc}") from None
     if not isinstance(data, dict) or not set(data) <= {"grid", "conditions"}:
         raise GridModuleError(f"--grid_config {path}: must hold a dict with keys 'grid' and/or 'conditions'")
     return dict(data)
+
+
+def _json_grid_config(raw: bytes) -> Any:
+    """The JSON document in ``raw``, or None if it is not JSON (then it should be a pickle)."""
+    import json  # deferred for start-up time
+
+    if raw[:1] == b"\x80":  # every pickle protocol >= 2 starts so
+        return None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def _build_spec(name: str, module_file: Path, attrs: dict[str, Any], where: str) -> GridSpec:
@@ -213,12 +238,22 @@ def _build_spec(name: str, module_file: Path, attrs: dict[str, Any], where: str)
     for attr in HANDLES:
         if attrs.get(attr) is not None and not callable(attrs[attr]):
             raise GridModuleError(f"{where}: attribute {attr} must be a function or None")
+    for attr in ("_PERFORMANCE_SORT_ASC", "_STRIP_OUTER_QUOTES"):
+        if attr in attrs and not isinstance(attrs[attr], bool):
+            raise GridModuleError(f"{where}: attribute {attr} must be True or False, got {attrs[attr]!r}")
     conditions = attrs["conditions"]
-    warnings = space.validate_space(attrs["grid"], conditions, where)
-    if out_arg in space.grid_keys(attrs["grid"]):
+    compiled = space.compile_checked(attrs["grid"], conditions, where)
+    if out_arg in compiled.node.keys():
         raise GridModuleError(
             f"{where}: grid key {out_arg!r} equals _OUT_ARG; hpsearch sets --{out_arg} itself, remove it from grid"
         )
+    for condition in compiled.conditions:
+        if out_arg in condition.then:
+            raise GridModuleError(
+                f"{where}: conditions[{condition.number}] (action) sets {out_arg!r}, which is _OUT_ARG; "
+                f"hpsearch sets --{out_arg} itself"
+            )
+    warnings = [f"{where}: {message}" for message in [*space.dropped_warnings(compiled), *compiled.warnings]]
     return GridSpec(
         module_name=name,
         module_file=module_file,
@@ -234,5 +269,6 @@ def _build_spec(name: str, module_file: Path, attrs: dict[str, Any], where: str)
         performance_eval=attrs.get("_PERFORMANCE_EVAL_HANDLE"),
         argparse_handle=attrs.get("_ARGPARSE_HANDLE"),
         strip_outer_quotes=bool(attrs.get("_STRIP_OUTER_QUOTES", True)),
-        warnings=list(warnings or []),
+        warnings=warnings,
+        search_space=compiled,
     )

@@ -7,11 +7,38 @@ hypnettorch did. Failed runs keep their row, with status and reason.
 Columns, in this order: the grid keys, the summary keywords (then any other
 summary keys, sorted), ``status``, ``reason``, the run folder under the name
 of ``_OUT_ARG``, and ``config_key``. Rows are sorted by the performance key;
-runs that are not done, or lack a value, come last.
+runs that are not done, or lack a value, come last. Column names are unique: a
+summary key that clashes with another column gets a ``summary_`` prefix, one of
+our own columns that clashes with a grid key an ``hpsearch_`` prefix.
+
+Any value survives the file. Each cell holds the text of its value: ``str()``
+of it (``0.1``, ``1e-05``, ``nan``, ``True``, ``[1, 2]``, a string as it is,
+every character kept), nothing for None, and a summary's list of numbers as
+``0.1,0.2,0.3`` (as hypnettorch wrote it). Cells holding ``;``, ``"``, ``\n``
+or ``\r`` are quoted, quotes doubled; lines end in ``\n``. That is what
+"the same value" means, in two readings:
+
+* ``pandas.read_csv(path, sep=";", dtype=str, keep_default_na=False)`` gives
+  back every cell's text exactly, and one row per run;
+* ``pandas.read_csv(path, sep=";")`` gives one row per run, every value in its
+  own cell, read the way pandas reads that text: numbers we wrote come back
+  equal (floats exactly), but a column of text that all looks like numbers
+  becomes numbers (``"007"`` reads 7, ``"1e5"`` 100000.0), a column of
+  ``True``/``False`` becomes booleans, and texts pandas takes for missing
+  (``""``, ``nan``, ``NA``, ``None``, ``null``...) read as NaN.
+
+The file is written with the ``csv`` module, not pandas: a table of texts
+needs nothing more, the driver can then write it without the third of a
+second pandas takes to import, and the driver and its helper (see
+:mod:`hpsearch.report_writer`) produce the same bytes. The ``csv`` module
+quotes a bare ``\r`` only when it is part of the line terminator, so rows are
+made with ``\r\n`` and their terminator cut back to ``\n``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 import sys
@@ -19,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
-from hpsearch.atomic import write_text_atomic
+from hpsearch.atomic import write_bytes_atomic
+from hpsearch.command import received_config
 
 if TYPE_CHECKING:
     import pandas
@@ -29,6 +57,8 @@ if TYPE_CHECKING:
 SEPARATOR = ";"
 FIXED_COLUMNS = ("status", "reason")
 KEY_COLUMN = "config_key"
+SUMMARY_PREFIX = "summary_"
+OWN_PREFIX = "hpsearch_"
 
 
 @dataclass(slots=True)
@@ -64,12 +94,12 @@ class _Packed(NamedTuple):
     search keeps every row in memory, so each row is a few small tuples."""
 
     rank: float | None
-    config: tuple
-    extra_config: dict | None
-    summary: tuple
-    extra_summary: dict | None
+    config: tuple[str, ...]
+    extra_config: dict[str, str] | None
+    summary: tuple[str, ...]
+    extra_summary: dict[str, str] | None
     status: str
-    reason: str | None
+    reason: str
     run_dir: str
     key: str
 
@@ -104,11 +134,17 @@ class ResultsReport:
 
     def write(self) -> None:
         """Write the whole table to :attr:`path` (temporary file + rename)."""
-        write_text_atomic(self.path, self._frame().to_csv(sep=SEPARATOR, index=False))
+        write_table(self.path, *self._table())
+
+    def text(self) -> str:
+        """The file's content, as :meth:`write` would write it."""
+        return table_text(*self._table())
 
     def dataframe(self) -> "pandas.DataFrame":
-        """The table as written, with column types inferred (numbers as numbers)."""
-        return self._frame().infer_objects()
+        """The table as a user reads the file: ``pandas.read_csv(path, sep=";")``."""
+        import pandas
+
+        return pandas.read_csv(io.StringIO(self.text()), sep=SEPARATOR)
 
     # ---- building the table
 
@@ -116,34 +152,30 @@ class ResultsReport:
         summary = row.summary or {}
         return _Packed(
             rank=self._rank(row),
-            config=tuple(row.config.get(key) for key in self.grid_keys),
-            extra_config={k: v for k, v in row.config.items() if k not in self.grid_keys} or None,
-            summary=tuple(_cell(summary.get(key)) for key in self.summary_keys),
-            extra_summary={k: _cell(v) for k, v in summary.items() if k not in self.summary_keys} or None,
-            status=sys.intern(row.status),  # a handful of words, one copy each however many rows
-            reason=row.reason,
-            run_dir=row.run_dir,
+            config=tuple(cell_text(row.config.get(key)) for key in self.grid_keys),
+            extra_config={k: cell_text(v) for k, v in row.config.items() if k not in self.grid_keys} or None,
+            summary=tuple(summary_text(summary.get(key)) for key in self.summary_keys),
+            extra_summary={k: summary_text(v) for k, v in summary.items() if k not in self.summary_keys} or None,
+            status=sys.intern(str(row.status)),  # a handful of words, one copy each however many rows
+            reason=cell_text(row.reason),
+            run_dir=str(row.run_dir),
             key=row.key,
         )
 
-    def _frame(self) -> "pandas.DataFrame":
-        """The table with object columns: ints stay ints, ``1e-05`` stays a float."""
-        import pandas
-
+    def _table(self) -> tuple[list[str], list[list[str]]]:
+        """Column names and the rows' cell texts, rows in their order."""
         rows = sorted(self._rows.values(), key=_sort_key)
         extra_config = sorted({key for row in rows for key in (row.extra_config or ())})
         extra_summary = sorted({key for row in rows for key in (row.extra_summary or ())})
         config_columns = [*self.grid_keys, *extra_config]
-        summary_columns = [*self.summary_keys, *extra_summary]
-        names = [*config_columns, *_labels(summary_columns, set(config_columns)), *FIXED_COLUMNS, self.out_arg,
-                 KEY_COLUMN]
+        names = column_names(config_columns, [*self.summary_keys, *extra_summary], self.out_arg)
         table = [
-            [*row.config, *((row.extra_config or {}).get(key) for key in extra_config),
-             *row.summary, *((row.extra_summary or {}).get(key) for key in extra_summary),
-             row.status, row.reason, row.run_dir, row.key or None]
+            [*row.config, *((row.extra_config or {}).get(key, "") for key in extra_config),
+             *row.summary, *((row.extra_summary or {}).get(key, "") for key in extra_summary),
+             row.status, row.reason, row.run_dir, row.key]
             for row in rows
         ]
-        return pandas.DataFrame(table, columns=names, dtype=object)
+        return names, table
 
     def _rank(self, row: ReportRow) -> float | None:
         """The value a done row is sorted by (negated for descending order)."""
@@ -162,10 +194,24 @@ def _sort_key(row: _Packed) -> tuple:
     return (1 if row.status == "done" else 2, 0.0, row.run_dir)
 
 
-def _labels(summary_columns: list[str], taken: set[str]) -> list[str]:
-    """Summary column names; one that clashes with a grid or fixed column gets a ``summary_`` prefix."""
-    taken = taken | set(FIXED_COLUMNS) | {KEY_COLUMN}
-    return [f"summary_{key}" if key in taken else key for key in summary_columns]
+def column_names(config_columns: Sequence[str], summary_columns: Sequence[str], out_arg: str) -> list[str]:
+    """The header: grid keys as they are, then summary keys, then our own columns, no name twice.
+
+    pandas would read a repeated name as ``name.1``; so a summary key that
+    clashes gets ``summary_`` prefixes, one of our columns ``hpsearch_`` ones.
+    """
+    names = [str(name) for name in config_columns]
+    taken = set(names) | set(FIXED_COLUMNS) | {str(out_arg), KEY_COLUMN}
+    for key in summary_columns:
+        label = str(key)
+        while label in taken or label in names:
+            label = SUMMARY_PREFIX + label
+        names.append(label)
+    for own in (*FIXED_COLUMNS, str(out_arg), KEY_COLUMN):
+        while own in names:
+            own = OWN_PREFIX + own
+        names.append(own)
+    return names
 
 
 def ranking_value(value: Any) -> float | None:
@@ -178,11 +224,51 @@ def ranking_value(value: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _cell(value: Any) -> Any:
-    """A summary cell: numbers as they are, a list as ``0.1,0.2,0.3``, other values unchanged."""
+def cell_text(value: Any) -> str:
+    """What a cell shows of a value: nothing for None, else ``str()`` (``1e-05``, ``True``, ``[1, 'a']``)."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def summary_text(value: Any) -> str:
+    """A summary cell: a list of numbers as ``0.1,0.2,0.3``, anything else as :func:`cell_text`."""
     if isinstance(value, (list, tuple)) and all(_is_number(item) for item in value):
         return ",".join(_number_text(item) for item in value)
-    return value
+    return cell_text(value)
+
+
+class _RowSink:
+    """Receives the ``csv`` writer's rows (one ``write`` per row) and ends each with ``\n``.
+
+    The writer is told the terminator is ``\r\n`` so that it quotes every cell
+    holding a ``\r`` or a ``\n``; the ``\r`` is taken off again here.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, line: str) -> None:
+        self.lines.append(line[:-2] + "\n")
+
+
+def table_text(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The CSV text of a header and rows of cell texts (see the module docstring)."""
+    sink = _RowSink()
+    writer = csv.writer(sink, delimiter=SEPARATOR, quotechar='"', doublequote=True,
+                        quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return "".join(sink.lines)
+
+
+def write_table(path: Path, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Replace the CSV file at ``path`` atomically; the one place ``search_results.csv`` is written.
+
+    Text that UTF-8 cannot hold (a lone surrogate from a file name) is
+    written as a backslash escape rather than failing the write.
+    """
+    write_bytes_atomic(Path(path), table_text(columns, rows).encode("utf-8", errors="backslashreplace"))
 
 
 def _is_number(value: Any) -> bool:
@@ -193,11 +279,11 @@ def _number_text(value: int | float) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def row_from_record(record: "RunRecord", search_dir: Path) -> ReportRow:
-    """The table row of a stored run; the folder is given as a full path."""
+def row_from_record(record: "RunRecord", search_dir: Path, strip_quotes: bool = True) -> ReportRow:
+    """The table row of a stored run (values as the run received them); the folder as a full path."""
     return ReportRow(
         key=record.key,
-        config=record.config,
+        config=received_config(record.config, strip_quotes),
         status=record.status.value,
         reason=record.reason,
         run_dir=os.path.join(search_dir, record.run_dir),  # not pathlib: it interns every folder name

@@ -1,12 +1,21 @@
 """Keep ``search_results.csv`` up to date without ever stalling the driver.
 
-Importing pandas costs a third of a second and rewriting a 20,000-row table a
-few tenths more; done by the driver, each would hold back the runs waiting to
-start. So the driver streams every changed row, one JSON line per batch, to a
-helper process (``python -m hpsearch.report_writer``) that imports pandas at a
-lower CPU priority, keeps the table and rewrites the file atomically at most
-every ``interval`` seconds, and once more when its input ends. The input also
-ends when the driver is killed, so the table is brought up to date then too.
+Rewriting a 20,000-row table takes a tenth of a second or more; done by the
+driver now and then, it would hold back the runs waiting to start. So the
+driver streams every changed row, one JSON line per batch (each row a dict of
+:class:`~hpsearch.report.ReportRow`'s fields), to a helper process
+(``python -m hpsearch.report_writer``) that runs at a lower CPU priority,
+keeps the table and rewrites the file atomically at most every ``interval``
+seconds. The helper imports no more than the ``csv`` module, so it is ready
+at once.
+
+The end of a search waits for nobody starved: on a machine whose cores are
+all busy, a helper at nice +10 gets a sliver of a core, and waiting for its
+last write once took the driver seconds. So :meth:`LiveReport.close` kills
+the helper (a killed process needs no CPU time of its own to stop) and
+writes the final table itself, from the run store, which holds every row.
+Only when the driver is killed does the helper write last: its input ends,
+it writes what it received and exits.
 
 If the helper cannot start or dies, :class:`LiveReport` falls back to keeping
 the table and writing it in the driver, throttled by the write's own cost, as
@@ -15,30 +24,30 @@ before; the run store holds every row, so nothing is lost on the way.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Callable, Iterable
 
+from hpsearch.atomic import remove_temps
 from hpsearch.report import ReportRow, ResultsReport
 
 NICENESS = 10
 """How much lower the helper's CPU priority is: it should use idle cores, not
 the ones runs are starting on."""
 
-CLOSE_TIMEOUT = 120.0
-"""Seconds the driver waits for the helper's last write of a huge table."""
+KILL_TIMEOUT = 10.0
+"""Seconds the driver waits for the killed helper to be gone (it takes
+milliseconds; the bound is for a process stuck in the kernel, e.g. on NFS)."""
 
-_SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-"""numpy's BLAS would otherwise start a thread per core that spins after the
-import; writing a CSV needs none of them."""
+_ROW_FIELDS = tuple(field.name for field in fields(ReportRow))
 
 _BOOT = "import sys; sys.path.append(sys.argv[1]); from hpsearch.report_writer import run; run()"
 
@@ -72,10 +81,12 @@ class _Pacer:
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.written = 0.0
+        self.written: float | None = None  # monotonic() counts from boot: no number means "never"
         self.cost = 0.0
 
     def due(self) -> float:
+        if self.written is None:
+            return -float("inf")
         return self.written + max(self.interval, 10 * self.cost)
 
     def is_due(self) -> bool:
@@ -92,12 +103,13 @@ class _Pacer:
 
 
 def _encode_rows(rows: Iterable[ReportRow]) -> bytes:
-    items = [[r.key, r.config, r.status, r.reason, r.run_dir, r.summary] for r in rows]
-    return json.dumps(items, ensure_ascii=False).encode() + b"\n"
+    """One line of JSON: a list of rows, each by field name (ASCII, so any text travels)."""
+    items = [{name: getattr(row, name) for name in _ROW_FIELDS} for row in rows]
+    return json.dumps(items).encode("ascii") + b"\n"
 
 
 def _decode_rows(line: bytes) -> list[ReportRow]:
-    return [ReportRow(*item) for item in json.loads(line)]
+    return [ReportRow(**item) for item in json.loads(line)]
 
 
 # --------------------------------------------------------------------------- driver side
@@ -117,7 +129,6 @@ class WriterProcess:
         package_parent = str(Path(__file__).resolve().parent.parent)
         proc = subprocess.Popen(
             [sys.executable, "-c", _BOOT, package_parent],
-            env={**os.environ, **_SINGLE_THREADED},
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C meant for the driver must not cut the last write short
@@ -138,18 +149,26 @@ class WriterProcess:
             return False
         return True
 
-    def close(self, timeout: float) -> bool:
-        """End the input and wait for the last write; True if it succeeded."""
+    def stop(self, path: Path) -> None:
+        """Kill the helper, whatever it is doing, and remove a write to ``path`` it left half done.
+
+        SIGKILL takes effect without the helper being given CPU time to react,
+        so this does not wait on a starved process; once it is reaped, no
+        rename of an older table can land after the driver's final write.
+        """
+        try:
+            self.proc.send_signal(signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(KILL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
         try:
             self.proc.stdin.close()
         except OSError:
             pass
-        try:
-            return self.proc.wait(timeout) == 0
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return False
+        remove_temps(path, self.proc.pid)
 
 
 def _lower_priority(pid: int) -> None:
@@ -247,13 +266,14 @@ class LiveReport:
         return self._pacer.due()
 
     def close(self) -> None:
-        """Bring the file up to date, whoever writes it."""
-        self.refresh()
+        """Write the final table here, after stopping the helper (see the module docstring)."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
-            if writer.close(CLOSE_TIMEOUT):
-                return
-            self._take_over("the report writer failed")
+            writer.stop(Path(self.layout.path))
+            self._load_all()
+            for row in self._pending:
+                self._local.set_row(row)
+            self._pending.clear()
         self._dirty = True
         self.refresh(force=True)
 
@@ -261,10 +281,13 @@ class LiveReport:
         self.warn(f"warning: {why}; writing {self.layout.path} from the driver instead")
         self._writer = None
         self._pending.clear()
+        self._load_all()
+        self._dirty = True
+
+    def _load_all(self) -> None:
         self._local = self.layout.build()
         for row in self.all_rows():
             self._local.set_row(row)
-        self._dirty = True
 
 
 # --------------------------------------------------------------------------- the helper process
@@ -294,12 +317,6 @@ def main() -> int:
         return 0
     report = ReportLayout(**header["layout"]).build()
     pacer = _Pacer(float(header["interval"]))
-    gc.disable()  # the import allocates a lot and frees little: collections would only cost time
-    import pandas  # noqa: F401  (imported now, while the driver is busy, not at the first write)
-
-    gc.enable()
-    gc.freeze()  # what the import made lives as long as we do; later collections can skip it
-
     inbox: queue.Queue[bytes | None] = queue.Queue()
     threading.Thread(target=_read_lines, args=(sys.stdin.buffer, inbox), daemon=True).start()
     dirty, error = False, None
@@ -319,7 +336,7 @@ def main() -> int:
                 continue  # a line cut short by the driver's death
         if dirty and pacer.is_due():
             error, dirty = _write(report, pacer), False
-    if dirty or pacer.written == 0.0:
+    if dirty or pacer.written is None:
         error = _write(report, pacer)
     if error:
         print(error, file=sys.stderr)
@@ -327,8 +344,7 @@ def main() -> int:
 
 
 def run() -> None:
-    """Entry point: skips the interpreter's teardown of pandas (a tenth of a
-    second), which the driver would otherwise wait for."""
+    """Entry point: exits without the interpreter's teardown, which nobody needs."""
     code = main()
     sys.stderr.flush()
     os._exit(code)

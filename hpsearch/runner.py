@@ -18,11 +18,12 @@ from typing import Any, Iterable, Sequence
 
 from hpsearch import space
 from hpsearch.command import render_argv
-from hpsearch.errors import GridModuleError, HpsearchError, SubmissionError, UsageError
+from hpsearch.errors import GridModuleError, HpsearchError, SpaceError, SubmissionError, UsageError
 from hpsearch.executors.base import Executor, Wakeup
 from hpsearch.executors.factory import ExecutorFactory, choose_executor
 from hpsearch.gpu.probe import GpuProbe
 from hpsearch.gridmodule import GridSpec, load_grid_module
+from hpsearch.options import saved_values
 from hpsearch.progress import Progress
 from hpsearch.report import ReportRow, row_from_record
 from hpsearch.report_writer import LiveReport, ReportLayout
@@ -34,6 +35,7 @@ from hpsearch.searchdir import (
     prepare_run_folder,
     record_result,
     resolve_search_folder,
+    resume_hint,
     run_name,
     save_settings,
     write_commands,
@@ -44,6 +46,7 @@ from hpsearch.verdict import SummaryReader, judge
 
 FAIL_FAST_LINES = 10
 """Lines of the failing run's stderr shown when the search fails fast."""
+REPORT_INTERVAL = 1.0  # seconds between two writes of search_results.csv at most
 
 # --------------------------------------------------------------------------- set-up
 
@@ -57,7 +60,7 @@ def load_and_check(settings: SearchSettings, *, need_script: bool = True) -> Gri
         settings.grid_module,
         grid_config=settings.grid_config,
         search_path=[run_cwd],
-        allow_unknown_condition_keys=settings.allow_unknown_condition_keys,
+        strict_conditions=settings.strict_conditions,
     )
     script = run_cwd / spec.script_name
     if need_script and not script.is_file():
@@ -65,22 +68,22 @@ def load_and_check(settings: SearchSettings, *, need_script: bool = True) -> Gri
             f"{spec.where}: attribute _SCRIPT_NAME {spec.script_name!r} does not exist under "
             f"--run_cwd {run_cwd.resolve()}"
         )
-    if settings.num_searches == 0 or settings.num_searches < -1:
-        raise UsageError(f"--num_searches must be -1 (all) or positive, got {settings.num_searches}")
     return spec
 
 
 def enumerate_configs(spec: GridSpec, settings: SearchSettings) -> list[dict[str, Any]]:
-    configs = list(
-        space.iter_configurations(
-            spec.grid,
-            spec.conditions,
-            num_searches=settings.num_searches,
-            random_search=settings.random_search,
-            shuffle=settings.shuffle,
-            seed=settings.seed,
+    try:  # every configuration, so that a bad derived value stops us before anything is created
+        configs = list(
+            space.configurations(
+                spec.compiled,
+                num_searches=settings.num_searches,
+                random_search=settings.random_search,
+                shuffle=settings.shuffle,
+                seed=settings.seed,
+            )
         )
-    )
+    except SpaceError as exc:
+        raise SpaceError(f"{spec.where}: {exc}") from None
     if not configs:
         raise GridModuleError(f"{spec.where}: the grid and conditions yield no configuration")
     return configs
@@ -131,13 +134,13 @@ class SearchDriver:
         self.reader = SummaryReader(spec.summary_filename, spec.summary_keywords, spec.summary_parser)
         layout = ReportLayout(
             path=str(folder.results_path),
-            grid_keys=space.grid_keys(spec.grid),
+            grid_keys=spec.grid_keys,
             summary_keys=list(spec.summary_keywords),
             out_arg=spec.out_arg,
             performance_key=spec.performance_key,
             sort_ascending=spec.performance_sort_asc,
         )
-        self.report = LiveReport(layout, self._stored_rows, interval=settings.csv_interval,
+        self.report = LiveReport(layout, self._stored_rows, interval=REPORT_INTERVAL,
                                  warn=progress.message, use_helper=report_helper and not settings.generate_only)
         self.stop_signal: int | None = None
         self._signals_seen = 0
@@ -221,7 +224,8 @@ class SearchDriver:
     def _stored_rows(self) -> list[ReportRow]:
         """The row of every run started so far, from the store."""
         started = [status for status in RunStatus if status != RunStatus.QUEUED]
-        return [row_from_record(record, self.folder.path) for record in self.store.records(started)]
+        return [row_from_record(record, self.folder.path, self.spec.strip_outer_quotes)
+                for record in self.store.records(started)]
 
     def _refresh_outputs(self) -> None:
         self.report.refresh()
@@ -246,14 +250,14 @@ class SearchDriver:
         if self.failing_fast and self.stop_signal is None:
             self.progress.message(
                 f"stopped after {self._failures} failed runs, {self._queued()} not started; fix the cause, then "
-                f"run them with: hpsearch --resume {self.folder.path} --rerun_failed"
+                f"run them with: {resume_hint(self.folder.path)} --rerun_failed"
             )
         if self.stop_signal is not None:
             left = self.executor.in_flight()
             note = f"; {left} jobs keep running and will be adopted on resume" if left else ""
             self.progress.message(
                 f"stopped by {signal.Signals(self.stop_signal).name}{note}; resume with: "
-                f"hpsearch --grid_module={self.settings.grid_module} --resume {self.folder.path}"
+                f"{resume_hint(self.folder.path)}"
             )
 
     def _should_cancel(self) -> bool:
@@ -321,9 +325,8 @@ class SearchDriver:
         if errors:
             raise errors[0]
         self.progress.message(
-            f"{self.executor.generated(len(specs))}. "
-            f"After submitting, collect the results with: hpsearch --grid_module={self.settings.grid_module} "
-            f"--resume {self.folder.path} (or python -m postprocessing {self.folder.path})"
+            f"{self.executor.generated(len(specs))}. After submitting, collect the results with: "
+            f"{resume_hint(self.folder.path)} (or python -m postprocessing {self.folder.path})"
         )
         return 0
 
@@ -365,7 +368,7 @@ class SearchDriver:
         )
         self._move(record.status, status)
         ended_record = dataclasses.replace(record, status=status, reason=reason, summary=summary)
-        self.report.set_row(row_from_record(ended_record, self.folder.path))
+        self.report.set_row(row_from_record(ended_record, self.folder.path, self.spec.strip_outer_quotes))
         record_result(
             self.folder.path / record.run_dir,
             {
@@ -489,6 +492,9 @@ def run_search(
                 return driver.run()
             finally:
                 wakeup.close()
+        except (HpsearchError, OSError) as exc:
+            exc.resume_hint = resume_hint(folder.path)  # type: ignore[attr-defined]  # the CLI prints it
+            raise
         finally:
             store.close()
 
@@ -497,14 +503,18 @@ def _prepare_store(
     store: RunStore, folder: SearchFolder, spec: GridSpec, settings: SearchSettings, configs: list[dict[str, Any]]
 ) -> None:
     stamp = store.get_meta("stamp")
-    if stamp is None:
+    new = stamp is None
+    if new:
         stamp = datetime.now().strftime("%Y%m%d%H%M%S")
+    # first, so that a session failing below (a full disk) is continued by --resume DIR alone
+    save_settings(folder.path, {**spec.settings(), "stamp": stamp, "driver_argv": settings.driver_argv,
+                                "run_cwd": str(Path(settings.run_cwd).resolve()), "options": saved_values(settings)},
+                  spec.module_file)
+    if new:
         store.set_meta("stamp", stamp)
         store.set_meta("created", time.time())
     width = max(len(str(len(configs))), int(store.get_meta("name_width", 0) or 0))
     store.set_meta("name_width", width)
     store.add_configs(((space.config_key(c), c) for c in configs), lambda i: run_name(stamp, i, width))
-    save_settings(folder.path, {**spec.settings(), "stamp": stamp, "driver_argv": settings.driver_argv,
-                                "run_cwd": str(Path(settings.run_cwd).resolve())}, spec.module_file)
     argvs = (run_argv(settings, spec, folder.path, record) for record in store.records())
     write_commands(folder.path, argvs, Path(settings.run_cwd).resolve())

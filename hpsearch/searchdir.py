@@ -8,7 +8,11 @@ how it ended) is written into its folder, atomically.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -92,14 +96,48 @@ def saved_settings(folder: Path) -> dict[str, Any] | None:
 
 
 def save_settings(folder: Path, settings: dict[str, Any], module_file: Path) -> None:
-    """Keep a copy of the grid module and the plain settings for the postprocessor."""
+    """Keep a copy of the grid module and the plain settings for the postprocessor and ``--resume``.
+
+    What an earlier session saved stays: ``driver_argv`` is the first
+    session's argv and ``options`` the options the search was started with
+    (except a larger ``num_searches``, which extended it); ``sessions`` gains
+    this session's ``{argv, started, host, pid}``.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(folder / SETTINGS_FILE, settings)
+    old = saved_settings(folder) or {}
+    argv = list(settings.get("driver_argv") or [])
+    sessions = old.get("sessions") if isinstance(old.get("sessions"), list) else []
+    if not sessions and "driver_argv" in old:  # written by an hpsearch that kept no history
+        sessions = [{"argv": old["driver_argv"]}]
+    merged = {
+        **settings,
+        "driver_argv": old.get("driver_argv", argv),
+        "options": _merged_options(old.get("options"), settings.get("options")),
+        "sessions": [*sessions, {"argv": argv, "started": time.time(), "host": socket.gethostname(),
+                                 "pid": os.getpid()}],
+    }
+    write_json_atomic(folder / SETTINGS_FILE, merged)
     target = folder / module_file.name
     if module_file.is_file() and module_file.resolve() != target.resolve():
         temp = target.with_name(f".{target.name}.tmp")
         shutil.copyfile(module_file, temp)
         temp.replace(target)
+
+
+def _merged_options(old: Any, new: Any) -> dict[str, Any]:
+    if not isinstance(old, dict) or not old:
+        return dict(new or {})
+    merged = dict(old)
+    if isinstance(new, dict) and isinstance(old.get("num_searches"), int) and isinstance(new.get("num_searches"), int):
+        before, after = old["num_searches"], new["num_searches"]
+        if before > 0 and (after == -1 or after > before):
+            merged["num_searches"] = after
+    return merged
+
+
+def resume_hint(folder: Path) -> str:
+    """The one command that continues the search in ``folder`` as it was started."""
+    return f"hpsearch --resume {shlex.quote(str(folder))}"
 
 
 def write_commands(folder: Path, argvs: Iterable[Sequence[str]], cwd: Path) -> None:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
+from hpsearch.command import received_config
 from hpsearch.errors import HpsearchError, SummaryError
 from hpsearch.runs import Outcome, RunStatus, read_exit_code
 from hpsearch.report import ReportRow
@@ -45,7 +46,7 @@ def read_run(folder: Path, reader: SummaryReader) -> ReportRow | None:
     if not isinstance(info, dict) or not isinstance(info.get("key"), str):
         _warn(f"{folder}: {RUN_INFO_FILE} is unreadable; folder skipped")
         return None
-    key, config = info["key"], info.get("config") or {}
+    key, config = info["key"], received_config(info.get("config") or {})  # as the run received them
     index = info.get("index") if isinstance(info.get("index"), int) else 0
     result = _read_json(folder / RUN_RESULT_FILE)
     if isinstance(result, dict) and result.get("status"):
@@ -94,7 +95,7 @@ def missing_runs(out_dir: Path, present: set[str], out_arg: str) -> list[ReportR
         if record.run_dir in present:
             continue
         reason = "not started" if record.status == RunStatus.QUEUED else f"run folder gone (store: {record.status.value})"
-        rows.append(ReportRow(record.key, record.config, MISSING, reason, str(out_dir / record.run_dir), None))
+        rows.append(ReportRow(record.key, received_config(record.config), MISSING, reason, str(out_dir / record.run_dir), None))
     return rows
 
 

@@ -96,7 +96,7 @@ def _handle(module: ModuleType, attribute: str, module_name: str) -> Callable | 
 
 
 def _info_from_module(name: str, search_path: list[Path]) -> SearchInfo:
-    spec = load_grid_module(name, search_path=search_path, allow_unknown_condition_keys=True)
+    spec = load_grid_module(name, search_path=search_path)
     settings = spec.settings()
     return SearchInfo(
         summary_filename=spec.summary_filename,

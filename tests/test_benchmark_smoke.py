@@ -94,3 +94,13 @@ def test_quick_benchmark_writes_sane_results(tmp_path):
     assert scale["rss_end_mb"] > 1 and scale["rss_start_mb"] > 1, data["workloads"]["scale"]["details"]
     assert scale["postprocessing_s"] > 0
     assert "PASS" in proc.stdout and "written to" in proc.stdout
+
+
+def test_cpu_hogs_of_the_loaded_workload_stop_by_themselves():
+    from benchmarks.loaded import _HOG, cpu_hogs
+
+    hog = subprocess.Popen([sys.executable, "-c", _HOG, "0.3"])  # a lifetime of 0.3 s
+    assert hog.wait(60) == 0
+    with cpu_hogs(1, lifetime=60) as (running,):
+        assert running.poll() is None
+    assert running.poll() is not None  # ended with the workload, not after its lifetime

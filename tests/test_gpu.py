@@ -164,7 +164,7 @@ def test_background_poll_hands_every_error_to_the_caller(fake_gpus):
         assert not poll.in_flight
 
 
-def _wait_for(condition, timeout: float = 10.0) -> None:
+def _wait_for(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"

@@ -290,7 +290,20 @@ BAD_MODULES = {
     "no finished keyword": ("_SUMMARY_KEYWORDS = ['score']", "finished"),
     "grid key is out arg": ("grid['out_dir'] = ['x']", "out_dir"),
     "empty value list": ("grid['i'] = []", "'i'"),
-    "unknown condition key": ("conditions = [({'ii': [1]}, {'mode': ['ok']})]", "'ii'"),
+    "empty grid": ("grid = {}", "grid is an empty dict"),
+    "grid key with '='": ("grid['a=b'] = [1]", "'a=b'"),
+    "grid key with whitespace": ("grid['a b'] = [1]", "'a b'"),
+    "grid key starting with '-'": ("grid['-a'] = [1]", "'-a'"),
+    "sort order not a boolean": ("_PERFORMANCE_SORT_ASC = 'yes'", "_PERFORMANCE_SORT_ASC"),
+    "strip quotes not a boolean": ("_STRIP_OUTER_QUOTES = 1", "_STRIP_OUTER_QUOTES"),
+    "NUL in a grid value": ("grid['mode'] = ['o\\x00k']", "parameter 'mode', value 0: value 'o\\x00k' contains a NUL"),
+    "NUL in an action value": ("conditions = [({'i': [1]}, {'tag': ['\\x00']})]", "parameter 'tag': value '\\x00' contains a NUL"),
+    "NUL in a derived value": ("from hpsearch import derived\ngrid['tag'] = derived(lambda c: 'a\\x00' if c['i'] == 2 else 'a')",
+                               "derived parameter 'tag'"),
+    "action sets the out arg": ("conditions = [({'i': [1]}, {'out_dir': ['x']})]", "conditions[0] (action) sets 'out_dir'"),
+    "action sets a derived key": ("from hpsearch import derived\ngrid['d'] = derived(lambda c: 1)\n"
+                                  "conditions = [({'i': [1]}, {'d': [2]})]", "derived parameter 'd'"),
+    "cond value not a list": ("conditions = [({'i': 1}, {'mode': ['ok']})]", "conditions[0] (cond): parameter 'i'"),
     "missing script": ("_SCRIPT_NAME = 'nope.py'", "nope.py"),
     "syntax error": ("def broken(:", "SyntaxError"),
 }
@@ -330,28 +343,47 @@ def test_second_ctrl_c_kills_at_once_and_still_records_the_runs(tmp_path):
     env = dict(os.environ, HPSEARCH_TEST_LOG=str(log))
     driver = subprocess.Popen(hpsearch_cmd(*search_args(out, "--visible_gpus=-1", "--num_jobs=2")), cwd=project,
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: len(list(out.glob("sim_*/stubborn.ready"))) == 2, 30)  # SIGTERM handlers are in place
-    pids = [json.loads(line)["pid"] for line in log.read_text().splitlines()]
+    wait_for(lambda: log.exists() and log.read_text().count('"stubborn"') == 2, 60)  # SIGTERM handlers set
+    pids = [json.loads(line)["pid"] for line in log.read_text().splitlines() if '"start"' in line]
     driver.send_signal(signal.SIGINT)
-    # The first Ctrl-C has reached the runs, which ignore it: the driver waits out their grace period (5 s).
-    wait_for(lambda: len(list(out.glob("sim_*/sigterm.txt"))) == 2, 10)
+    # the first Ctrl-C has reached the runs; the driver waits out their grace period (5 s) now
+    wait_for(lambda: log.read_text().count('"ignored SIGTERM"') == 2, 60)
     assert driver.poll() is None
     driver.send_signal(signal.SIGINT)
-    wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                             for pid in pids), 3)
-    _, stderr = driver.communicate(timeout=20)  # the runs are recorded and the CSV written before the exit
+    second = time.monotonic()
+    _, stderr = driver.communicate(timeout=30)  # the runs are recorded and the CSV written before the exit
     assert driver.returncode == 128 + signal.SIGINT, stderr
+    assert time.monotonic() - second < 4  # not the grace period
+    wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                             for pid in pids), 30)
     table = read_results(out)
     assert list(table["status"]) == ["interrupted", "interrupted"]
     assert "stopped by SIGINT" in stderr
 
 
-def test_condition_on_a_commented_out_parameter_is_dropped_with_a_warning(tmp_path):
-    extra = "# grid['lr'] = [0.1, 0.2]  -- commented out for now\nconditions = [({'lr': [0.1]}, {'mode': ['ok']})]"
-    project = write_project(tmp_path / "p", {"i": [1, 2]}, extra=extra)
-    result = run_hpsearch(search_args(tmp_path / "s", "--visible_gpus=-1"), project)
+def test_condition_on_a_parameter_missing_from_the_grid_is_dropped_with_one_warning_line(tmp_path):
+    extra = ("# grid['lr'] = [0.1, 0.2]  -- commented out for now\n"
+             "conditions = [({'i': [1]}, {'tag': ['x']}), ({'lr': [0.1]}, {'mode': ['exit3']})]")
+    project = write_project(tmp_path / "p", {"i": [1, 2], "mode": ["ok"]}, extra=extra)
+    result = run_hpsearch(search_args(tmp_path / "s", "--visible_gpus=-1", "--allow_unknown_condition_keys"), project)
     assert result.returncode == 0, result.stderr
-    assert "warning" in result.stderr and "'lr'" in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "conditions[" in line]
+    assert "warning" in line and "conditions[1]" in line and "'lr'" in line and str(project / "grid_cfg.py") in line
+    assert "--allow_unknown_condition_keys is deprecated and has no effect" in result.stderr
+    results = read_results(tmp_path / "s")
+    assert set(results["status"]) == {"done"}  # the dropped condition's exit3 never happened
+    assert sorted(results["tag"].fillna("").tolist()) == ["", "x"]  # the kept condition's added flag
+
+
+def test_strict_conditions_refuse_a_condition_on_a_parameter_missing_from_the_grid(tmp_path):
+    project = write_project(tmp_path / "p", {"i": [1, 2], "mode": ["ok"]},
+                            extra="conditions = [({'ii': [1]}, {'mode': ['ok']})]")
+    out = tmp_path / "s"
+    result = run_hpsearch(search_args(out, "--visible_gpus=-1", "--strict_conditions"), project)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "grid_cfg" in line and "conditions[0]" in line and "'ii'" in line and "--strict_conditions" in line
+    assert not out.exists()
 
 
 def test_resume_with_only_the_search_folder(tmp_path):

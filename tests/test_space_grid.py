@@ -56,7 +56,7 @@ def test_grid_module_with_two_conditions_yields_the_hypnettorch_list(tmp_path):
         row(0.01, "adam", 0.0, False),
     ]
     assert space.validate_space(module.grid, module.conditions, "grid module m") == []
-    assert space.space_size(module.grid) == 4
+    assert space.SearchSpace.compile(module.grid, []).node.size() == 4
     assert space.grid_keys(module.grid) == ["lr", "optimizer", "momentum", "nesterov"]
 
 
@@ -70,14 +70,13 @@ def test_each_condition_is_applied_once_in_order_and_duplicates_keep_the_first()
     assert configs(grid, conditions, shuffle=False) == [{"a": 1, "b": 0}, {"a": 1, "b": 7}]
 
 
-def test_conditions_compare_values_by_content_and_type():
+def test_conditions_compare_values_as_python_does_and_the_last_duplicate_stays():
     grid = {"layers": [[100, 100], [200]], "flag": [True, 1], "x": [0]}
-    conditions = [({"layers": [[200]], "flag": [1]}, {"x": [5]})]
-    assert configs(grid, conditions, shuffle=False) == [
-        {"layers": [100, 100], "flag": True, "x": 0},
-        {"layers": [100, 100], "flag": 1, "x": 0},
-        {"layers": [200], "flag": True, "x": 0},
-        {"layers": [200], "flag": 1, "x": 5},
+    conditions = [({"layers": [[200]], "flag": [1]}, {"x": [5]})]  # 1 matches True too, as in hypnettorch
+    result = configs(grid, conditions, shuffle=False)
+    assert [list(config.items()) for config in result] == [
+        [("layers", [100, 100]), ("flag", 1), ("x", 0)],  # True == 1: one configuration, hypnettorch keeps the last
+        [("x", 5), ("layers", [200]), ("flag", 1)],  # the action's keys come first
     ]
 
 
@@ -85,20 +84,49 @@ def test_list_values_work_and_tuples_equal_lists_in_the_dedupe():
     grid = {"hidden": [[10, 10], (10, 10), [5]], "name": ["a b", '"quoted"']}
     result = configs(grid, shuffle=False)
     assert result == [
-        {"hidden": [10, 10], "name": "a b"},
-        {"hidden": [10, 10], "name": '"quoted"'},
+        {"hidden": (10, 10), "name": "a b"},
+        {"hidden": (10, 10), "name": '"quoted"'},
         {"hidden": [5], "name": "a b"},
         {"hidden": [5], "name": '"quoted"'},
     ]
 
 
-def test_condition_with_unknown_key_is_dropped_with_a_warning():
+def test_condition_whose_cond_names_an_unknown_key_is_dropped_with_a_warning_and_actions_add_keys():
     grid = {"a": [1, 2]}
-    conditions = [({"a": [1]}, {"typo": [3]}), ({"a": [2]}, {"a": [1]})]
+    conditions = [({"b": [1]}, {"a": [3]}), ({"a": [1]}, {"typo": [3]})]
     warnings = space.validate_space(grid, conditions, "grid module m (/x/m.py)")
-    assert len(warnings) == 1
-    assert warnings[0].startswith("grid module m (/x/m.py): condition 1 uses 'typo'")
-    assert configs(grid, conditions, shuffle=False) == [{"a": 1}]
+    assert warnings == ["grid module m (/x/m.py): conditions[0]: cond key 'b' is not a grid key; "
+                        "the condition is dropped, as hypnettorch drops it"]
+    assert [list(c.items()) for c in configs(grid, conditions, shuffle=False)] == [
+        [("typo", 3), ("a", 1)], [("a", 2)]]
+    assert space.SearchSpace.compile(grid, conditions).keys() == ["a", "typo"]
+
+
+def test_a_dropped_condition_is_not_looked_at_beyond_its_cond_keys():
+    conditions = [({"gone": 0.1}, "not a dict"), ({"a": [1]}, {"b": [5]})]  # hypnettorch drops the first
+    assert [list(c.items()) for c in configs({"a": [1]}, conditions)] == [[("b", 5), ("a", 1)]]
+
+
+def test_a_cond_value_in_no_value_list_warns_with_a_suggestion():
+    grid = {"opt": ["sgd", "adam"], "lr": [1, 2]}
+    conditions = [({"opt": ["SGD"]}, {"lr": [3]}), ({"opt": ["SGD", "adam"], "lr": [3]}, {"x": [1]})]
+    assert space.SearchSpace.compile(grid, conditions).warnings == [
+        "conditions[0]: value 'SGD' of 'opt' is in no value list of 'opt', so it matches nothing "
+        "(did you mean 'sgd'?)"]  # once per value; lr=3 is set by an action, so it can match
+
+
+def test_of_equal_configurations_the_copy_hypnettorch_keeps_runs_with_its_flag_order():
+    # {b: 1, a: 1} becomes {a: 2, b: 1}, equal to the untouched {b: 1, a: 2}; hypnettorch keeps the
+    # replacement (it comes last in its list), so the run gets --a=2 --b=1.
+    grid, conditions = {"b": [1, 2], "a": [2, 1]}, [({"a": [1]}, {"a": [2]})]
+    for shuffle, seed in [(False, 0), *((True, seed) for seed in range(6))]:
+        assert sorted(list(c.items()) for c in configs(grid, conditions, shuffle=shuffle, seed=seed)) == [
+            [("a", 2), ("b", 1)], [("a", 2), ("b", 2)]]
+
+
+def test_an_empty_action_leaves_the_configuration_as_it_is():
+    assert [list(c.items()) for c in configs({"a": [1, 2], "b": [0]}, [({"a": [1]}, {})], shuffle=False)] == [
+        [("a", 1), ("b", 0)], [("a", 2), ("b", 0)]]
 
 
 @pytest.mark.parametrize(
@@ -108,12 +136,20 @@ def test_condition_with_unknown_key_is_dropped_with_a_warning():
         ({"lr": 0.1}, [], "parameter 'lr': value must be a list of values or a distribution, got 0.1"),
         ({"lr": [object()]}, [], "parameter 'lr', value 0: value <object"),
         ({"": [1]}, [], "parameter name '' must be a non-empty string"),
+        ({}, [], "grid is an empty dict"),
+        ({"a=b": [1]}, [], "parameter name 'a=b' cannot be a flag"),
+        ({"a b": [1]}, [], "parameter name 'a b' cannot be a flag"),
+        ({"-a": [1]}, [], "parameter name '-a' cannot be a flag"),
+        ({"a": ["x\x00y"]}, [], "parameter 'a', value 0: value 'x\\x00y' contains a NUL byte"),
+        ({"a": [1]}, [({"a": [1]}, {"b": ["\x00"]})],
+         "conditions[0] (action): parameter 'b': value '\\x00' contains a NUL"),
+        ({"a": [1]}, [({"a": [1]}, {"b c": [1]})], "conditions[0] (action): parameter name 'b c' cannot be a flag"),
         ([], [], "grid is an empty list"),
         ("lr=0.1", [], "grid must be a dict"),
         ({"lr": [1]}, {"lr": [1]}, "conditions must be a list of (condition, action) pairs"),
-        ({"lr": [1]}, [({"lr": [1]},)], "condition 1: ({'lr': [1]},) is not a (condition dict, action dict) pair"),
-        ({"lr": [1]}, [({"lr": 1}, {})], "condition 1 (if): parameter 'lr' must map to a list of values, got 1"),
-        ({"lr": [1]}, [({"lr": [1]}, {"lr": []})], "condition 1 (then): parameter 'lr' has an empty value list"),
+        ({"lr": [1]}, [({"lr": [1]},)], "conditions[0]: ({'lr': [1]},) is not a (cond dict, action dict) pair"),
+        ({"lr": [1]}, [({"lr": 1}, {})], "conditions[0] (cond): parameter 'lr' must map to a list of values, got 1"),
+        ({"lr": [1]}, [({"lr": [1]}, {"lr": []})], "conditions[0] (action): parameter 'lr' has an empty value list"),
     ],
 )
 def test_validate_space_names_where_the_parameter_and_the_problem(grid, conditions, expected):
@@ -151,7 +187,7 @@ def test_same_seed_gives_the_same_order_in_processes_with_different_hash_seeds()
     first, second = run_with_hashseed("1"), run_with_hashseed("2")
     assert first == second
     shuffled = first[0]
-    assert len(shuffled) == 4 * 3 * 3 - 3 * 2  # name 'b' collapses k to False
+    assert len(shuffled) == 4 * 3 * 3 - 3 * 2 - 3 * 3  # name 'b' collapses k to False; True == 1 elsewhere
     assert shuffled != configs(
         {"name": ["a", "b", "c", "d"], "layers": [[1], [2, 2], [3]], "k": [True, 1, None]},
         [({"name": ["b"]}, {"k": [False]})],
@@ -180,7 +216,7 @@ def test_a_shorter_search_is_a_prefix_of_a_longer_one(options):
 
 def test_a_billion_point_grid_yields_its_first_hundred_at_once():
     grid = {f"p{i}": list(range(10)) for i in range(9)}
-    assert space.space_size(grid) == 10**9
+    assert space.SearchSpace.compile(grid, []).node.size() == 10**9
     started = time.perf_counter()
     result = configs(grid, num_searches=100, seed=1)
     elapsed = time.perf_counter() - started

@@ -41,6 +41,7 @@ from hpsearch.executors.jobscript import (
     clear_exit_code,
     job_name,
     q,
+    submit_script,
 )
 from hpsearch.runs import EXIT_CODE_FILE, JobHandle, LaunchSpec, Outcome, read_exit_code
 
@@ -256,6 +257,7 @@ class ClusterExecutor(Executor):
     cancel_tool = ""  # scancel, bkill
     task_format = ""  # how an array task's id is written, e.g. "{array}_{index}"
     first_index = 0  # the index of an array's first task
+    queue_names_argv: tuple[str, ...] = ()  # lists the names of the user's queued and running jobs
 
     def __init__(
         self,
@@ -272,7 +274,7 @@ class ClusterExecutor(Executor):
         self.search_dir = Path(search_dir)
         self._watcher = StatusWatcher(poll_interval, max_poll_interval, give_up_after=give_up_after)
         self._jobs: dict[str, TrackedJob] = {}
-        self._generated: list[str] = []
+        self._generated: list[tuple[str, str]] = []  # (job name, submission line) for submit.sh
         self._max_array: int | None = None
         self._stopped = False
 
@@ -329,8 +331,8 @@ class ClusterExecutor(Executor):
         return (EXIT_CODE_FILE,)
 
     def generated(self, count: int) -> str:
-        return (f"wrote job scripts for {count} runs and {self.search_dir / SUBMIT_SCRIPT}; "
-                f"nothing was submitted (run {SUBMIT_SCRIPT} to submit them)")
+        return (f"wrote job scripts for {count} runs and {self.search_dir / SUBMIT_SCRIPT} (it keeps at most "
+                f"--num_jobs of them in the queue); nothing was submitted")
 
     def in_flight(self) -> int:
         return len(self._jobs)
@@ -472,7 +474,7 @@ class ClusterExecutor(Executor):
         _write_script(script, self.job_script(spec))
         submission = self.submission(script, name=job_name(spec.name), array_size=0, depends_on=())
         if self.options.generate_only:
-            self._generated.append(submission.shell_line())
+            self._generated.append((job_name(spec.name), submission.shell_line()))
             return self._handle(spec, "", "not submitted (--generate_only)")
         job_id = self._run_submission(submission)
         self._jobs[job_id] = TrackedJob(spec.key, job_id, spec.run_dir)
@@ -487,7 +489,7 @@ class ClusterExecutor(Executor):
         _write_script(script, self.array_script(specs, name))
         if self.options.generate_only:
             submission = self.submission(script, name=name, array_size=len(specs), depends_on=())
-            self._generated.append(submission.shell_line())
+            self._generated.append((name, submission.shell_line()))
             return [self._handle(spec, "", "not submitted (--generate_only)") for spec in specs]
         waiting_for = sorted({self.array_id(job_id) for job_id in self._jobs} - {None}, key=id_order)
         submission = self.submission(script, name=name, array_size=len(specs), depends_on=waiting_for)
@@ -528,14 +530,9 @@ class ClusterExecutor(Executor):
     def _write_submit_script(self) -> None:
         if not self._generated:
             return
-        text = "\n".join([
-            "#!/bin/bash",
-            "# Written by hpsearch --generate_only: submits the job scripts of this search.",
-            "# Afterwards, collect the results with: hpsearch --grid_module=... --resume <this folder>",
-            "set -e",
-            *self._generated,
-        ])
-        _write_script(self.search_dir / SUBMIT_SCRIPT, text + "\n")
+        text = submit_script(self._generated, num_jobs=self.options.num_jobs, array=self.options.array,
+                             queue_names_argv=self.queue_names_argv)
+        _write_script(self.search_dir / SUBMIT_SCRIPT, text)
 
 
 def _write_script(path: Path, text: str) -> None:

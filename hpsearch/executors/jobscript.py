@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hpsearch.errors import SubmissionError, UsageError
+from hpsearch.options import CLUSTER_NUM_JOBS, check_value, default_of
 from hpsearch.runs import EXIT_CODE_FILE, LaunchSpec
 
 JOB_SCRIPT = "job.sh"
@@ -46,8 +47,8 @@ class ClusterOptions:
         generate_only: Write the scripts and ``submit.sh``; submit nothing.
     """
 
-    num_jobs: int = 8
-    num_hours: int = 24
+    num_jobs: int = CLUSTER_NUM_JOBS
+    num_hours: int = default_of("num_hours")
     extra: list[str] = field(default_factory=list)
     setup: str = ""
     array: bool = False
@@ -56,10 +57,8 @@ class ClusterOptions:
     extra_flag = "--cluster_extra"
 
     def __post_init__(self) -> None:
-        if self.num_jobs < 1:
-            raise UsageError(f"--num_jobs must be at least 1, got {self.num_jobs}")
-        if self.num_hours < 1:
-            raise UsageError(f"--num_hours must be at least 1, got {self.num_hours}")
+        check_value("num_jobs", self.num_jobs)
+        check_value("num_hours", self.num_hours)
         self.extra = list(self.extra)
         option_groups(self.extra, self.extra_flag)
 
@@ -146,6 +145,53 @@ def job_script(directives: Sequence[str], setup: str, body: Sequence[str], comme
         parts += ["", "# --- set-up (the user's own shell code) ---", setup.rstrip("\n"), "# --- end of set-up ---"]
     parts += ["", *body, 'exit "$status"']
     return "\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- submit.sh
+
+SUBMIT_POLL_SECONDS = 10  # how often submit.sh looks at the queue while --num_jobs of its jobs are in it
+
+
+def submit_script(jobs: Sequence[tuple[str, str]], *, num_jobs: int, array: bool,
+                  queue_names_argv: Sequence[str]) -> str:
+    """``submit.sh`` of ``--generate_only``: the submission lines of ``(job name, line)``.
+
+    One job per run: before each submission it waits while ``num_jobs`` of
+    this search's jobs (by name, from ``queue_names_argv``) are queued or
+    running, so the cap holds as when hpsearch submits; while the scheduler
+    cannot be asked it waits too. Arrays cap themselves (``%num_jobs``).
+    """
+    lines = ["#!/bin/bash", "# Written by hpsearch --generate_only: submits the job scripts of this search."]
+    if array:
+        lines.append(f"# Each array runs at most {num_jobs} of its tasks at once (--num_jobs); "
+                     "two arrays do not wait for each other.")
+    else:
+        lines += [
+            f"# It keeps at most {num_jobs} of them queued or running at once (--num_jobs): before each submission",
+            "# it waits while that many are in the queue, so it runs until the last job is submitted.",
+        ]
+    lines += ["# Afterwards, collect the results with: hpsearch --resume <this folder>", "set -e"]
+    if not array:
+        lines += [
+            f"max_jobs={num_jobs}",
+            f"poll=${{HPSEARCH_SUBMIT_POLL:-{SUBMIT_POLL_SECONDS}}}",
+            f"jobs_of_this_search=({' '.join(q(name) for name, _ in jobs)})",
+            "in_queue() {  # this search's jobs in the queue; fails if the scheduler cannot say",
+            "  local listing status=0",
+            f"  listing=$({shlex.join(queue_names_argv)} 2>&1) || status=$?",
+            "  if [ \"$status\" -ne 0 ] && ! grep -q 'No unfinished job found' <<<\"$listing\"; then return 1; fi",
+            "  grep -c -F -x -f <(printf '%s\\n' \"${jobs_of_this_search[@]}\") <<<\"$listing\" || true",
+            "}",
+            "wait_for_a_slot() {",
+            "  local count",
+            "  while ! count=$(in_queue) || [ \"$count\" -ge \"$max_jobs\" ]; do sleep \"$poll\"; done",
+            "}",
+        ]
+    for _name, line in jobs:
+        if not array:
+            lines.append("wait_for_a_slot")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- the exit-code file

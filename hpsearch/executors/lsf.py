@@ -39,6 +39,7 @@ from hpsearch.executors.jobscript import (
     option_groups,
     run_lines,
 )
+from hpsearch.options import default_of
 from hpsearch.runs import LaunchSpec
 
 BJOBS_FORMAT = "jobid jobindex stat exit_code exit_reason delimiter='|'"
@@ -64,7 +65,7 @@ class LsfOptions(ClusterOptions):
             cluster's ``lsb.params`` says otherwise).
     """
 
-    resources: str = '"rusage[mem=8000, ngpus_excl_p=1]"'
+    resources: str = default_of("resources")
     max_array_size: int = 1000
 
     extra_flag = "--lsf_extra"
@@ -164,6 +165,7 @@ class LsfExecutor(ClusterExecutor):
     submit_tool = "bsub"
     cancel_tool = "bkill"
     task_format = "{array}[{index}]"
+    queue_names_argv = ("bjobs", "-noheader", "-o", "job_name")
     first_index = 1
     options: LsfOptions
 

@@ -36,6 +36,7 @@ from hpsearch.executors.jobscript import (
     option_groups,
     run_lines,
 )
+from hpsearch.options import default_of
 from hpsearch.runs import LaunchSpec
 
 logger = logging.getLogger(__name__)
@@ -71,8 +72,8 @@ class SlurmOptions(ClusterOptions):
     of the job script.
     """
 
-    mem: str = "8G"
-    gres: str = "gpu:1"
+    mem: str = default_of("slurm_mem")
+    gres: str = default_of("slurm_gres")
     partition: str = ""
     qos: str = ""
     constraint: str = ""
@@ -240,6 +241,7 @@ class SlurmExecutor(ClusterExecutor):
     submit_tool = "sbatch"
     cancel_tool = "scancel"
     task_format = "{array}_{index}"
+    queue_names_argv = ("squeue", "--me", "-h", "-o", "%j")
     first_index = 0
     options: SlurmOptions
     _sacct_usable = True  # until sacct says accounting is disabled

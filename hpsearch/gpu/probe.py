@@ -11,6 +11,7 @@ import threading
 import time
 
 from hpsearch.errors import GpuQueryError, UsageError
+from hpsearch.options import check_value, parse_gpu_ids
 from hpsearch.settings import SearchSettings
 
 
@@ -41,7 +42,7 @@ class GpuProbe:
         if settings.run_cluster or settings.visible_gpus.strip() == "-1":
             return None
         try:
-            return cls(parse_gpu_ids(settings.visible_gpus))
+            return cls(checked_gpu_ids(settings.visible_gpus))
         except UsageError:
             return None
 
@@ -63,11 +64,11 @@ class GpuProbe:
         return self._readings
 
 
-def parse_gpu_ids(text: str) -> list[int] | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UsageError(f"--visible_gpus must be a comma-separated list of GPU ids, got {text!r}") from None
+def checked_gpu_ids(text: str) -> list[int] | None:
+    """``--visible_gpus`` as GPU ids (None: every GPU found), after the option table's check.
+
+    Raises:
+        UsageError: The flag is malformed.
+    """
+    check_value("visible_gpus", text)
+    return parse_gpu_ids(text)

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from hpsearch.errors import SpaceError
 from hpsearch.space.distributions import Distribution, ScipyDistribution
-from hpsearch.space.keys import check_json_like, to_plain
+from hpsearch.space.keys import check_argv_value, check_json_like, check_parameter_name, to_plain
 from hpsearch.space.nodes import Derived, GridNode, Node, UnionNode
 
 SHAPES = "a dict of parameter -> list of values, a list of such dicts (a union), union(), product() or table()"
@@ -22,6 +22,8 @@ def to_node(space: Any, where: str = "grid") -> Node:
     if isinstance(space, Node):
         return space
     if isinstance(space, Mapping):
+        if not space:
+            raise SpaceError(f"{where} is an empty dict; give at least one parameter with its list of values")
         return GridNode({_check_name(key, where): to_entry(value, _parameter(key, where)) for key, value in space.items()})
     if isinstance(space, (list, tuple)):
         if not space:
@@ -35,9 +37,7 @@ def _parameter(key: str, where: str) -> str:
 
 
 def _check_name(key: Any, where: str) -> str:
-    if not isinstance(key, str) or not key.strip():
-        raise SpaceError(f"{where}: parameter name {key!r} must be a non-empty string")
-    return key
+    return check_parameter_name(key, where)
 
 
 def to_entry(value: Any, where: str) -> Any:
@@ -61,4 +61,7 @@ def to_entry(value: Any, where: str) -> Any:
         )
     if not value:
         raise SpaceError(f"{where}: value list is empty; give at least one value")
-    return tuple(check_json_like(item, f"{where}, value {index}") for index, item in enumerate(value))
+    return tuple(
+        check_argv_value(check_json_like(item, f"{where}, value {index}"), f"{where}, value {index}")
+        for index, item in enumerate(value)
+    )

@@ -6,15 +6,20 @@ identity for ``--deterministic_search``), each expanded by the conditions.
 A space with distributions, or a random search, is sampled: draw ``i`` comes
 from a generator seeded by ``(seed, i)``. Either way the first ``n``
 configurations do not depend on how many were asked for.
+
+Duplicates are removed as hypnettorch removes them: by Python equality of
+the values, whatever the key order; which copy runs is decided in
+:mod:`hpsearch.space.duplicates`.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Iterable, Iterator
+from typing import Any, Hashable, Iterable, Iterator
 
 from hpsearch.errors import SpaceError
-from hpsearch.space.keys import config_key
+from hpsearch.space.duplicates import unique_configurations
+from hpsearch.space.keys import equality_key
 from hpsearch.space.nodes import Point
 from hpsearch.space.permutation import IndexPermutation
 from hpsearch.space.randomness import draw_rng
@@ -49,15 +54,31 @@ def iter_configurations(
             ``num_searches`` is not positive. Later, while iterating: a derived
             value fails, or constraints reject nearly every draw.
     """
-    space = SearchSpace.compile(grid, conditions)
+    return configurations(
+        SearchSpace.compile(grid, conditions),
+        num_searches=num_searches,
+        random_search=random_search,
+        shuffle=shuffle,
+        seed=seed,
+    )
+
+
+def configurations(
+    space: SearchSpace,
+    *,
+    num_searches: int = -1,
+    random_search: bool = False,
+    shuffle: bool = True,
+    seed: int = 42,
+) -> Iterator[dict[str, Any]]:
+    """:func:`iter_configurations` of a compiled space."""
     if random_search or not space.finite:
         if num_searches <= 0:
             raise SpaceError(_why_num_searches(space, random_search))
         return itertools.islice(_sampled(space, seed, num_searches), num_searches)
     size = space.node.size()
     order: Iterable[int] = IndexPermutation(size, seed) if shuffle else range(size)
-    configs = (config for index in order for config in space.finish(space.node.point(index))[0])
-    unique = filter(FirstSeen(), configs)
+    unique = unique_configurations(space, order)
     return unique if num_searches < 0 else itertools.islice(unique, num_searches)
 
 
@@ -71,13 +92,13 @@ def _why_num_searches(space: SearchSpace, random_search: bool) -> str:
 
 
 class FirstSeen:
-    """Called with a configuration: True the first time its key comes up."""
+    """Called with a configuration: True the first time an equal one comes up."""
 
     def __init__(self) -> None:
-        self._seen: set[str] = set()
+        self._seen: set[Hashable] = set()
 
     def __call__(self, config: Point) -> bool:
-        key = config_key(config)
+        key = equality_key(config)
         if key in self._seen:
             return False
         self._seen.add(key)
@@ -97,7 +118,7 @@ def _sampled(space: SearchSpace, seed: int, wanted: int) -> Iterator[Point]:
     first_seen = FirstSeen()
     for index in itertools.count():
         configs, rejections = space.finish(space.node.sample(draw_rng(seed, index)))
-        fresh = list(filter(first_seen, configs))
+        fresh = [config for config, _ in configs if first_seen(config)]
         yield from fresh
         fruitless = 0 if fresh else fruitless + 1
         rejected = rejected + 1 if rejections and not configs else 0

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from hpsearch.errors import SpaceError
 from hpsearch.space.constraints import Constraint, as_constraint
-from hpsearch.space.keys import check_json_like, to_plain
+from hpsearch.space.keys import check_argv_value, check_json_like, to_plain
 from hpsearch.space.randomness import numpy_generator, randbelow, standard_normal
 
 MAX_TRIES = 10_000
@@ -214,7 +214,8 @@ class Choice(Distribution):
         values = to_plain(values)
         if not isinstance(values, (list, tuple)) or not values:
             raise SpaceError(f"choice(values={values!r}): values must be a non-empty list")
-        self.values = tuple(check_json_like(value, f"choice value {index}") for index, value in enumerate(values))
+        self.values = tuple(check_argv_value(check_json_like(value, f"choice value {index}"), f"choice value {index}")
+                            for index, value in enumerate(values))
         self.weights = None if weights is None else self._check_weights(to_plain(weights))
         self._cumulative = None if self.weights is None else list(itertools.accumulate(self.weights))
 

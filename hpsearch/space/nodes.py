@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from hpsearch.errors import SpaceError
 from hpsearch.space.constraints import Constraint, as_constraint
 from hpsearch.space.distributions import Distribution
-from hpsearch.space.keys import check_json_like, to_plain
+from hpsearch.space.keys import check_argv_value, check_json_like, check_parameter_name, to_plain
 from hpsearch.space.randomness import randbelow
 
 Point = dict[str, Any]
@@ -42,7 +42,8 @@ class Derived:
                 f"derived parameter {parameter!r}: {self!r} raised {type(exc).__name__}: {exc} "
                 f"on {dict(values)!r} (a derived value sees the plain values and the derived values before it)"
             ) from None
-        return check_json_like(value, f"derived parameter {parameter!r}")
+        return check_argv_value(check_json_like(value, f"derived parameter {parameter!r}"),
+                                f"derived parameter {parameter!r} (on {dict(values)!r})")
 
     def __repr__(self) -> str:
         return f"derived({getattr(self.function, '__qualname__', repr(self.function))})"
@@ -213,6 +214,7 @@ class TableNode(Node):
         for column in columns:
             if not isinstance(column, str) or not column:
                 raise SpaceError(f"{described}: column name {column!r} is not a non-empty string")
+            check_parameter_name(column, described)
         duplicates = sorted({column for column in columns if list(columns).count(column) > 1})
         if duplicates:
             raise SpaceError(f"{described}: column {duplicates[0]!r} appears twice")
@@ -224,6 +226,7 @@ class TableNode(Node):
                 raise SpaceError(f"{described}: row {number} {row!r} must have {len(columns)} values, one per column")
             for column, value in zip(columns, row):
                 check_json_like(value, f"{described}: row {number}, column {column!r}")
+                check_argv_value(value, f"{described}: row {number}, column {column!r}")
         self.columns = tuple(columns)
         self.rows = [tuple(row) for row in rows]
 

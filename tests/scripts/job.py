@@ -20,8 +20,8 @@ def main() -> int:
     parser.add_argument("--value", default="")
     parser.add_argument("--score", type=float, default=0.5)
     parser.add_argument("--i", type=int, default=0)
+    parser.add_argument("--wait_for", default="", help="Wait until this file exists (a test's release).")
     parser.add_argument("--out_dir", required=True)
-    parser.add_argument("--wait_for", default="", help="sleep until this file exists (tests release the run)")
     args, _unknown = parser.parse_known_args()
     os.makedirs(args.out_dir, exist_ok=True)
     start = time.time()
@@ -38,19 +38,20 @@ def main() -> int:
     if args.mode == "stubborn":
         import signal
 
-        def note_sigterm(_signum, _frame):  # only SIGKILL stops it; tests see the SIGTERM arrive
-            with open(os.path.join(args.out_dir, "sigterm.txt"), "a") as handle:
-                handle.write("SIGTERM\n")
+        def note(event):
+            if log:
+                with open(log, "a") as handle:
+                    handle.write(json.dumps({"event": event, "out_dir": args.out_dir, "i": args.i}) + "\n")
 
-        signal.signal(signal.SIGTERM, note_sigterm)
-        open(os.path.join(args.out_dir, "stubborn.ready"), "w").close()
-        while True:
-            time.sleep(300)
+        signal.signal(signal.SIGTERM, lambda *_: note("ignored SIGTERM"))  # only SIGKILL stops it
+        note("stubborn")  # a test may signal the driver now
+        time.sleep(300)
     if args.mode == "hang":
         time.sleep(300)
+    deadline = time.monotonic() + 300
+    while args.wait_for and not os.path.exists(args.wait_for) and time.monotonic() < deadline:
+        time.sleep(0.02)
     time.sleep(args.sleep)
-    while args.wait_for and not os.path.exists(args.wait_for):
-        time.sleep(0.05)
     trace = {"start": start, "end": time.time(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
              "order": os.environ.get("CUDA_DEVICE_ORDER"), "key": os.environ.get("HPSEARCH_RUN_KEY")}
     with open(os.path.join(args.out_dir, "trace.json"), "w") as handle:
