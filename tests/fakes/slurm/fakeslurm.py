@@ -16,7 +16,7 @@ links to this file; it acts as the one it is called by.
   ``SLURM_JOB_ID`` set and its output appended to ``--output``/``--error``
   (``%j``, ``%A``, ``%a``, ``%x`` and ``%%`` expanded). ``--time`` is enforced
   (state ``TIMEOUT``), ``--dependency=afterany:...`` waits for other jobs.
-* ``squeue [-h] [-t all] [-r] [-o FORMAT] [-j ids]`` knows ``%i %A %F %K %T
+* ``squeue [-h] [--me] [-t all] [-r] [-o FORMAT] [-j ids]`` knows ``%i %A %F %K %T
   %t %l %r %j %Z``; without ``-t all`` only unfinished jobs are shown, and
   without ``-r`` pending array tasks are folded into ``123_[2-5%2]``. Ended
   jobs stay visible for ``$FAKE_SLURM_MIN_JOB_AGE`` seconds (``MinJobAge``,
@@ -472,6 +472,10 @@ def squeue(argv: list[str]) -> int:
             header = False
         elif arg in ("-r", "--array"):
             one_per_line = True
+        elif arg == "--me":  # every job of the fake is the caller's
+            pass
+        elif arg in ("-u", "--user"):
+            position += 1
         elif arg in ("-t", "--states"):
             position += 1
             show_all = argv[position].lower() == "all"
