@@ -33,17 +33,11 @@ import psutil
 from hpsearch import proctree
 from hpsearch.containment import RUN_MARKER_ENV, Containment
 from hpsearch.errors import SubmissionError, UsageError
-from hpsearch.executors.base import (
-    RUN_KEY_ENV,
-    Executor,
-    JobHandle,
-    LaunchSpec,
-    Outcome,
-    Wakeup,
-)
+from hpsearch.executors.base import Executor, Wakeup
 from hpsearch.gpu.allocate import Reservation
 from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading, GpuSnapshot
 from hpsearch.gpu.planner import SlotLimits, SlotPlanner
+from hpsearch.runs import RUN_KEY_ENV, JobHandle, LaunchSpec, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -457,6 +451,8 @@ class LocalExecutor(Executor):
     def shutdown(self, cancel: bool) -> list[Outcome]:
         """Stop every run (local runs cannot outlive their driver, whatever
         ``cancel`` says) and report the ones still in flight as interrupted."""
+        if self.slot_source is not None and not cancel:  # the service says whether it cancels the search
+            cancel = self.slot_source.cancel_requested()
         outcomes = self.poll()
         runs = list(self._runs.values())
         self._stop(runs)

@@ -22,9 +22,9 @@ from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading
 from hpsearch.gpu.planner import SlotLimits, SlotPlanner
 
 
-DEMAND_TTL = 2.0
-"""Seconds a refused request keeps its claim on the next free slots; a
-driver still waiting asks again (or waits) well within it."""
+DEMAND_TTL = 15.0
+"""Seconds a refused request keeps its claim on the next free slots without a
+wait request out; a driver still waiting has one out or asks again within it."""
 
 
 def fair_shares(free: int, demands: Mapping[str, int], weights: Mapping[str, int],
@@ -66,6 +66,7 @@ class _Client:
     asked_at: float = 0.0
     limits: SlotLimits | None = None
     wake: threading.Event = field(default_factory=threading.Event)
+    waits: int = 0  # wait requests out: the driver is waiting for slots now
     reservations: dict[str, list[Reservation]] = field(default_factory=dict)
 
     def total(self) -> int:
@@ -184,8 +185,14 @@ class Broker:
 
     def wait(self, search: str, timeout: float) -> bool:
         """Block until a slot the search would get may be free (or ``timeout``); True if woken."""
-        event = self.client(search).wake
-        return event.wait(timeout)
+        with self._lock:
+            client = self.client(search)
+            client.waits += 1
+        try:
+            return client.wake.wait(timeout)
+        finally:
+            with self._lock:
+                client.waits -= 1
 
     # ---- the pool
 
@@ -227,7 +234,7 @@ class Broker:
     def _demands(self, now: float) -> dict[str, int]:
         """Searches waiting for slots, the longest waiting first."""
         waiting = [(c.waiting_since, s, c.wanted) for s, c in self._clients.items()
-                   if c.wanted > 0 and not c.paused and now - c.asked_at <= DEMAND_TTL]
+                   if c.wanted > 0 and not c.paused and (c.waits or now - c.asked_at <= DEMAND_TTL)]
         return {search: wanted for _since, search, wanted in sorted(waiting)}
 
     def _weights(self) -> dict[str, int]:

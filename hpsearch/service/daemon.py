@@ -188,6 +188,10 @@ class Service:
         woken = self.broker.wait(_folder_key(request["search"]), min(float(request.get("timeout", 5.0)), 30.0))
         return protocol.ok(woken=woken)
 
+    def _op_stopping(self, request: dict[str, Any]) -> dict[str, Any]:
+        driver = self.drivers.get(_folder_key(request["search"]))
+        return protocol.ok(cancel=driver is not None and driver.end_state == "cancelled")
+
     def _op_submit(self, request: dict[str, Any]) -> dict[str, Any]:
         entry = self._entry(request["folder"])
         if entry.kind != SERVICE:

@@ -56,6 +56,14 @@ class SlotSource:
         if slots or satisfied:
             self._call({"op": "release", "search": self.search, "slots": list(slots), "satisfied": satisfied})
 
+    def cancel_requested(self) -> bool:
+        """Whether the service stops this driver to cancel the search (its runs stop too)
+        rather than to stop the service (its runs may outlive the driver)."""
+        try:
+            return bool(self._call({"op": "stopping", "search": self.search}).get("cancel"))
+        except ServiceUnavailable:
+            return False
+
     def close(self) -> None:
         self._closed = True
         self._connection.close()
