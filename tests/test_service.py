@@ -327,6 +327,15 @@ def test_submit_bad_input_and_no_service_exit_2(serve, tmp_path):
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
 
 
+def drivers_of(folder: Path) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        words = " ".join(process.info["cmdline"] or [])
+        if "--service_socket" in words and str(folder) in words and process.status() != psutil.STATUS_ZOMBIE:
+            found.append(process)
+    return found
+
+
 def test_serve_stop_stops_cleanly_and_next_serve_continues(serve, tmp_path):
     project = write_project(tmp_path / "proj", {"i": list(range(4)), "sleep": [2.0]})
     serve.start("--visible_gpus=-1", "--num_jobs=2")
@@ -336,8 +345,7 @@ def test_serve_stop_stops_cleanly_and_next_serve_continues(serve, tmp_path):
     assert done.returncode == 0, done.stderr
     serve.proc.wait(timeout=60)
     assert registry_state(serve, search_id) == "stopped"
-    assert not any(p.info["cmdline"] and "--service_socket" in " ".join(p.info["cmdline"])
-                   and str(folder) in " ".join(p.info["cmdline"]) for p in psutil.process_iter(["cmdline"]))
+    assert not drivers_of(folder)
     serve.start("--visible_gpus=-1", "--num_jobs=2")
     wait_for(lambda: registry_state(serve, search_id) == "finished", 120, "the search to finish after restart")
     assert set(_statuses(folder).values()) == {"done"}
@@ -358,3 +366,21 @@ def test_cluster_search_through_the_service(serve, tmp_path):
     wait_for(lambda: registry_state(serve, search_id) in ("finished", "failed"), 120, "the cluster search to end")
     assert registry_state(serve, search_id) == "finished", (tmp_path / "state" / "drivers").glob("*.log")
     assert set(_statuses(folder).values()) == {"done"}
+
+
+def test_kill_9_of_the_service_then_serve_again_does_every_configuration_once(serve, tmp_path):
+    project = write_project(tmp_path / "proj", {"i": list(range(6)), "sleep": [1.5]})
+    log = tmp_path / "runs.log"
+    serve.env = {**serve.env, "HPSEARCH_TEST_LOG": str(log)}
+    serve.start("--visible_gpus=-1", "--num_jobs=2")
+    search_id, folder = serve.submit("--grid_module=grid_cfg", f"--run_cwd={project}", f"--out_dir={tmp_path / 'o'}")
+    wait_for(lambda: started(folder) >= 3, 60, "runs in flight after the first ones ended")
+    os.kill(serve.proc.pid, signal.SIGKILL)  # the service alone: its driver goes by the parent-death signal
+    serve.proc.wait()
+    wait_for(lambda: not drivers_of(folder), 30, "the driver to die with the service")
+    serve.start("--visible_gpus=-1", "--num_jobs=2")
+    wait_for(lambda: registry_state(serve, search_id) == "finished", 120, "the search to finish after the restart")
+    assert set(_statuses(folder).values()) == {"done"} and len(_statuses(folder)) == 6
+    done = Counter(json.loads(line)["i"] for line in log.read_text().splitlines()
+                   if json.loads(line)["event"] == "done")
+    assert done == Counter(range(6)), done  # every configuration finished exactly once
