@@ -384,3 +384,10 @@ def test_kill_9_of_the_service_then_serve_again_does_every_configuration_once(se
     done = Counter(json.loads(line)["i"] for line in log.read_text().splitlines()
                    if json.loads(line)["event"] == "done")
     assert done == Counter(range(6)), done  # every configuration finished exactly once
+
+
+def test_broker_counts_the_slots_a_driver_says_its_runs_hold():
+    broker = Broker(None, num_jobs=2)
+    assert broker.acquire("a", 2, LIMITS, holding=[None]) == [None]  # one adopted run holds a slot already
+    assert broker.acquire("b", 1, LIMITS) == []
+    assert broker.acquire("a", 1, LIMITS, holding=[]) == [None]  # a's runs ended: its count is corrected

@@ -238,7 +238,8 @@ class LocalExecutor(Executor):
         if self.slot_source is not None:
             want = self.num_jobs - len(self._runs) - len(self._granted)
             if want > 0:
-                self._granted += self.slot_source.acquire(want, self.limits)
+                holding = [None if run.gpu is None else str(run.gpu) for run in self._runs.values()] + self._granted
+                self._granted += self.slot_source.acquire(want, self.limits, holding)
             return len(self._granted)
         if self.monitor is None:
             return max(0, self.num_jobs - len(self._runs))

@@ -136,12 +136,23 @@ class Broker:
 
     # ---- grants
 
-    def acquire(self, search: str, n: int, limits: SlotLimits, num_jobs: int | None = None) -> list[Any]:
-        """Up to ``n`` slots for ``search`` now, within its limits and its fair share."""
+    def acquire(self, search: str, n: int, limits: SlotLimits, num_jobs: int | None = None,
+                holding: Sequence[Any] | None = None) -> list[Any]:
+        """Up to ``n`` slots for ``search`` now, within its limits and its fair share.
+
+        ``holding``: the slots the search's runs in flight hold, as the driver
+        knows them; it replaces the broker's count, so runs a resumed driver
+        adopted (after a service restart) count, and no drift outlives a request.
+        """
         with self._lock:
             client = self.client(search)
             now = self.clock()
             client.limits = limits
+            if holding is not None:
+                client.held = Counter(holding)
+                for slot in list(client.reservations):
+                    if slot not in client.held:
+                        del client.reservations[slot]
             if num_jobs is not None:
                 n = min(n, max(0, num_jobs - client.total()))
             if client.paused or n <= 0:

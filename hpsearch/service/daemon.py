@@ -176,7 +176,7 @@ class Service:
 
     def _op_acquire(self, request: dict[str, Any]) -> dict[str, Any]:
         slots = self.broker.acquire(_folder_key(request["search"]), int(request["n"]), _limits(request["limits"]),
-                                    request.get("num_jobs"))
+                                    request.get("num_jobs"), request.get("holding"))
         return protocol.ok(slots=slots)
 
     def _op_release(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -42,10 +42,11 @@ class SlotSource:
         self._wait_lock = threading.Lock()
         self._closed = False
 
-    def acquire(self, n: int, limits: SlotLimits, num_jobs: int | None = None) -> list[Any]:
-        """Up to ``n`` slots (GPU id text, or None for a CPU slot); fewer means wait to be woken."""
+    def acquire(self, n: int, limits: SlotLimits, holding: list[Any] | None = None) -> list[Any]:
+        """Up to ``n`` slots (GPU id text, or None for a CPU slot); fewer means wait to be woken.
+        ``holding``: the slots this search's runs hold now (the broker's count is set to it)."""
         request = {"op": "acquire", "search": self.search, "n": n, "limits": dataclasses.asdict(limits),
-                   "num_jobs": num_jobs}
+                   "holding": holding}
         slots = self._call(request).get("slots", [])
         if len(slots) < n:
             self._start_waiting()
