@@ -363,6 +363,8 @@ def test_cluster_search_through_the_service(serve, tmp_path):
     serve.start("--visible_gpus=-1")
     search_id, folder = serve.submit("--grid_module=grid_cfg", f"--run_cwd={project}", f"--out_dir={tmp_path / 'o'}",
                                      "--run_cluster", "--scheduler=lsf")
+    paused = serve.run("pause", search_id)
+    assert paused.returncode == 2 and "cluster" in paused.stderr
     wait_for(lambda: registry_state(serve, search_id) in ("finished", "failed"), 120, "the cluster search to end")
     assert registry_state(serve, search_id) == "finished", (tmp_path / "state" / "drivers").glob("*.log")
     assert set(_statuses(folder).values()) == {"done"}
@@ -391,3 +393,20 @@ def test_broker_counts_the_slots_a_driver_says_its_runs_hold():
     assert broker.acquire("a", 2, LIMITS, holding=[None]) == [None]  # one adopted run holds a slot already
     assert broker.acquire("b", 1, LIMITS) == []
     assert broker.acquire("a", 1, LIMITS, holding=[]) == [None]  # a's runs ended: its count is corrected
+
+
+def test_detach_returns_once_the_socket_answers_and_stop_ends_it(serve):
+    done = serve.run("serve", "--detach", "--visible_gpus=-1")
+    try:
+        assert done.returncode == 0, done.stderr
+        pid = int(done.stdout.split("pid ")[1].split(")")[0])
+        assert psutil.Process(pid).ppid() != os.getpid()  # not our child: it runs on its own
+        assert serve.call({"op": "ping"})["pid"] == pid
+        assert os.getsid(pid) == pid  # a session of its own
+    finally:
+        stopped = serve.run("serve", "--stop")
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 30,
+             "the detached service to end")
+    again = serve.run("serve", "--stop")
+    assert again.returncode == 2 and "no hpsearch service is running" in again.stderr

@@ -133,6 +133,16 @@ def _limits(value: dict[str, Any]) -> SlotLimits:
                       float(value["startup_time"]))
 
 
+def _is_cluster_search(folder: str) -> bool:
+    from hpsearch.searchdir import saved_settings
+
+    try:
+        options = (saved_settings(Path(folder)) or {}).get("options") or {}
+    except HpsearchError:
+        return False
+    return bool(options.get("run_cluster"))
+
+
 def _folder_key(folder: str) -> str:
     return str(Path(folder).resolve())
 
@@ -204,6 +214,9 @@ class Service:
         entry = self._service_entry(request["search"])
         if not entry.active:
             raise UsageError(f"search {entry.id} is {entry.state}; only a queued or running search can be paused")
+        if _is_cluster_search(entry.folder):
+            raise UsageError(f"search {entry.id} runs on a cluster, whose scheduler starts its jobs; pause is for "
+                             f"local searches (cancel stops it, unpause continues it)")
         self.broker.set_paused(_folder_key(entry.folder), True)
         self._update(entry.id, state="paused")
         return protocol.ok(id=entry.id, state="paused")
