@@ -410,3 +410,24 @@ def test_detach_returns_once_the_socket_answers_and_stop_ends_it(serve):
              "the detached service to end")
     again = serve.run("serve", "--stop")
     assert again.returncode == 2 and "no hpsearch service is running" in again.stderr
+
+
+def test_a_paused_search_does_not_ask_again_until_unpaused():
+    broker = Broker(None, num_jobs=2)
+    broker.set_paused("a", True)
+    assert broker.acquire("a", 1, LIMITS) == []
+    assert not broker.wait("a", 0.05)  # no busy loop between a paused driver and the service
+    broker.set_paused("a", False)
+    assert broker.wait("a", 0.05)
+    assert broker.acquire("a", 1, LIMITS) == [None]
+
+
+def test_unpause_right_after_cancel_starts_the_search_once_its_driver_stopped(serve, tmp_path):
+    project = write_project(tmp_path / "proj", {"i": list(range(4)), "sleep": [1.0]})
+    serve.start("--visible_gpus=-1", "--num_jobs=2")
+    search_id, folder = serve.submit("--grid_module=grid_cfg", f"--run_cwd={project}", f"--out_dir={tmp_path / 'o'}")
+    wait_for(lambda: started(folder) >= 1, 60, "a first run")
+    assert serve.run("cancel", search_id).returncode == 0
+    assert serve.run("unpause", search_id).returncode == 0  # while the cancelled driver may still be stopping
+    wait_for(lambda: registry_state(serve, search_id) == "finished", 120, "the search to finish")
+    assert set(_statuses(folder).values()) == {"done"}

@@ -157,6 +157,7 @@ class Broker:
                 n = min(n, max(0, num_jobs - client.total()))
             if client.paused or n <= 0:
                 client.wanted = 0
+                client.wake.clear()  # a paused driver's wait then lasts until unpause (or its timeout)
                 return []
             if client.wanted == 0:
                 client.waiting_since = now

@@ -161,6 +161,7 @@ class Service:
         self.actions: queue.Queue[Callable[[], None]] = queue.Queue()  # run by the main thread
         self.stopping: dict[str, Any] | None = None
         self.signalled = False  # set by the signal handler, acted on by the main loop
+        self.start_after_exit: dict[str, bool] = {}  # searches to start again once their stopping driver ended
         self.started = time.time()
         self.pid = os.getpid()
         (paths.root / "drivers").mkdir(mode=0o700, exist_ok=True)
@@ -310,7 +311,7 @@ class Service:
                 if not keep_paused:
                     self._update(search_id, state="running")
                 return
-            self.actions.put(lambda: self._start_driver(search_id, keep_paused))  # after the old one ended
+            self.start_after_exit[search_id] = keep_paused  # the old driver is still stopping
             return
         argv = [sys.executable, "-m", "hpsearch", "--resume", entry.folder, f"--service_socket={self.paths.socket}",
                 "--detached_runs", "--quiet"]
@@ -369,6 +370,8 @@ class Service:
             state = "finished" if code == 0 else driver.end_state or "failed"
             self._update(driver.entry_id, state=state, ended=time.time(), exit_code=code)
             self._say(f"search {driver.entry_id}: driver exited with {code}, {state}")
+            if driver.entry_id in self.start_after_exit:
+                self._start_driver(driver.entry_id, self.start_after_exit.pop(driver.entry_id))
 
     def _say(self, line: str) -> None:
         if not self.quiet:
