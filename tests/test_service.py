@@ -204,10 +204,8 @@ def serve(tmp_path, service_env, request) -> Serve:
 
 
 @pytest.fixture
-def gpu_serve(tmp_path, fake_gpus, request) -> Serve:
-    env = dict(os.environ)
-    env["HPSEARCH_STATE_DIR"] = str(tmp_path / "state")
-    service = Serve(tmp_path, env)
+def gpu_serve(tmp_path, fake_gpus, service_env, request) -> Serve:
+    service = Serve(tmp_path, dict(os.environ))  # the fake GPUs' PATH and the state folder
     request.addfinalizer(service.stop)
     return service
 
@@ -235,22 +233,30 @@ def registry_state(_serve: Serve, search_id: str) -> str:
 
 def test_second_search_gets_slots_within_a_run_and_both_run_side_by_side(gpu_serve, tmp_path):
     project = write_project(tmp_path / "proj", {"i": list(range(8)), "sleep": [3.0]})
+    write_project(project, {"i": list(range(4)), "sleep": [3.0]}, module="grid_b")
     gpu_serve.start("--max_num_jobs_per_gpu=1")
-    common = ("--grid_module=grid_cfg", f"--run_cwd={project}", "--sim_startup_time=0")
-    _a, folder_a = gpu_serve.submit(*common, f"--out_dir={tmp_path / 'a'}")
+    common = (f"--run_cwd={project}", "--sim_startup_time=0")
+    id_a, folder_a = gpu_serve.submit("--grid_module=grid_cfg", *common, f"--out_dir={tmp_path / 'a'}")
     wait_for(lambda: started(folder_a) >= 4, 60, "search A to fill the 4 GPUs")
     submitted_b = time.time()
-    _b, folder_b = gpu_serve.submit(*common, f"--out_dir={tmp_path / 'b'}")
-    wait_for(lambda: len(traces(folder_b)) >= 2, 120, "two runs of search B to end")
-    runs_b = traces(folder_b)
-    runs_a = traces(folder_a)
+    id_b, folder_b = gpu_serve.submit("--grid_module=grid_b", *common, f"--out_dir={tmp_path / 'b'}")
+    for search_id in (id_a, id_b):
+        wait_for(lambda: registry_state(gpu_serve, search_id) == "finished", 180, "both searches to finish")
+    runs_a, runs_b = traces(folder_a), traces(folder_b)
+    assert (len(runs_a), len(runs_b)) == (8, 4)
     first_b = min(run["start"] for run in runs_b)
     # B's first run starts once one of A's runs has ended: about one run's length after it was submitted
     assert first_b - submitted_b < 3.0 + 6.0, (first_b - submitted_b)
-    # side by side: some run of A was running while one of B ran (A still had queued runs)
+    assert first_b < max(run["start"] for run in runs_a)  # not after A had started all its runs
+    # side by side: some run of A was running while one of B ran
     assert any(a["start"] < b["end"] and b["start"] < a["end"] for a in runs_a for b in runs_b)
-    gpus = {run["gpu"] for run in runs_a + runs_b}
-    assert gpus <= {"0", "1", "2", "3"}
+    # never more than 4 runs at once on the 4 GPUs x 1 slot, and never two on one GPU
+    everything = runs_a + runs_b
+    for run in everything:
+        alongside = [other for other in everything if other["start"] < run["end"] and run["start"] < other["end"]]
+        assert len(alongside) <= 4
+        assert Counter(other["gpu"] for other in alongside)[run["gpu"]] == 1
+    assert {run["gpu"] for run in everything} <= {"0", "1", "2", "3"}
 
 
 def test_pause_unpause_cancel_and_resume(serve, tmp_path):
