@@ -437,3 +437,21 @@ def test_unpause_right_after_cancel_starts_the_search_once_its_driver_stopped(se
     assert serve.run("unpause", search_id).returncode == 0  # while the cancelled driver may still be stopping
     wait_for(lambda: registry_state(serve, search_id) == "finished", 120, "the search to finish")
     assert set(_statuses(folder).values()) == {"done"}
+
+
+def test_cancel_kill_stops_runs_that_ignore_sigterm_without_the_grace(serve, tmp_path):
+    from hpsearch.proctree import DEFAULT_GRACE
+
+    project = write_project(tmp_path / "proj", {"i": [0, 1], "mode": ["stubborn"]})
+    log = tmp_path / "runs.log"
+    serve.env = {**serve.env, "HPSEARCH_TEST_LOG": str(log)}
+    serve.start("--visible_gpus=-1", "--num_jobs=2")
+    search_id, folder = serve.submit("--grid_module=grid_cfg", f"--run_cwd={project}", f"--out_dir={tmp_path / 'o'}")
+    wait_for(lambda: log.exists() and log.read_text().count('"stubborn"') == 2, 60, "both runs to ignore SIGTERM")
+    asked = time.monotonic()
+    assert serve.run("cancel", "--kill", search_id).returncode == 0
+    wait_for(lambda: registry_state(serve, search_id) == "cancelled", 60, "the search to be cancelled")
+    assert time.monotonic() - asked < DEFAULT_GRACE, time.monotonic() - asked  # TERM is ignored: KILL at once
+    assert set(_statuses(folder).values()) == {"interrupted"}
+    pids = [json.loads(line)["pid"] for line in log.read_text().splitlines() if json.loads(line)["event"] == "start"]
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)

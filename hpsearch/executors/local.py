@@ -454,7 +454,9 @@ class LocalExecutor(Executor):
         """Stop every run (local runs cannot outlive their driver, whatever
         ``cancel`` says) and report the ones still in flight as interrupted."""
         if self.slot_source is not None and not cancel:  # the service says whether it cancels the search
-            cancel = self.slot_source.cancel_requested()
+            cancel, kill = self.slot_source.stop_request()
+            if kill:
+                self._containment.grace = 0.0
         outcomes = self.poll()
         runs = list(self._runs.values())
         self._stop(runs)

@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 TICK = 0.25  # seconds between two looks at the drivers
 LAST_SEEN_EVERY = 5.0  # seconds between two writes of last_seen
-SECOND_SIGNAL_AFTER = 0.5  # seconds between the two SIGTERMs that make a driver kill its runs at once
 STOP_PATIENCE = 60.0  # seconds a stopping driver gets before SIGKILL
 _SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 RESTART_STATES = ("queued", "running", "paused", "stopped")
@@ -67,7 +66,7 @@ class _Driver:
     proc: subprocess.Popen
     end_state: str | None = None  # what the service asked for: stopped or cancelled
     kill_at: float | None = None  # when to send SIGKILL if it has not exited
-    second_signal_at: float | None = None
+    kill: bool = False  # stop its runs without the grace period
     log_handle: Any = None
 
 
@@ -201,7 +200,8 @@ class Service:
 
     def _op_stopping(self, request: dict[str, Any]) -> dict[str, Any]:
         driver = self.drivers.get(_folder_key(request["search"]))
-        return protocol.ok(cancel=driver is not None and driver.end_state == "cancelled")
+        cancel = driver is not None and driver.end_state == "cancelled"
+        return protocol.ok(cancel=cancel, kill=cancel and driver.kill)
 
     def _op_submit(self, request: dict[str, Any]) -> dict[str, Any]:
         entry = self._entry(request["folder"])
@@ -321,8 +321,9 @@ class Service:
             argv = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
         else:
             preexec = _die_with_parent()
+        # a session of its own: a Ctrl-C meant for serve reaches the drivers only through serve
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_handle, stderr=log_handle,
-                                preexec_fn=preexec, close_fds=True)
+                                preexec_fn=preexec, close_fds=True, start_new_session=True)
         started = _create_time(proc.pid)
         self.drivers[key] = _Driver(entry.id, key, proc, log_handle=log_handle)
         self._update(search_id, state="paused" if keep_paused else "running", pid=proc.pid, pid_started=started,
@@ -337,11 +338,9 @@ class Service:
         self._update(search_id, state="cancelled", ended=time.time())  # queued, no driver yet
 
     def _signal_stop(self, driver: _Driver, end_state: str, kill: bool) -> None:
-        driver.end_state = end_state
+        driver.end_state, driver.kill = end_state, kill  # the driver asks (op stopping) what to do with its runs
         driver.kill_at = time.monotonic() + STOP_PATIENCE
         _send(driver.proc, signal.SIGTERM)
-        if kill:  # the driver's second signal kills every run at once
-            driver.second_signal_at = time.monotonic() + SECOND_SIGNAL_AFTER
 
     def _begin_stop(self, kill_runs: bool) -> None:
         if self.stopping is not None:
@@ -357,9 +356,6 @@ class Service:
         for key, driver in list(self.drivers.items()):
             code = driver.proc.poll()
             if code is None:
-                if driver.second_signal_at is not None and now >= driver.second_signal_at:
-                    driver.second_signal_at = None
-                    _send(driver.proc, signal.SIGTERM)
                 if driver.kill_at is not None and now >= driver.kill_at:
                     _send(driver.proc, signal.SIGKILL)
                     driver.kill_at = None

@@ -57,13 +57,15 @@ class SlotSource:
         if slots or satisfied:
             self._call({"op": "release", "search": self.search, "slots": list(slots), "satisfied": satisfied})
 
-    def cancel_requested(self) -> bool:
-        """Whether the service stops this driver to cancel the search (its runs stop too)
-        rather than to stop the service (its runs may outlive the driver)."""
+    def stop_request(self) -> tuple[bool, bool]:
+        """Why the service stops this driver: ``(cancel, kill)``. Cancel: the search is
+        cancelled and its runs stop too (else the service stops, and runs may outlive
+        the driver); kill: at once, without the grace between SIGTERM and SIGKILL."""
         try:
-            return bool(self._call({"op": "stopping", "search": self.search}).get("cancel"))
+            answer = self._call({"op": "stopping", "search": self.search})
         except ServiceUnavailable:
-            return False
+            return False, False
+        return bool(answer.get("cancel")), bool(answer.get("kill"))
 
     def close(self) -> None:
         self._closed = True
