@@ -453,8 +453,9 @@ class LocalExecutor(Executor):
     def shutdown(self, cancel: bool) -> list[Outcome]:
         """Stop every run (local runs cannot outlive their driver, whatever
         ``cancel`` says) and report the ones still in flight as interrupted."""
-        if self.slot_source is not None and not cancel:  # the service says whether it cancels the search
-            cancel, kill = self.slot_source.stop_request()
+        if self.slot_source is not None:  # the service says whether it cancels the search, and how
+            cancelled, kill = self.slot_source.stop_request()
+            cancel = cancel or cancelled
             if kill:
                 self._containment.grace = 0.0
         outcomes = self.poll()
