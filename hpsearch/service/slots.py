@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,8 +39,8 @@ class SlotSource:
         self._wake = wake
         self._connection = Connection(self.socket_path)
         self._lock = threading.Lock()
-        self._waiting = False  # a wait request is out; set and cleared under _wait_lock
-        self._wait_lock = threading.Lock()
+        self._want_wait = threading.Event()  # the driver was refused: the waiter sends the next wait
+        self._waiter: threading.Thread | None = None
         self._closed = False
 
     def acquire(self, n: int, limits: SlotLimits, holding: list[Any] | None = None) -> list[Any]:
@@ -76,20 +77,26 @@ class SlotSource:
             return self._connection.call(request)
 
     def _start_waiting(self) -> None:
-        with self._wait_lock:
-            if self._waiting:
-                return
-            self._waiting = True
-        threading.Thread(target=self._wait, name="hpsearch-slot-wait", daemon=True).start()
+        self._want_wait.set()
+        if self._waiter is None:
+            self._waiter = threading.Thread(target=self._wait_loop, name="hpsearch-slot-wait", daemon=True)
+            self._waiter.start()
 
-    def _wait(self) -> None:
-        """One wait request on a connection of its own; the answer wakes the driver."""
-        try:
-            with Connection(self.socket_path, timeout=WAIT_TIMEOUT + 5) as connection:
+    def _wait_loop(self) -> None:
+        """One thread, one connection: a wait request whenever the driver was refused;
+        each answer wakes the driver, which asks again."""
+        connection: Connection | None = None
+        while not self._closed:
+            self._want_wait.wait()
+            self._want_wait.clear()  # before the request: a refusal meanwhile sends the next one
+            try:
+                connection = connection or Connection(self.socket_path, timeout=WAIT_TIMEOUT + 5)
                 connection.call({"op": "wait", "search": self.search, "timeout": WAIT_TIMEOUT})
-        except ServiceUnavailable as exc:
-            log.debug("slot wait failed: %s", exc)
-        with self._wait_lock:
-            self._waiting = False  # before the wake: a refusal after it starts the next wait
-        if not self._closed:
-            self._wake()
+            except ServiceUnavailable as exc:
+                log.debug("slot wait failed: %s", exc)
+                if connection is not None:
+                    connection.close()
+                connection = None
+                time.sleep(0.5)  # the service is gone or restarting; the driver's own calls will say so
+            if not self._closed:
+                self._wake()
