@@ -452,7 +452,9 @@ class LocalExecutor(Executor):
 
     def shutdown(self, cancel: bool) -> list[Outcome]:
         """Stop every run (local runs cannot outlive their driver, whatever
-        ``cancel`` says) and report the ones still in flight as interrupted."""
+        ``cancel`` says) and report the ones still in flight as interrupted.
+        In a service's driver the service says whether the search is cancelled
+        and whether its runs are killed without the grace."""
         if self.slot_source is not None:  # the service says whether it cancels the search, and how
             cancelled, kill = self.slot_source.stop_request()
             cancel = cancel or cancelled

@@ -55,8 +55,12 @@ class SlotSource:
 
     def release(self, slots: list[Any], satisfied: bool = False) -> None:
         """Give slots back; ``satisfied``: the search wants no more for now."""
-        if slots or satisfied:
+        if not (slots or satisfied):
+            return
+        try:
             self._call({"op": "release", "search": self.search, "slots": list(slots), "satisfied": satisfied})
+        except ServiceUnavailable as exc:  # a service that went away holds no slots: nothing to give back
+            log.debug("slot release failed: %s", exc)
 
     def stop_request(self) -> tuple[bool, bool]:
         """Why the service stops this driver: ``(cancel, kill)``. Cancel: the search is
