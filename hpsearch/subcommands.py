@@ -33,4 +33,17 @@ def subcommand(name: str) -> Command | None:
     if target is None:
         return None
     module, function = target.split(":")
-    return getattr(importlib.import_module(module), function)
+    try:
+        return getattr(importlib.import_module(module), function)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return lambda _argv: _missing(name)
+
+
+def _missing(name: str) -> int:
+    """A subcommand whose module this installation lacks: one line, exit 2."""
+    import sys
+
+    print(f"hpsearch {name}: error: this command is not part of this installation of hpsearch", file=sys.stderr)
+    return 2

@@ -455,3 +455,14 @@ def test_cancel_kill_stops_runs_that_ignore_sigterm_without_the_grace(serve, tmp
     assert set(_statuses(folder).values()) == {"interrupted"}
     pids = [json.loads(line)["pid"] for line in log.read_text().splitlines() if json.loads(line)["event"] == "start"]
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+
+
+def test_subcommands_are_dispatched_and_a_foreground_flag_is_not_one():
+    from hpsearch.subcommands import SUBCOMMANDS, subcommand
+
+    assert set(SUBCOMMANDS) == {"serve", "submit", "status", "list", "find", "logs", "pause", "unpause", "cancel",
+                                "priority"}
+    assert subcommand("--grid_module=x") is None and subcommand("servee") is None
+    assert subcommand("pause").__name__ == "pause_main"
+    hidden = subprocess.run(hpsearch_cmd("--help"), capture_output=True, text=True)
+    assert hidden.returncode == 0 and "--service_socket" not in hidden.stdout and "--detached_runs" not in hidden.stdout
