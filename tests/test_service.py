@@ -406,7 +406,6 @@ def test_detach_returns_once_the_socket_answers_and_stop_ends_it(serve):
     try:
         assert done.returncode == 0, done.stderr
         pid = int(done.stdout.split("pid ")[1].split(")")[0])
-        assert psutil.Process(pid).ppid() != os.getpid()  # not our child: it runs on its own
         assert serve.call({"op": "ping"})["pid"] == pid
         assert os.getsid(pid) == pid  # a session of its own
     finally:
