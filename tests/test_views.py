@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import pytest
 
-from hpsearch.executors.base import JobHandle, RunStatus
+from hpsearch.runs import JobHandle, RunStatus
 from hpsearch.service.paths import StatePaths
 from hpsearch.service.registry import FOREGROUND, SERVICE, Registry
 from hpsearch.service.snapshot import SearchRef, listing, overview, search_document
@@ -453,7 +453,7 @@ def store_with_runs(folder: Path, runs: list[tuple[RunStatus, str | None, dict |
     records = [RunRecord(key=f"{index:016x}", index=index, config={"i": index},
                          run_dir=f"sim_20260101000000_{index + 1:04d}", status=status, attempts=1,
                          backend="local", job_id=str(os.getpid()), where=where, started=now - 60,
-                         ended=now - 30 if status.is_final else None, summary=summary,
+                         ended=now - 30 if status in (RunStatus.DONE, RunStatus.FAILED) else None, summary=summary,
                          reason="exit code 1" if status == RunStatus.FAILED else None)
                for index, (status, where, summary) in enumerate(runs)]
     with RunStore.open(folder) as store:

@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 
 from hpsearch.errors import HpsearchError, UsageError
-from hpsearch.executors.base import RunStatus
+from hpsearch.runs import RunStatus
 from hpsearch.report import ranking_value
 from hpsearch.searchdir import holds_search, saved_settings
 from hpsearch.service.paths import StatePaths, state_paths
@@ -41,6 +41,8 @@ OVER_STATES = ("finished", "failed", "cancelled")
 SERVICE_TIMEOUT = 2.0
 """Seconds to wait for the service's answer before calling it down."""
 _FAILED = (RunStatus.FAILED, RunStatus.TIMED_OUT)
+_ENDED = (RunStatus.DONE, *_FAILED)
+"""Statuses whose runs ran to an end: their durations give the mean."""
 
 
 @dataclass(frozen=True)
@@ -208,9 +210,9 @@ def _read_store(folder: Path, snap: dict[str, Any], now: float) -> None:
     if best is not None:
         value, record = best
         snap["best"] = {"value": value, **_run_ref(record)}
-    timed = sum(tallies[status].timed for status in RunStatus if status.is_final)
+    timed = sum(tallies[status].timed for status in _ENDED)
     if timed:
-        snap["mean_duration_s"] = sum(tallies[status].seconds for status in RunStatus if status.is_final) / timed
+        snap["mean_duration_s"] = sum(tallies[status].seconds for status in _ENDED) / timed
     if snap["driver"]["alive"] is not False:  # a search nobody drives makes no progress
         snap["eta_s"] = eta(snap["mean_duration_s"], snap["queue_length"],
                             [now - (r.started or now) for r in running])

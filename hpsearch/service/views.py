@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from hpsearch.errors import HpsearchError, UsageError
-from hpsearch.executors.base import RunStatus
+from hpsearch.runs import STDERR_FILE, STDOUT_FILE, RunStatus
 from hpsearch.progress import format_duration
 from hpsearch.runfolders import SET_ASIDE_FOLDER, parse_run_name, read_json
 from hpsearch.searchdir import RUN_INFO_FILE, RUN_RESULT_FILE, holds_search
@@ -411,7 +411,7 @@ def logs_main(argv: Sequence[str]) -> int:
         finally:
             if registry is not None:
                 registry.close()
-        path = run.folder / ("stderr.txt" if args.stderr else "stdout.txt")
+        path = run.folder / (STDERR_FILE if args.stderr else STDOUT_FILE)
         if args.follow:
             return follow(path, lambda: run_over(run))
         if not path.is_file():
