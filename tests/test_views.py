@@ -286,6 +286,22 @@ def test_find_and_logs_refuse_unknown_and_ambiguous_runs_in_one_line(finished, t
     one_line_error(cli(["list", "--al"], tmp_path, state), "--al")
 
 
+def test_find_follows_a_run_folder_the_postprocessor_set_aside(finished, tmp_path, state):
+    search = copy_search(finished, tmp_path / "copy")
+    target = run_with_score(search, 0.1, "fail")
+    aside = search / "failed_criteria" / target.name
+    aside.parent.mkdir()
+    target.rename(aside)
+    with Registry.open() as registry:
+        entry = registry.register(search, kind=FOREGROUND, state="finished")
+    info = run_info(aside)
+    for name in (target.name, info["key"].upper()[:9], f"{entry.id}:{info['index'] + 1}", str(aside)):
+        found = cli(["find", name], tmp_path, state)
+        assert (found.returncode, found.stdout) == (0, f"{aside}\n"), (name, found.stderr)
+    logs = cli(["logs", target.name], tmp_path, state)
+    assert logs.stdout == "hello from score 0.1\nbye from score 0.1\n"
+
+
 # --------------------------------------------------------------------------- a running foreground search
 
 

@@ -289,7 +289,10 @@ class RunRef:
 
     @property
     def folder(self) -> Path:
-        return self.search.folder / self.record.run_dir
+        """The run folder, also where the postprocessor's ``--set_aside`` moved it."""
+        folder = self.search.folder / self.record.run_dir
+        aside = self.search.folder / SET_ASIDE_FOLDER / self.record.run_dir
+        return aside if not folder.is_dir() and aside.is_dir() else folder
 
     @property
     def label(self) -> str:
@@ -332,8 +335,9 @@ def locate_run(text: str, registry: Registry | None) -> RunRef:
         found = [run for ref in _searchable(registry)
                  for run in _lookup(ref, lambda store: [r for r in [store.by_run_dir(text)] if r])]
         what = f"no run folder named {text} in the registered searches"
-    elif _KEY_PREFIX.match(text):
-        found = [run for ref in _searchable(registry) for run in _lookup(ref, lambda s: s.with_key_prefix(text, 2))]
+    elif _KEY_PREFIX.match(text.lower()):
+        prefix = text.lower()
+        found = [run for ref in _searchable(registry) for run in _lookup(ref, lambda s: s.with_key_prefix(prefix, 2))]
         what = f"no run with a configuration key starting with {text!r} in the registered searches"
     else:
         raise UsageError(f"run {text!r}: expected a configuration key (or its prefix), SEARCH:NUMBER, or a run "
