@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -519,11 +518,15 @@ def test_overview_with_the_service_up_shows_readings_and_which_runs_hold_each_gp
         entry = registry.register(search, kind=SERVICE, state="running", pid=os.getpid())
         registry.set_service(pid=os.getpid(), started=time.time() - 3600)
     paths = StatePaths(state)
-    service = FakeService(paths.socket, {"ok": True, "service": {"pid": os.getpid(), "uptime_s": 3600.0},
-                                         "pool": {"gpus": [{"index": 0, "name": "Fake", "memory_used": 100,
-                                                            "memory_total": 16000, "load": 0.25},
-                                                           {"index": 1, "name": "Fake", "memory_used": 9000,
-                                                            "memory_total": 16000, "load": 0.75}]}})
+    # the shape of svc-daemon's answer (hpsearch/service/daemon.py, _op_status)
+    service = FakeService(paths.socket, {
+        "ok": True, "service": {"pid": os.getpid(), "started": time.time() - 3600, "uptime": 3600.0},
+        "pool": {"kind": "gpu", "max_per_gpu": 1, "num_jobs": 1,
+                 "gpus": [{"id": 0, "memory_used": 100, "memory_total": 16000, "load": 0.25, "held_by": []},
+                          {"id": 1, "memory_used": 9000, "memory_total": 16000, "load": 0.75,
+                           "held_by": [entry.id]}]},
+        "searches": [{"id": entry.id, "folder": str(search), "state": "running", "kind": "service",
+                      "priority": 1, "driver_pid": os.getpid(), "slots_held": 1, "waiting": True}]})
     try:
         proc = cli(["status", "--json"], tmp_path, state)
         assert proc.returncode == 0, proc.stderr
@@ -535,10 +538,13 @@ def test_overview_with_the_service_up_shows_readings_and_which_runs_hold_each_gp
     check_against_docs(doc, "overview document", documented_objects())
     assert doc["service"]["running"] is True and doc["service"]["uptime_s"] == 3600.0
     assert doc["service"]["queue_length"] == 2 and doc["pool"]["source"] == "service"
+    assert (doc["pool"]["kind"], doc["pool"]["slots_per_gpu"], doc["pool"]["cpu_slots"]) == ("gpu", 1, None)
     gpus = {gpu["id"]: gpu for gpu in doc["pool"]["gpus"]}
     assert gpus["0"]["runs"] == [] and gpus["0"]["memory_used_mb"] == 100 and gpus["0"]["load"] == 0.25
+    assert gpus["1"]["held_by"] == [entry.id] and gpus["0"]["held_by"] == []
     assert [(r["search"], r["run"], r["number"]) for r in gpus["1"]["runs"]] == [(entry.id, "sim_20260101000000_0005", 5)]
     (shown,) = doc["searches"]
+    assert shown["slots_held"] == 1
     assert shown["best"] == {"value": 0.2, "number": 2, "key": f"{1:016x}", "run": "sim_20260101000000_0002"}
     assert shown["ascending"] is True
     assert shown["mean_duration_s"] == pytest.approx(30, abs=1)
@@ -564,6 +570,30 @@ def test_overview_with_the_service_down_says_when_it_was_last_seen(tmp_path, sta
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last_seen))
     assert f"service not running, last seen {when}" in text
     assert "no driver" in text
+
+
+def test_a_cluster_search_is_shown_from_its_store_without_asking_the_scheduler(tmp_path, state):
+    folder = store_with_runs(tmp_path / "cluster", [(RunStatus.DONE, "array 7 task 0", {"loss": 0.5, "finished": 1}),
+                                                    (RunStatus.RUNNING, "array 7 task 1", None)])
+    with RunStore.open(folder) as store:
+        key = f"{1:016x}"
+        store.mark_running(key, JobHandle(key, "slurm", "7_1", "array 7 task 1", {}), time.time() - 5)
+    spies = tmp_path / "bin"
+    spies.mkdir()
+    calls = tmp_path / "scheduler-calls.log"
+    for name in ("squeue", "sacct", "scontrol", "bjobs", "bhist"):
+        (spies / name).write_text(f"#!/bin/sh\necho {name} >> {calls}\nexit 1\n")
+        (spies / name).chmod(0o755)
+    env = env_with(state)
+    env["PATH"] = f"{spies}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(hpsearch_cmd("status", str(folder), "--json"), cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = json.loads(proc.stdout)["search"]["running"]
+    assert (run["backend"], run["job_id"], run["pid"], run["gpu"], run["where"]) == (
+        "slurm", "7_1", None, None, "array 7 task 1")
+    assert 4 <= run["elapsed_s"] < 120
+    assert not calls.exists(), calls.read_text()
 
 
 def test_list_shows_active_searches_and_hides_those_that_are_over(tmp_path, state):

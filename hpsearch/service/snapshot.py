@@ -108,7 +108,7 @@ def search_snapshot(ref: SearchRef, *, now: float | None = None) -> dict[str, An
         "state": entry.state if entry else None,
         "priority": entry.priority if entry else None,
         "host": entry.host if entry else None,
-        "driver": {"pid": entry.pid if entry else None, "alive": None},
+        "driver": None,
         "submitted": entry.submitted if entry else None,
         "updated": entry.updated if entry else None,
         "ended": entry.ended if entry else None,
@@ -123,6 +123,7 @@ def search_snapshot(ref: SearchRef, *, now: float | None = None) -> dict[str, An
         "eta_s": None,
         "running": [],
         "failures": [],
+        "slots_held": None,
         "error": None,
     }
     settings = _settings(folder, snap)
@@ -297,20 +298,22 @@ def ask_service(socket_path: Path, request: dict[str, Any], timeout: float = SER
     return answer if isinstance(answer, dict) else None
 
 
-def service_snapshot(registry: Registry | None, paths: StatePaths, now: float) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The schema's ``service`` and ``pool`` objects: live if the service answers, else what it last recorded."""
+def service_snapshot(registry: Registry | None, paths: StatePaths, now: float
+                     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
+    """The schema's ``service`` and ``pool`` objects, live if the service answers, else what it last
+    recorded; and what the service says of each search, by id (empty when it is down)."""
     try:
         info = registry.service_info() if registry is not None else {}
     except sqlite3.Error:
         info = {}
     answer = ask_service(paths.socket, {"op": "status"})
     live = answer is not None and answer.get("ok") is True
-    facts = answer.get("service") if live and isinstance(answer.get("service"), dict) else {}
+    facts = _dict(answer.get("service")) if live else {}
     pid = _number(facts.get("pid"), int) or _number(info.get("pid"), int)
     started = _number(facts.get("started"), float) or _number(info.get("started"), float)
     last_seen = now if live else (_number(info.get("last_seen"), float) or _number(info.get("stopped"), float)
                                   or started)
-    uptime = _number(facts.get("uptime_s"), float) or (now - started if started else None)
+    uptime = _number(facts.get("uptime_s", facts.get("uptime")), float) or (now - started if started else None)
     service = {
         "running": live,
         "pid": pid,
@@ -320,10 +323,27 @@ def service_snapshot(registry: Registry | None, paths: StatePaths, now: float) -
         "socket": str(paths.socket),
         "queue_length": 0,
     }
-    pool = answer.get("pool") if live and isinstance(answer.get("pool"), dict) else {}
-    return service, {"source": "service" if live else "runs", "gpus": [_gpu(gpu) for gpu in pool.get("gpus") or []
-                                                                      if isinstance(gpu, dict)],
-                     "cpu_slots": _number(pool.get("cpu_slots"), int)}
+    pool = _dict(answer.get("pool")) if live else {}
+    kind = pool.get("kind") if pool.get("kind") in ("gpu", "cpu") else None
+    described = {
+        "source": "service" if live else "runs",
+        "kind": kind,
+        "slots_per_gpu": _number(pool.get("max_per_gpu"), int),
+        "gpus": [_gpu(gpu) for gpu in pool.get("gpus") or [] if isinstance(gpu, dict)],
+        "cpu_slots": _number(pool.get("cpu_slots", pool.get("num_jobs") if kind == "cpu" else None), int),
+        "cpu_held_by": _names(pool.get("cpu_held_by")),
+    }
+    searches = {str(item["id"]): item for item in (answer.get("searches") if live else None) or []
+                if isinstance(item, dict) and item.get("id") is not None}
+    return service, described, searches
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _names(value: Any) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list) else []
 
 
 def _number(value: Any, kind: type) -> Any:
@@ -345,6 +365,7 @@ def _gpu(reading: dict[str, Any]) -> dict[str, Any]:
         "memory_used_mb": _number(first("memory_used_mb", "memory_used", "memoryUsed"), float),
         "memory_total_mb": _number(first("memory_total_mb", "memory_total", "memoryTotal"), float),
         "load": _number(first("load"), float),
+        "held_by": _names(reading.get("held_by")),
         "runs": [],
     }
 
@@ -374,9 +395,11 @@ def overview(registry: Registry | None, *, include_over: bool = False, paths: St
     """``status`` without a search: the service, its pool, and every search not over (all with ``include_over``)."""
     now = time.time()
     paths = paths or state_paths(create=False)
-    service, pool = service_snapshot(registry, paths, now)
+    service, pool, told = service_snapshot(registry, paths, now)
     searches = [search_snapshot(SearchRef(Path(entry.folder), entry), now=now)
                 for entry in registered(registry, include_over)]
+    for search in searches:
+        search["slots_held"] = _number(told.get(search["id"] or "", {}).get("slots_held"), int)
     service["queue_length"] = sum(s["queue_length"] for s in searches if s["kind"] == "service")
     _attach_runs(pool, searches)
     return {"schema_version": SCHEMA_VERSION, "kind": "overview", "generated": now, "service": service,

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -109,14 +110,7 @@ def status_main(argv: Sequence[str]) -> int:
     def body() -> int:
         registry = snapshot.open_registry() if args.search is None else _registry_quietly()
         try:
-            if args.search is not None:
-                ref = snapshot.resolve_search(args.search, registry)
-                produce = lambda: snapshot.search_document(_refreshed(ref, registry))  # noqa: E731
-                render: Callable[[dict[str, Any]], str] = lambda doc: render_search(doc["search"])  # noqa: E731
-            else:
-                produce = lambda: snapshot.overview(registry, include_over=args.all)  # noqa: E731
-                render = render_overview
-            frame = (lambda: _json_text(produce(), args.watch)) if args.json else (lambda: render(produce()))
+            frame = _status_frame(args, registry)
             if args.watch:
                 return _watch(frame, args.json)
             _emit(frame())
@@ -126,6 +120,28 @@ def status_main(argv: Sequence[str]) -> int:
                 registry.close()
 
     return _guarded("hpsearch status", body)
+
+
+def _status_frame(args: argparse.Namespace, registry: Registry | None) -> Callable[[], str]:
+    """What one look shows: the overview, or the search named (looked up once, its entry on every look)."""
+    if args.search is None:
+        def document() -> dict[str, Any]:
+            return snapshot.overview(registry, include_over=args.all)
+
+        def render(doc: dict[str, Any]) -> str:
+            return render_overview(doc)
+    else:
+        ref = snapshot.resolve_search(args.search, registry)
+
+        def document() -> dict[str, Any]:
+            return snapshot.search_document(_refreshed(ref, registry))
+
+        def render(doc: dict[str, Any]) -> str:
+            return render_search(doc["search"])
+
+    if args.json:
+        return lambda: _json_text(document(), compact=args.watch)
+    return lambda: render(document())
 
 
 def _registry_quietly() -> Registry | None:
@@ -143,7 +159,7 @@ def _refreshed(ref: SearchRef, registry: Registry | None) -> SearchRef:
         return ref
     try:
         return SearchRef(ref.folder, registry.get(ref.entry.id) or ref.entry)
-    except Exception:  # a registry busy for longer than its timeout: show the last entry
+    except sqlite3.Error:  # a registry busy for longer than its timeout: show the last entry
         return ref
 
 
@@ -227,7 +243,8 @@ def render_overview(doc: dict[str, Any]) -> str:
             reading.append(f"{gpu['memory_used_mb']:.0f}/{gpu['memory_total_mb']:.0f} MB")
         if gpu["load"] is not None:
             reading.append(f"load {gpu['load'] * 100:.0f}%")
-        holders = ", ".join(f"{run['run']} ({run['search'] or run['folder']})" for run in gpu["runs"]) or "free"
+        holders = ", ".join(f"{run['run']} ({run['search'] or run['folder']})" for run in gpu["runs"])
+        holders = holders or (f"granted to {', '.join(gpu['held_by'])}" if gpu["held_by"] else "free")
         lines.append(f"GPU {gpu['id']}  {'  '.join(reading) or 'no reading'}  {holders}")
     if not doc["searches"]:
         lines.append("no active searches (hpsearch list --all shows the others)")
