@@ -102,7 +102,7 @@ def status_main(argv: Sequence[str]) -> int:
                                "value, running runs, last failures). Reads only; works with the service down.")
     parser.add_argument("search", nargs="?", metavar="SEARCH",
                         help="A search id, a unique prefix of one, or a search folder (any, registered or not).")
-    parser.add_argument("--json", action="store_true", help="Print the schema of docs/service.md instead.")
+    parser.add_argument("--json", action="store_true", help="Print one JSON document instead (its schema: docs/service.md).")
     parser.add_argument("--watch", action="store_true", help="Redraw every second until Ctrl-C.")
     parser.add_argument("--all", action="store_true", help="Without SEARCH: also the searches that are over.")
     args = parser.parse_args(argv)
@@ -273,7 +273,7 @@ def list_main(argv: Sequence[str]) -> int:
                              "folder, state, counts and best value; those that are over only with --all.")
     parser.add_argument("--all", action="store_true", help="Also the searches that are over "
                                                             "(finished, failed, cancelled).")
-    parser.add_argument("--json", action="store_true", help="Print the schema of docs/service.md instead.")
+    parser.add_argument("--json", action="store_true", help="Print one JSON document instead (its schema: docs/service.md).")
     args = parser.parse_args(argv)
 
     def body() -> int:
