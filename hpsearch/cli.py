@@ -283,6 +283,8 @@ def disk_full(exc: BaseException) -> bool:
     return False
 
 
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from hpsearch.subcommands import subcommand  # a table of names, nothing heavy
