@@ -94,8 +94,8 @@ def _service_factory(settings: SearchSettings) -> ExecutorFactory:
             num_jobs=settings.num_jobs or SERVICE_MAX_RUNS,
             slot_source=SlotSource(settings.service_socket, str(search_dir), wakeup.set),
         )
-        if settings.detached_runs:
-            executor.runs_die_with_driver = False
+        # --detached_runs (runs outlive the driver, adopted on resume) needs the run wrapper that records
+        # their exit status (hpsearch/runwrap.py); without it they die with the driver and run again.
         return executor
 
     return make
