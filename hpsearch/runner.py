@@ -249,7 +249,7 @@ class SearchDriver:
             )
 
     def _should_cancel(self) -> bool:
-        if self.executor.name == "local" or self.settings.cancel_on_exit:
+        if not self.executor.runs_outlive_driver or self.settings.cancel_on_exit:
             return True
         if self.executor.in_flight() == 0 or not sys.stdin.isatty():
             return False

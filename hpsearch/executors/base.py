@@ -263,3 +263,10 @@ class Executor(abc.ABC):
     def describe(self) -> str:
         """One line for the log, e.g. ``4 GPUs x 2 slots``."""
         return self.name
+
+    @property
+    def runs_outlive_driver(self) -> bool:
+        """Whether runs left in flight keep going after the driver exits (cluster
+        jobs do, for a later driver to adopt); when False, stopping the driver
+        always stops its runs."""
+        return self.name != "local"
