@@ -47,6 +47,7 @@ from hpsearch.executors.base import (
     Wakeup,
 )
 from hpsearch.gpu.allocate import Reservation
+from hpsearch.gpu.claims import ClaimBoard
 from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading, GpuSnapshot
 from hpsearch.gpu.planner import SlotLimits, SlotPlanner
 
@@ -250,6 +251,8 @@ class LocalExecutor(Executor):
         self._refused = False  # the last capacity() found no free slot
         self._closed = False
         self._wake_lock = threading.Lock()  # no thread wakes the driver once shutdown() has begun
+        if self.planner is not None:  # other processes' start-up reservations, and ours for them
+            self.planner.claims = ClaimBoard.from_environment()
 
     @property
     def runs_outlive_driver(self) -> bool:
@@ -416,7 +419,11 @@ class LocalExecutor(Executor):
 
     def poll(self) -> list[Outcome]:
         self._enforce_timeouts(self.clock())
-        return [self._outcome(run, code) for run, code in self._drain()]
+        ended = self._drain()
+        if self.planner is not None:
+            for run, _code in ended:
+                self.planner.release(run.reservation)
+        return [self._outcome(run, code) for run, code in ended]
 
     def _drain(self) -> list[tuple[_Run, int]]:
         ended = []
@@ -484,11 +491,22 @@ class LocalExecutor(Executor):
     def in_flight(self) -> int:
         return len(self._runs)
 
+    def submit_many(self, specs: Sequence[LaunchSpec]) -> list[JobHandle | SubmissionError]:
+        """Start the runs; slots the last :meth:`capacity` offered and these did
+        not take are no longer claimed for other processes."""
+        try:
+            return super().submit_many(specs)
+        finally:
+            if self.planner is not None and self.planner.claims is not None:
+                self.planner.withdraw_offers()
+
     def shutdown(self, cancel: bool) -> list[Outcome]:
         """Stop every run and report the ones still in flight as interrupted;
         runs that outlive the driver are left running unless ``cancel`` (they
         stay in flight, for a later driver to adopt)."""
         outcomes = self.poll()
+        if self.planner is not None:
+            self.planner.close()
         if self.runs_outlive_driver and not cancel:
             with self._wake_lock:
                 self._closed = True
