@@ -7,6 +7,7 @@ asks for capacity, submits launch specs, and turns outcomes into verdicts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -36,6 +37,7 @@ from hpsearch.report import ReportRow, row_from_record
 from hpsearch.report_writer import LiveReport, ReportLayout
 from hpsearch.rebuild import rebuild_store
 from hpsearch.runfolders import run_folders
+from hpsearch.service.registry import ForegroundEntry
 from hpsearch.searchdir import (
     RUN_RESULT_FILE,
     SearchFolder,
@@ -444,7 +446,8 @@ def run_search(settings: SearchSettings, progress: Progress | None = None, gpu_p
         now=datetime.now(),
     )
     folder.path.mkdir(parents=True, exist_ok=True)
-    with SearchLock(folder.path):
+    entry = ForegroundEntry(folder.path, settings.driver_argv, progress.message)
+    with SearchLock(folder.path), (contextlib.nullcontext(entry) if settings.service_socket else entry):
         store = _open_store(folder, spec, progress)
         try:
             _prepare_store(store, folder, spec, settings, configs)
@@ -455,7 +458,7 @@ def run_search(settings: SearchSettings, progress: Progress | None = None, gpu_p
             try:
                 executor = factory(wakeup, folder.path)
                 driver = SearchDriver(settings, spec, folder, store, executor, wakeup, progress)
-                return driver.run()
+                return entry.ended(driver.run())
             finally:
                 wakeup.close()
         except (HpsearchError, OSError) as exc:
