@@ -37,19 +37,12 @@ import psutil
 from hpsearch import proctree
 from hpsearch.containment import RUN_MARKER_ENV, Containment
 from hpsearch.errors import SubmissionError, UsageError
-from hpsearch.executors.base import (
-    EXIT_CODE_FILE,
-    RUN_KEY_ENV,
-    Executor,
-    JobHandle,
-    LaunchSpec,
-    Outcome,
-    Wakeup,
-)
+from hpsearch.executors.base import Executor, Wakeup
 from hpsearch.gpu.allocate import Reservation
 from hpsearch.gpu.claims import ClaimBoard
 from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading, GpuSnapshot
 from hpsearch.gpu.planner import SlotLimits, SlotPlanner
+from hpsearch.runs import EXIT_CODE_FILE, RUN_KEY_ENV, JobHandle, LaunchSpec, Outcome, read_exit_code
 
 log = logging.getLogger(__name__)
 
@@ -491,6 +484,9 @@ class LocalExecutor(Executor):
     def in_flight(self) -> int:
         return len(self._runs)
 
+    def attempt_files(self) -> tuple[str, ...]:
+        return (EXIT_CODE_FILE,)  # what the wrapper of a detached run leaves
+
     def submit_many(self, specs: Sequence[LaunchSpec]) -> list[JobHandle | SubmissionError]:
         """Start the runs; slots the last :meth:`capacity` offered and these did
         not take are no longer claimed for other processes."""
@@ -602,9 +598,8 @@ def recorded_returncode(run_dir: Path) -> int | None:
     """The exit status a run's wrapper recorded, as ``Popen.returncode`` says
     it (``-N`` for a run killed by signal N, recorded as 128 + N); None if
     it recorded none."""
-    try:
-        code = int((run_dir / EXIT_CODE_FILE).read_text(encoding="ascii").strip())
-    except (OSError, ValueError, UnicodeDecodeError):
+    code = read_exit_code(run_dir)
+    if code is None:
         return None
     if 128 < code < 128 + signal.NSIG:
         return -(code - 128)
