@@ -34,6 +34,7 @@ import psutil
 
 from hpsearch import cgroup, proctree
 from hpsearch.guardian import Guardian
+from hpsearch.runs import RUN_KEY_ENV
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def foreign_members(key: str, leader_pid: int, marker: str) -> list[psutil.Proce
     pass over ``/proc``)."""
     table = proctree.scan()
     marker_bytes = f"{RUN_MARKER_ENV}={marker}".encode()
-    key_bytes = f"HPSEARCH_RUN_KEY={key}".encode()
+    key_bytes = f"{RUN_KEY_ENV}={key}".encode()
     roots = [leader_pid]
     for info in table.values():
         if info.zombie or info.pid == leader_pid:
