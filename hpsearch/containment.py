@@ -164,7 +164,7 @@ class Containment:
         wrapper's descendants, the members of its session that carry its key,
         and every process with its ``marker``. Returns the pids stopped other
         than the leader (which is stopped only ``with_leader``)."""
-        procs = foreign_members(key, leader.pid, marker)
+        procs = foreign_members(key, leader.pid, marker, tree=with_leader)
         if with_leader:
             procs = [leader, *(p for p in procs if p.pid != leader.pid)]
         reached = {p.pid for p in proctree.terminate_processes(procs, self.grace)}
@@ -240,15 +240,16 @@ class Containment:
             self._guardian.close()
 
 
-def foreign_members(key: str, leader_pid: int, marker: str) -> list[psutil.Process]:
+def foreign_members(key: str, leader_pid: int, marker: str, *, tree: bool) -> list[psutil.Process]:
     """The live processes of a run of another driver session, but its leader:
-    the leader's descendants, its session's members with the run's key, and
-    the processes whose environment holds ``HPSEARCH_RUN=<marker>`` (one
-    pass over ``/proc``)."""
+    with ``tree`` the leader's descendants (only while it lives: its pid may
+    be reused once it is gone), its session's members with the run's key, and
+    the processes whose environment holds ``HPSEARCH_RUN=<marker>``, with
+    their descendants (one pass over ``/proc``)."""
     table = proctree.scan()
     marker_bytes = f"{RUN_MARKER_ENV}={marker}".encode()
     key_bytes = f"{RUN_KEY_ENV}={key}".encode()
-    roots = [leader_pid]
+    roots = [leader_pid] if tree else []
     for info in table.values():
         if info.zombie or info.pid == leader_pid:
             continue
