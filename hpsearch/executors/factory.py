@@ -67,6 +67,7 @@ def choose_executor(
             # the probe's answer serves the first round while it is fresh: one nvidia-smi call fewer
             first_readings=(probe_readings if monitor and time.monotonic() - probed_at < settings.gpu_poll_interval
                             else None),
+            detached_runs=settings.detached_runs,
         )
 
     return make
@@ -93,9 +94,8 @@ def _service_factory(settings: SearchSettings) -> ExecutorFactory:
             startup_time=settings.sim_startup_time,
             num_jobs=settings.num_jobs or SERVICE_MAX_RUNS,
             slot_source=SlotSource(settings.service_socket, str(search_dir), wakeup.set),
+            detached_runs=settings.detached_runs,
         )
-        # --detached_runs (runs outlive the driver, adopted on resume) needs the run wrapper that records
-        # their exit status (hpsearch/runwrap.py); without it they die with the driver and run again.
         return executor
 
     return make
