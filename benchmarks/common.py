@@ -42,6 +42,8 @@ class Context:
         slot_runs: Runs of workload 1 (and of the hypnettorch comparison).
         idle_seconds: How long the GPUs stay busy in the polling workload.
         repeats: Interleaved repetitions of the launch workload (best counts).
+        service_searches: Searches submitted to the service in its workload.
+        service_runs: Runs of each of them.
     """
 
     work: Path
@@ -51,6 +53,8 @@ class Context:
     slot_runs: int = 40
     idle_seconds: float = 5.0
     repeats: int = 3
+    service_searches: int = 10
+    service_runs: int = 500
 
     def folder(self, *parts: str) -> Path:
         """A fresh, empty scratch folder."""

@@ -35,6 +35,7 @@ from benchmarks.loaded import loaded_exit  # noqa: E402
 from benchmarks.polling import gpu_polling  # noqa: E402
 from benchmarks.scale import scale  # noqa: E402
 from benchmarks.status import status_json  # noqa: E402
+from benchmarks.service import service_overhead  # noqa: E402
 from benchmarks.utilisation import slot_utilisation  # noqa: E402
 from benchmarks.versus_hypnettorch import versus_hypnettorch  # noqa: E402
 
@@ -47,6 +48,7 @@ WORKLOADS: dict[str, tuple[str, Workload]] = {
     "hypnettorch": ("5. workload 1 under hypnettorch 0.0.4", versus_hypnettorch),
     "loaded": ("6. end of a search beside CPU hogs", loaded_exit),
     "status": ("7. status --json of a 20,000-run search", status_json),
+    "service": ("8. searches through the service against one foreground search", service_overhead),
 }
 LEFT_OUT_BY_QUICK = {"hypnettorch": "left out by --quick (about a minute); name it with --only to run it"}
 RESULTS = REPO / "benchmarks" / "results.json"
@@ -61,6 +63,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"Run only these workloads: {', '.join(WORKLOADS)}.")
     parser.add_argument("--scale_runs", type=int, default=None,
                         help="Runs of the scale workload's search (default 20000; 1000 with --quick).")
+    parser.add_argument("--service_runs", type=int, default=None,
+                        help="Runs of each of the service workload's 10 searches (default 500; 20 with --quick).")
     parser.add_argument("--output", type=Path, default=RESULTS, help="Where the JSON goes.")
     parser.add_argument("--work", type=Path, default=WORK, help="Scratch folder.")
     args = parser.parse_args(argv)
@@ -76,8 +80,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def make_context(args: argparse.Namespace) -> Context:
     if args.quick:
         return Context(args.work.resolve(), quick=True, scale_runs=args.scale_runs or 1000, launch_runs=100,
-                       slot_runs=16, idle_seconds=2.5, repeats=1)
-    return Context(args.work.resolve(), scale_runs=args.scale_runs or 20_000)
+                       slot_runs=16, idle_seconds=2.5, repeats=1, service_runs=args.service_runs or 20)
+    return Context(args.work.resolve(), scale_runs=args.scale_runs or 20_000, service_runs=args.service_runs or 500)
 
 
 def run_workload(name: str, ctx: Context, chosen: bool) -> WorkloadResult:

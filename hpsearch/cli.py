@@ -283,15 +283,15 @@ def disk_full(exc: BaseException) -> bool:
     return False
 
 
-_VIEW_COMMANDS = {"status": "status_main", "list": "list_main", "find": "find_main", "logs": "logs_main"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _VIEW_COMMANDS:  # until hpsearch/subcommands.py dispatches every subcommand
-        from hpsearch.service import views
+    from hpsearch.subcommands import subcommand  # a table of names, nothing heavy
 
-        return getattr(views, _VIEW_COMMANDS[argv[0]])(argv[1:])
+    command = subcommand(argv[0]) if argv else None
+    if command is not None:
+        return command(argv[1:])
     given = vars(build_parser().parse_args(argv))
     debug = given.get("debug", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,

@@ -511,6 +511,27 @@ def run_search(
             store.close()
 
 
+def create_search_folder(settings: SearchSettings, spec: GridSpec, configs: list[dict[str, Any]],
+                         progress: Progress) -> SearchFolder:
+    """Make (or take up) the search folder exactly as :func:`run_search` does, without running
+    anything: ``hpsearch submit`` then hands it to the service, whose driver resumes it."""
+    folder = resolve_search_folder(
+        settings.out_dir,
+        force_out_dir=settings.force_out_dir,
+        dont_force_new_dir=settings.dont_force_new_dir,
+        resume=settings.resume,
+        now=datetime.now(),
+    )
+    folder.path.mkdir(parents=True, exist_ok=True)
+    with SearchLock(folder.path):
+        store = _open_store(folder, spec, progress)
+        try:
+            _prepare_store(store, folder, spec, settings, configs)
+        finally:
+            store.close()
+    return folder
+
+
 def _prepare_store(
     store: RunStore, folder: SearchFolder, spec: GridSpec, settings: SearchSettings, configs: list[dict[str, Any]]
 ) -> None:

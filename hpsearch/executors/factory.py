@@ -32,6 +32,8 @@ def choose_executor(
     """
     if settings.run_cluster:
         return _cluster_factory(settings)
+    if settings.service_socket:
+        return _service_factory(settings)
     from hpsearch.executors.local import LocalExecutor
 
     monitor = None
@@ -67,6 +69,34 @@ def choose_executor(
                             else None),
             detached_runs=settings.detached_runs,
         )
+
+    return make
+
+
+SERVICE_MAX_RUNS = 1 << 16
+"""Runs in flight of a search in a service without --num_jobs: the pool decides."""
+
+
+def _service_factory(settings: SearchSettings) -> ExecutorFactory:
+    """A driver the search service started: its runs get their slots from the service's broker."""
+    from hpsearch.executors.local import LocalExecutor
+    from hpsearch.service.slots import SlotSource
+
+    check_value("max_num_jobs_per_gpu", settings.max_num_jobs_per_gpu)
+
+    def make(wakeup: Wakeup, search_dir: Path) -> Executor:
+        executor = LocalExecutor(
+            wakeup,
+            gpu_monitor=None,
+            max_per_gpu=settings.max_num_jobs_per_gpu,
+            allowed_memory=settings.allowed_memory,
+            allowed_load=settings.allowed_load,
+            startup_time=settings.sim_startup_time,
+            num_jobs=settings.num_jobs or SERVICE_MAX_RUNS,
+            slot_source=SlotSource(settings.service_socket, str(search_dir), wakeup.set),
+            detached_runs=settings.detached_runs,
+        )
+        return executor
 
     return make
 

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import psutil
 
@@ -186,6 +186,9 @@ class LocalExecutor(Executor):
             through :mod:`hpsearch.runwrap` in a session of their own, with no
             parent-death signal, guardian or cgroup; left running when the
             driver stops without ``cancel``; adopted by a later driver.
+        slot_source: A search service's broker (:class:`hpsearch.service.slots.SlotSource`):
+            it decides where runs go instead of this executor's own planner
+            and ``num_jobs``, which then caps only this search's runs.
     """
 
     name = "local"
@@ -210,6 +213,7 @@ class LocalExecutor(Executor):
         clock: Callable[[], float] = time.monotonic,
         first_readings: list[GpuReading] | None = None,
         detached_runs: bool = False,
+        slot_source: Any = None,
     ) -> None:
         super().__init__(wakeup)
         if detached_runs:
@@ -241,6 +245,8 @@ class LocalExecutor(Executor):
                 clock=clock,
                 first=first,
             )
+        self.slot_source = slot_source
+        self._granted: list[str | None] = []  # slots the broker gave at the last capacity() not yet taken
         self._plan: list[int] = []  # GPU ids the planner offered at the last capacity() not yet taken
         self._refused = False  # the last capacity() found no free slot
         self._closed = False
@@ -255,6 +261,12 @@ class LocalExecutor(Executor):
     # ---- capacity and GPU planning
 
     def capacity(self) -> int:
+        if self.slot_source is not None:
+            want = self.num_jobs - len(self._runs) - len(self._granted)
+            if want > 0:
+                holding = [None if run.gpu is None else str(run.gpu) for run in self._runs.values()] + self._granted
+                self._granted += self.slot_source.acquire(want, self.limits, holding)
+            return len(self._granted)
         if self.monitor is None:
             return max(0, self.num_jobs - len(self._runs))
         self._plan = self.planner.free_slots(self.limits, self._running_per_gpu(), self._reservations())
@@ -275,6 +287,9 @@ class LocalExecutor(Executor):
         return self.monitor is not None and self._refused
 
     def next_event_in(self) -> float | None:
+        if self._granted:  # the driver had fewer queued runs than slots: others may use them
+            self.slot_source.release(self._granted, satisfied=True)
+            self._granted = []
         now = self.clock()
         times = [run.deadline for run in self._runs.values() if run.deadline is not None and run.killer is None]
         if self._waiting_for_gpu():
@@ -302,7 +317,7 @@ class LocalExecutor(Executor):
             gpu=gpu,
             deadline=None if spec.timeout is None else now + spec.timeout,
         )
-        if gpu is not None:
+        if gpu is not None and self.slot_source is None:
             self._plan.pop(0)
             run.reservation = self.planner.reservation(gpu, self.limits)
         self._runs[spec.key] = run
@@ -325,6 +340,11 @@ class LocalExecutor(Executor):
     def _claim_slot(self) -> int | None:
         """The GPU for the next run (None in CPU mode); the driver is expected
         to respect :meth:`capacity`, anything else is a bug."""
+        if self.slot_source is not None:
+            if not self._granted:
+                raise RuntimeError("submit() called with no slot granted")
+            slot = self._granted.pop(0)
+            return None if slot is None else int(slot)
         if self.monitor is None:
             if len(self._runs) >= self.num_jobs:
                 raise RuntimeError("submit() called with all CPU slots busy")
@@ -430,6 +450,8 @@ class LocalExecutor(Executor):
             for thread in (run.killer, run.waiter):
                 if thread is not None:
                     thread.join()
+            if self.slot_source is not None:
+                self.slot_source.release([None if run.gpu is None else str(run.gpu)])
             ended.append((run, returncode))
 
     def _outcome(self, run: _Run, returncode: int | None, *, interrupted: bool = False) -> Outcome:
@@ -500,7 +522,14 @@ class LocalExecutor(Executor):
     def shutdown(self, cancel: bool) -> list[Outcome]:
         """Stop every run and report the ones still in flight as interrupted;
         runs that outlive the driver are left running unless ``cancel`` (they
-        stay in flight, for a later driver to adopt)."""
+        stay in flight, for a later driver to adopt). In a service's driver
+        the service says whether the search is cancelled and whether its runs
+        are killed without the grace."""
+        if self.slot_source is not None:  # the service says whether it cancels the search, and how
+            cancelled, kill = self.slot_source.stop_request()
+            cancel = cancel or cancelled
+            if kill:
+                self._containment.grace = 0.0
         outcomes = self.poll()
         if self.planner is not None:
             self.planner.close()
@@ -586,6 +615,8 @@ class LocalExecutor(Executor):
         return None
 
     def describe(self) -> str:
+        if self.slot_source is not None:
+            return "slots of the hpsearch service"
         if self.monitor is None:
             return f"CPU, {self.num_jobs} run(s) at a time"
         ids = self.monitor.visible

@@ -109,7 +109,7 @@ class Registry:
     @classmethod
     def open(cls, paths: StatePaths | None = None) -> "Registry":
         paths = paths or state_paths()
-        connection = sqlite3.connect(paths.registry, timeout=30, isolation_level=None)
+        connection = sqlite3.connect(paths.registry, timeout=30, isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA busy_timeout=30000")
         connection.execute("PRAGMA journal_mode=WAL")
         for statement in _SCHEMA:
