@@ -298,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         # nvidia-smi answers while the search machinery is imported: only now, so that
         # --help, --version and a mistyped flag end in parse_args without paying for it.
-        from hpsearch.executors.factory import GpuProbe
+        from hpsearch.gpu.probe import GpuProbe
 
         probe = GpuProbe.start(settings)
         from hpsearch.runner import run_search

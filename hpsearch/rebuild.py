@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from hpsearch.errors import SummaryError
-from hpsearch.executors.base import RunStatus
+from hpsearch.runs import RunStatus
 from hpsearch.runfolders import RunFolder, parse_run_name, read_run_folder, run_folders
 from hpsearch.store import RunRecord, RunStore
 from hpsearch.verdict import SummaryReader

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpsearch.executors.base import EXIT_CODE_FILE
 from hpsearch.searchdir import RUN_INFO_FILE, RUN_JOB_FILE, RUN_RESULT_FILE
+from hpsearch.runs import read_exit_code
 from hpsearch.summary import read_run_file
 
 PREVIOUS_ATTEMPTS = "previous_attempts"
@@ -81,14 +81,6 @@ def read_json(path: Path) -> Any:
     """The JSON value in ``path``; None if it is missing or unreadable."""
     try:
         return json.loads(read_run_file(path))
-    except (OSError, ValueError):
-        return None
-
-
-def read_exit_code(folder: Path) -> int | None:
-    """The exit status a cluster job script left, if any."""
-    try:
-        return int(read_run_file(folder / EXIT_CODE_FILE).strip())
     except (OSError, ValueError):
         return None
 

@@ -19,16 +19,9 @@ from typing import Any, Iterable, Sequence
 from hpsearch import space
 from hpsearch.command import render_argv
 from hpsearch.errors import GridModuleError, HpsearchError, SpaceError, SubmissionError, UsageError
-from hpsearch.executors.base import (
-    EXIT_CODE_FILE,
-    Executor,
-    JobHandle,
-    LaunchSpec,
-    Outcome,
-    RunStatus,
-    Wakeup,
-)
-from hpsearch.executors.factory import GpuProbe, choose_executor
+from hpsearch.executors.base import Executor, Wakeup
+from hpsearch.executors.factory import ExecutorFactory, choose_executor
+from hpsearch.gpu.probe import GpuProbe
 from hpsearch.gridmodule import GridSpec, load_grid_module
 from hpsearch.options import saved_values
 from hpsearch.progress import Progress
@@ -36,6 +29,7 @@ from hpsearch.report import ReportRow, row_from_record
 from hpsearch.report_writer import LiveReport, ReportLayout
 from hpsearch.rebuild import rebuild_store
 from hpsearch.runfolders import run_folders
+from hpsearch.runs import STDERR_FILE, JobHandle, LaunchSpec, Outcome, RunStatus, last_lines
 from hpsearch.searchdir import (
     RUN_RESULT_FILE,
     SearchFolder,
@@ -53,9 +47,10 @@ from hpsearch.searchdir import (
 )
 from hpsearch.settings import SearchSettings
 from hpsearch.store import STORE_FILE, CorruptStoreError, RunRecord, RunStore, SearchLock, set_aside_damaged
-from hpsearch.summary import read_run_file
 from hpsearch.verdict import SummaryReader, judge
 
+FAIL_FAST_LINES = 10
+"""Lines of the failing run's stderr shown when the search fails fast."""
 REPORT_INTERVAL = 1.0  # seconds between two writes of search_results.csv at most
 
 # --------------------------------------------------------------------------- set-up
@@ -115,7 +110,11 @@ def run_argv(settings: SearchSettings, spec: GridSpec, search_dir: Path, record:
 
 
 class SearchDriver:
-    """Runs one search to completion (or until stopped) against one executor."""
+    """Runs one search to completion (or until stopped) against one executor.
+
+    ``report_helper`` False writes the CSV in the driver itself instead of a
+    helper process (tests of the driver's rules run without any subprocess).
+    """
 
     def __init__(
         self,
@@ -126,6 +125,8 @@ class SearchDriver:
         executor: Executor,
         wakeup: Wakeup,
         progress: Progress,
+        *,
+        report_helper: bool = True,
     ) -> None:
         self.settings = settings
         self.spec = spec
@@ -145,21 +146,28 @@ class SearchDriver:
             sort_ascending=spec.performance_sort_asc,
         )
         self.report = LiveReport(layout, self._stored_rows, interval=REPORT_INTERVAL,
-                                 warn=progress.message, use_helper=not settings.generate_only)
+                                 warn=progress.message, use_helper=report_helper and not settings.generate_only)
         self.stop_signal: int | None = None
         self._signals_seen = 0
         self._counts: dict[RunStatus, int] = {}
+        self._failures = 0  # runs that ended failed in this session
+        self.failing_fast = False  # the first runs all failed: start no more
 
     # ---- signals
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        """First signal: stop gracefully. Second: kill the runs at once (no grace
+        period) but still record them as interrupted and write the report; runs
+        that outlive the driver keep going and are in the store already, so the
+        driver exits at once. A third signal exits at once in any case."""
         self._signals_seen += 1
-        if self._signals_seen > 1:
-            kill_now = getattr(self.executor, "kill_now", None)
-            if kill_now is not None:
-                kill_now()
-            os._exit(128 + signum)
-        self.stop_signal = signum
+        if self._signals_seen == 1:
+            self.stop_signal = signum
+            self.wakeup.set()
+            return
+        self.executor.kill_now()
+        if self._signals_seen > 2 or self.executor.runs_outlive_driver:
+            os._exit(128 + (self.stop_signal or signum))
         self.wakeup.set()
 
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -197,12 +205,16 @@ class SearchDriver:
     def _loop(self) -> None:
         while self.stop_signal is None:
             ended = self.executor.poll()
-            self._launch()  # first: the slots of ended runs are free now; recording those runs can wait
-            self._collect(ended)
+            if self._may_fail_fast():  # record first: a failure that stops the search must stop this launch
+                self._collect(ended)
+                self._launch()
+            else:
+                self._launch()  # first: the slots of ended runs are free now; recording those runs can wait
+                self._collect(ended)
             if self.stop_signal is not None:
                 break
             self._launch()  # runs that _collect put back in the queue (retries)
-            if self._queued() == 0 and self.executor.in_flight() == 0:
+            if (self._queued() == 0 or self.failing_fast) and self.executor.in_flight() == 0:
                 break
             self._refresh_outputs()
             timeout = self.executor.next_event_in()
@@ -240,16 +252,21 @@ class SearchDriver:
         self.report.close()
         self._show_progress(force=True)
         self.progress.close()
+        if self.failing_fast and self.stop_signal is None:
+            self.progress.message(
+                f"stopped after {self._failures} failed runs, {self._queued()} not started; fix the cause, then "
+                f"run them with: {resume_hint(self.folder.path)} --rerun_failed"
+            )
         if self.stop_signal is not None:
             left = self.executor.in_flight()
-            note = f"; {left} cluster jobs keep running and will be adopted on resume" if left else ""
+            note = f"; {left} jobs keep running and will be adopted on resume" if left else ""
             self.progress.message(
                 f"stopped by {signal.Signals(self.stop_signal).name}{note}; resume with: "
                 f"{resume_hint(self.folder.path)}"
             )
 
     def _should_cancel(self) -> bool:
-        if self.executor.name == "local" or self.settings.cancel_on_exit:
+        if not self.executor.runs_outlive_driver or self.settings.cancel_on_exit:
             return True
         if self.executor.in_flight() == 0 or not sys.stdin.isatty():
             return False
@@ -263,7 +280,7 @@ class SearchDriver:
 
     def _launch(self) -> None:
         queued = self._queued()
-        if queued == 0 or self.stop_signal is not None:
+        if queued == 0 or self.stop_signal is not None or self.failing_fast:
             return
         capacity = self.executor.capacity()
         if capacity <= 0:
@@ -286,7 +303,7 @@ class SearchDriver:
     def _prepare(self, record: RunRecord) -> LaunchSpec:
         run_dir = self.folder.path / record.run_dir
         if record.attempts > 0:
-            stale = [self.spec.summary_filename, EXIT_CODE_FILE, RUN_RESULT_FILE]
+            stale = [self.spec.summary_filename, *self.executor.attempt_files(), RUN_RESULT_FILE]
             archive_previous_attempt(run_dir, record.attempts, stale)
         argv = self._argv(record)
         prepare_run_folder(
@@ -314,10 +331,8 @@ class SearchDriver:
         if errors:
             raise errors[0]
         self.progress.message(
-            f"wrote job scripts for {len(specs)} runs and {self.folder.path / 'submit.sh'} (it keeps at most "
-            f"--num_jobs of them in the queue); nothing was "
-            f"submitted. After submitting, collect the results with: {resume_hint(self.folder.path)} "
-            f"(or python -m postprocessing {self.folder.path})"
+            f"{self.executor.generated(len(specs))}. After submitting, collect the results with: "
+            f"{resume_hint(self.folder.path)} (or python -m postprocessing {self.folder.path})"
         )
         return 0
 
@@ -373,6 +388,29 @@ class SearchDriver:
         self.progress.record_final(record.run_dir, summary, status == RunStatus.DONE)
         if status not in (RunStatus.DONE, RunStatus.INTERRUPTED):
             self.progress.message(f"{record.run_dir}: {status.value}: {reason}")
+            self._note_failure(record)
+
+    def _may_fail_fast(self) -> bool:
+        """Whether the next failure could still stop the search (no run is done yet)."""
+        return not (self.settings.keep_going or self.failing_fast or self._counts.get(RunStatus.DONE, 0))
+
+    def _note_failure(self, record: RunRecord) -> None:
+        """Fail fast: when the first ``max_failures`` runs to end have all failed,
+        the cause is most likely shared (a typo in the training script), so no
+        further run is started; the runs in flight are left to finish."""
+        self._failures += 1
+        if not self._may_fail_fast() or self._failures < self.settings.max_failures:
+            return
+        self.failing_fast = True
+        stderr = self.folder.path / record.run_dir / STDERR_FILE
+        lines = last_lines(stderr, FAIL_FAST_LINES) or ["(empty)"]
+        in_flight = self.executor.in_flight()
+        waiting = f"; waiting for the {in_flight} runs in flight" if in_flight else ""
+        self.progress.message(
+            f"the first {self._failures} runs to end have all failed: starting no more runs "
+            f"(--keep_going starts them anyway){waiting}. The end of {stderr}:\n"
+            + "\n".join(f"    {line}" for line in lines)
+        )
 
     def _move(self, old: RunStatus, new: RunStatus) -> None:
         self._counts[old] = self._counts.get(old, 0) - 1
@@ -383,8 +421,8 @@ class SearchDriver:
     def _recover(self) -> None:
         """Bring a store left by an earlier driver back into a runnable state."""
         handles = self.store.running_handles()
-        ours = [h for h in handles if h.backend == self.executor.name]
-        foreign = [h for h in handles if h.backend != self.executor.name]
+        ours = [h for h in handles if self.executor.can_adopt(h)]
+        foreign = [h for h in handles if not self.executor.can_adopt(h)]
         if ours:
             self.progress.message(f"re-attaching to {len(ours)} runs of the previous driver")
             self._collect(self.executor.adopt(ours))
@@ -402,17 +440,13 @@ class SearchDriver:
         """Collect runs whose job scripts were submitted by hand (``--generate_only``)."""
         outcomes = []
         for record in self.store.records([RunStatus.QUEUED]):
-            code_file = self.folder.path / record.run_dir / EXIT_CODE_FILE
-            if not code_file.is_file():
+            harvested = self.executor.harvest(record.key, self.folder.path / record.run_dir)
+            if harvested is None:
                 continue
-            try:
-                exit_code = int(read_run_file(code_file).strip())
-            except (OSError, ValueError):
-                continue
-            self.store.mark_running(record.key, JobHandle(record.key, self.executor.name, "", "submitted by hand"),
-                                    time.time())
+            handle, outcome = harvested
+            self.store.mark_running(record.key, handle, time.time())
             self._move(RunStatus.QUEUED, RunStatus.RUNNING)
-            outcomes.append(Outcome(record.key, exit_code, backend_state="submitted by hand"))
+            outcomes.append(outcome)
         self._collect(outcomes)
 
 
@@ -425,17 +459,27 @@ def list_configurations(settings: SearchSettings) -> tuple[GridSpec, list[tuple[
     return spec, [(space.config_key(config), config) for config in enumerate_configs(spec, settings)]
 
 
-def run_search(settings: SearchSettings, progress: Progress | None = None, gpu_probe: GpuProbe | None = None) -> int:
+def run_search(
+    settings: SearchSettings,
+    progress: Progress | None = None,
+    gpu_probe: GpuProbe | None = None,
+    *,
+    executor_factory: ExecutorFactory | None = None,
+    report_helper: bool = True,
+) -> int:
     """Run (or resume) a search; returns the process exit status.
 
     ``gpu_probe`` is the start-up GPU poll if the caller began it already.
+    ``executor_factory`` replaces the executor the settings choose (tests drive
+    the driver's rules with an in-process fake); ``report_helper`` as in
+    :class:`SearchDriver`.
     """
-    progress = progress or Progress(None, False, quiet=settings.quiet)
     spec = load_and_check(settings)
+    progress = progress or Progress(spec.performance_key, spec.performance_sort_asc, quiet=settings.quiet)
     for warning in spec.warnings:
         progress.message(f"warning: {warning}")
     configs = enumerate_configs(spec, settings)
-    factory = choose_executor(settings, progress.message, gpu_probe)
+    factory = executor_factory or choose_executor(settings, progress.message, gpu_probe)
     folder = resolve_search_folder(
         settings.out_dir,
         force_out_dir=settings.force_out_dir,
@@ -448,13 +492,12 @@ def run_search(settings: SearchSettings, progress: Progress | None = None, gpu_p
         store = _open_store(folder, spec, progress)
         try:
             _prepare_store(store, folder, spec, settings, configs)
-            progress.performance_key = spec.performance_key
-            progress.ascending = spec.performance_sort_asc
             progress.seed(store.done_summaries())
             wakeup = Wakeup()
             try:
                 executor = factory(wakeup, folder.path)
-                driver = SearchDriver(settings, spec, folder, store, executor, wakeup, progress)
+                driver = SearchDriver(settings, spec, folder, store, executor, wakeup, progress,
+                                      report_helper=report_helper)
                 return driver.run()
             finally:
                 wakeup.close()

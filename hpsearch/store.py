@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from hpsearch.errors import StoreError
-from hpsearch.executors.base import JobHandle, RunStatus
+from hpsearch.runs import JobHandle, RunStatus
 from hpsearch.filesystem import filesystem_type, journal_mode_for
 
 STORE_FILE = "hpsearch.db"

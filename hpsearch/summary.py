@@ -72,6 +72,15 @@ def read_run_file(path: Path, limit: int = MAX_RUN_FILE_BYTES) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+class IncompleteSummary(SummaryError):
+    """The summary lacks a keyword; ``partial`` holds the keywords that were there,
+    so the results table can still show them."""
+
+    def __init__(self, message: str, partial: dict[str, Number | list[Number]]) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
 def parse_numbers(text: str) -> Number | list[Number] | None:
     """``'0.5'`` -> 0.5, ``'[1, 2e-3]'`` -> [1, 0.002]; None if it is not numbers.
 
@@ -106,7 +115,8 @@ def parse_summary(path: Path, keywords: Sequence[str]) -> dict[str, Number | lis
     Raises:
         SummaryError: ``no summary file <name>``, ``summary file too large
             (N MB)``, ``summary line K malformed: '<line>'`` or ``summary
-            lacks keyword '<keyword>'``.
+            lacks keyword '<keyword>'`` (an :class:`IncompleteSummary` carrying
+            the keywords that were there).
     """
     path = Path(path)
     try:
@@ -133,7 +143,7 @@ def parse_summary(path: Path, keywords: Sequence[str]) -> dict[str, Number | lis
             raise SummaryError(f"summary line {number} malformed: {_clip(stripped)!r}")
     for keyword in keywords:
         if keyword not in summary:
-            raise SummaryError(f"summary lacks keyword {keyword!r}")
+            raise IncompleteSummary(f"summary lacks keyword {keyword!r}", summary)
     return summary
 
 

@@ -4,7 +4,9 @@ An executor only knows how a process or job ended; whether the *run* is done
 also needs its summary file. A run is done when it exited 0 and its summary
 says ``finished 1`` (also when its time limit struck while it was exiting, or
 while processes it left behind were stopped); everything else is a failure
-with a reason a user can act on. The same rule serves every executor, so it lives here, not in them.
+with a reason a user can act on: it names the run's ``stderr.txt`` and quotes
+its last non-empty line. The same rule serves every executor, so it lives
+here, not in them.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from hpsearch.errors import SummaryError
-from hpsearch.executors.base import Outcome, RunStatus
-from hpsearch.summary import finished_flag, load_custom_summary, parse_summary
+from hpsearch.runs import STDERR_FILE, Outcome, RunStatus, last_lines
+from hpsearch.summary import IncompleteSummary, finished_flag, load_custom_summary, parse_summary
+
+QUOTE_LIMIT = 200
+"""Characters of a stderr line quoted in a reason (one CSV cell, one log line)."""
 
 
 @dataclass(frozen=True)
@@ -52,33 +57,60 @@ def judge(outcome: Outcome, run_dir: Path, index: int, reader: SummaryReader) ->
     if outcome.interrupted:
         return Verdict(RunStatus.INTERRUPTED, _with_state("interrupted", outcome), None)
     summary, summary_problem = _try_summary(run_dir, index, reader)
+    status, reason = _failure(outcome, summary, summary_problem)
+    if status is RunStatus.DONE:
+        return Verdict(status, None, summary)
+    return Verdict(status, _with_stderr(reason, run_dir), summary)
+
+
+def _failure(outcome: Outcome, summary: dict | None, summary_problem: str | None) -> tuple[RunStatus, str]:
+    """The status and the reason before the stderr quote (DONE and "" for a success)."""
     if outcome.exit_code == 0 and summary_problem is None and finished_flag(summary or {}):
         # Finished, even if the time limit struck as it exited or while a process it left was stopped.
-        return Verdict(RunStatus.DONE, None, summary)
+        return RunStatus.DONE, ""
     if outcome.timed_out:
-        return Verdict(RunStatus.TIMED_OUT, _with_state("timed out", outcome), summary)
+        return RunStatus.TIMED_OUT, _with_state("timed out", outcome)
     if outcome.exit_code is None and outcome.signal is not None:
         reason = f"killed by signal {outcome.signal} ({signal_name(outcome.signal)})"
-        return Verdict(RunStatus.FAILED, _with_state(reason, outcome), summary)
+        return RunStatus.FAILED, _with_state(reason, outcome)
     if outcome.exit_code is None:
-        return Verdict(RunStatus.FAILED, _with_state("exit status unknown", outcome), summary)
+        return RunStatus.FAILED, _with_state("exit status unknown", outcome)
     if outcome.exit_code != 0:
-        return Verdict(RunStatus.FAILED, _with_state(f"exit code {outcome.exit_code}", outcome), summary)
+        return RunStatus.FAILED, _with_state(f"exit code {outcome.exit_code}", outcome)
     if summary_problem is not None:
-        return Verdict(RunStatus.FAILED, summary_problem, summary)
+        return RunStatus.FAILED, summary_problem
     if not finished_flag(summary or {}):
-        return Verdict(RunStatus.FAILED, f"not finished (finished {(summary or {}).get('finished')})", summary)
-    return Verdict(RunStatus.DONE, None, summary)
+        return RunStatus.FAILED, f"not finished (finished {(summary or {}).get('finished')})"
+    return RunStatus.DONE, ""
 
 
 def _try_summary(run_dir: Path, index: int, reader: SummaryReader) -> tuple[dict | None, str | None]:
+    """The summary and None, or what could be read of it and the problem."""
     try:
         return reader.read(run_dir, index), None
+    except IncompleteSummary as exc:
+        return exc.partial, str(exc)
     except SummaryError as exc:
         return None, str(exc)
 
 
 def _with_state(reason: str, outcome: Outcome) -> str:
-    """Append the scheduler's own words (e.g. ``TIMEOUT after 1:00:00``) when they add something."""
+    """Append the scheduler's own words (e.g. ``TIMEOUT after 1:00:00``) when they add
+    something; a state that only repeats the reason (``pid 12 exit code 1``) is left out."""
     state = outcome.backend_state.strip()
-    return f"{reason} ({state})" if state and state.lower() not in reason.lower() else reason
+    if not state or state.lower() in reason.lower() or state.lower().endswith(reason.lower()):
+        return reason
+    return f"{reason} ({state})"
+
+
+def _with_stderr(reason: str, run_dir: Path) -> str:
+    """Name the run's ``stderr.txt`` and quote its last non-empty line, where the
+    user will look first (a typo in the training script shows up right here)."""
+    lines = last_lines(run_dir / STDERR_FILE, 1)
+    if lines is None:
+        return reason
+    where = f"{run_dir.name}/{STDERR_FILE}"
+    if not lines:
+        return f"{reason}; {where} is empty"
+    line = lines[0] if len(lines[0]) <= QUOTE_LIMIT else lines[0][: QUOTE_LIMIT - 3] + "..."
+    return f"{reason}; {where}: {line!r}"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from hpsearch.errors import HpsearchError, UsageError
-from hpsearch.executors.base import RunStatus
+from hpsearch.runs import RunStatus
 from hpsearch.report import ReportRow, ResultsReport
 from hpsearch.runfolders import SET_ASIDE_FOLDER, run_folders
 from hpsearch.searchdir import RESULTS_FILE

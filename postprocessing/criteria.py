@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from hpsearch.errors import GridModuleError, UsageError
-from hpsearch.executors.base import RunStatus
+from hpsearch.runs import RunStatus
 from hpsearch.report import ReportRow
 from hpsearch.runfolders import SET_ASIDE_FOLDER
 

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from hpsearch.command import received_config
 from hpsearch.errors import HpsearchError, SummaryError
-from hpsearch.executors.base import Outcome, RunStatus
+from hpsearch.runs import Outcome, RunStatus
 from hpsearch.report import ReportRow
 from hpsearch.runfolders import read_run_folder
 from hpsearch.searchdir import COMMANDS_FILE, RUN_INFO_FILE, STORE_FILE
@@ -50,7 +50,7 @@ def _summary(folder: Path, index: int, reader: SummaryReader) -> tuple[dict | No
     try:
         return reader.read(folder, index), None
     except SummaryError as exc:
-        return None, str(exc)
+        return getattr(exc, "partial", None), str(exc)
 
 
 def _warn(message: str) -> None:

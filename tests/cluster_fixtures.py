@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-from hpsearch.executors.base import Executor, LaunchSpec, Outcome
-from tests.helpers import JOB_SCRIPT, run_folders
+import pytest
+
+from hpsearch.executors.base import Executor
+from hpsearch.runs import LaunchSpec, Outcome
+from tests.helpers import FAKES, JOB_SCRIPT, run_folders
 
 FOLDER_FLAGS = ("--force_out_dir", "--dont_force_new_dir", "--deterministic_search")
+FAKE_LSF = FAKES / "lsf"
+FAKE_SLURM = FAKES / "slurm"
 
 
 def collect(executor: Executor, count: int, timeout: float) -> list[Outcome]:
@@ -85,3 +93,85 @@ def recorded_jobs(search_dir: Path) -> int:
     except sqlite3.OperationalError:  # the driver is still creating the store
         return 0
     return count
+
+
+# --------------------------------------------------------------------------- the fake schedulers
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class FakeScheduler:
+    """A fake scheduler's state folder: its call log, failure injection, and clean-up."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+
+    def calls(self, tool: str) -> list[list[str]]:
+        log = self.state / "calls.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [entry["argv"] for entry in map(json.loads, lines) if entry["tool"] == tool]
+
+    def write(self, name: str, text: str) -> None:
+        (self.state / name).write_text(text)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return dict(os.environ, **extra)
+
+    def kill_leftovers(self) -> None:
+        """Stop runner processes and jobs the fake started (each is its own process group)."""
+        for pid_file in self.state.glob("jobs/*/runner.pid"):
+            _kill_group(int(pid_file.read_text()))
+        for element in [*self.state.glob("jobs/*/element_*.json"), *self.state.glob("jobs/*/task_*.json")]:
+            try:
+                pgid = json.loads(element.read_text()).get("pgid")
+            except ValueError:
+                continue
+            if pgid:
+                _kill_group(pgid)
+
+
+class FakeLsf(FakeScheduler):
+    def fail_bjobs(self, times: int) -> None:
+        self.write("fail_bjobs", str(times))
+
+
+class FakeSlurm(FakeScheduler):
+    def fail_squeue(self, times: int) -> None:
+        self.write("fail_squeue", str(times))
+
+
+def _fake_on_path(monkeypatch, folder: Path) -> None:
+    # The interpreter's folder second, so the fakes' `#!/usr/bin/env python3` starts quickly.
+    monkeypatch.setenv("PATH", os.pathsep.join([str(folder), os.path.dirname(sys.executable), os.environ["PATH"]]))
+
+
+@pytest.fixture
+def fake_lsf(tmp_path, monkeypatch):
+    """tests/fakes/lsf first on PATH, with its own state folder; its minute lasts a second."""
+    state = tmp_path / "lsf_state"
+    state.mkdir()
+    _fake_on_path(monkeypatch, FAKE_LSF)
+    monkeypatch.setenv("FAKE_LSF_STATE", str(state))
+    monkeypatch.setenv("FAKE_LSF_MINUTE", "1")  # -W 1 means one second
+    fake = FakeLsf(state)
+    yield fake
+    fake.kill_leftovers()
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    """tests/fakes/slurm first on PATH, with its own state folder; its minute lasts a second."""
+    state = tmp_path / "slurm_state"
+    state.mkdir()
+    _fake_on_path(monkeypatch, FAKE_SLURM)
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    monkeypatch.setenv("FAKE_SLURM_STATE", str(state))
+    monkeypatch.setenv("FAKE_SLURM_MINUTE", "1")  # --time=1 means one second
+    fake = FakeSlurm(state)
+    yield fake
+    fake.kill_leftovers()

@@ -9,6 +9,8 @@ import pytest
 
 from tests.fakes.fakegpu import FAKES_DIR, STATE_ENV, FakeGpus
 
+pytest_plugins = ["tests.cluster_fixtures"]  # the fake_lsf and fake_slurm fixtures
+
 
 @pytest.fixture
 def fake_gpus(tmp_path, monkeypatch) -> FakeGpus:

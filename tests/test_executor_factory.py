@@ -8,7 +8,8 @@ import pytest
 
 from hpsearch.errors import GpuQueryError
 from hpsearch.executors.base import Wakeup
-from hpsearch.executors.factory import GpuProbe, choose_executor
+from hpsearch.executors.factory import choose_executor
+from hpsearch.gpu.probe import GpuProbe
 from hpsearch.settings import SearchSettings
 
 

@@ -252,7 +252,8 @@ def test_each_run_has_a_cgroup_and_none_is_left_after_the_search(tmp_path):
 def test_runs_outlive_the_driver_only_where_the_executor_says_so(tmp_path):
     """The foreground executor arms the parent-death signal and starts a guardian;
     one whose runs must outlive it (the service to come) does neither."""
-    from hpsearch.executors.base import LaunchSpec, Wakeup
+    from hpsearch.executors.base import Wakeup
+    from hpsearch.runs import LaunchSpec
     from hpsearch.executors.local import LocalExecutor
 
     def start(name: str, die_with_driver: bool) -> tuple[LocalExecutor, psutil.Process]:

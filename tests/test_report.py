@@ -8,7 +8,7 @@ import time
 import pandas as pd
 import pytest
 
-from hpsearch.executors.base import RunStatus
+from hpsearch.runs import RunStatus
 from hpsearch.report import ReportRow, ResultsReport, row_from_record
 from hpsearch.store import RunRecord
 

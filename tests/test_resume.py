@@ -17,7 +17,6 @@ from pathlib import Path
 
 from tests.cluster_fixtures import cluster_args, most_at_once, run_intervals, start_events
 from tests.helpers import hpsearch_cmd, run_folders, run_hpsearch, write_project
-from tests.test_lsf import fake_lsf  # noqa: F401  (the fixture)
 
 FOLDER = ("--force_out_dir", "--dont_force_new_dir")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.executors.base import RunStatus
+from hpsearch.runs import RunStatus
 from hpsearch.progress import Progress
 from hpsearch.searchdir import MIN_RUN_NUMBER_WIDTH, run_name, run_number_width
 from hpsearch.store import RunStore

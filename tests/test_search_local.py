@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hpsearch.executors.base import RunStatus
+from hpsearch.runs import RunStatus
 from hpsearch.store import RunStore
 from tests.helpers import (
     env_without_gpus,
@@ -198,7 +198,8 @@ def test_failures_are_recorded_with_reasons_and_the_search_goes_on(tmp_path):
     modes = ["ok", "crash", "exit3", "nosummary", "malformed", "unfinished", "hang"]
     project = write_project(tmp_path / "p", {"mode": modes})
     out = tmp_path / "search"
-    result = run_hpsearch(search_args(out, "--visible_gpus=-1", "--num_jobs=4", "--timeout=3"), project)
+    args = search_args(out, "--visible_gpus=-1", "--num_jobs=4", "--timeout=3", "--keep_going")
+    result = run_hpsearch(args, project)
     assert result.returncode == 1, result.stderr
     table = read_results(out).set_index("mode")
     assert table.loc["ok", "status"] == "done"
@@ -210,6 +211,25 @@ def test_failures_are_recorded_with_reasons_and_the_search_goes_on(tmp_path):
     assert table.loc["hang", "status"] == "timed_out"
     crash_dir = Path(table.loc["crash", "out_dir"])
     assert "deliberate crash" in (crash_dir / "stderr.txt").read_text()
+
+
+def test_a_search_whose_first_runs_all_fail_stops_and_shows_why(tmp_path):
+    project = write_project(tmp_path / "p", {"mode": ["crash"], "i": list(range(8))})
+    out = tmp_path / "search"
+    log = tmp_path / "events.log"
+    env = dict(os.environ, HPSEARCH_TEST_LOG=str(log))
+    result = run_hpsearch(search_args(out, "--visible_gpus=-1", "--num_jobs=1"), project, env=env)
+    assert result.returncode == 1, result.stderr
+    assert log.read_text().count('"start"') == 3  # no fourth run was started
+    table = read_results(out)
+    assert list(table["status"]) == ["failed"] * 3
+    for reason, folder in zip(table["reason"], table["out_dir"]):
+        assert reason == f"exit code 1; {Path(folder).name}/stderr.txt: 'RuntimeError: deliberate crash'"
+    assert "the first 3 runs to end have all failed: starting no more runs" in result.stderr
+    stderr_paths = [line for line in result.stderr.splitlines() if line.endswith("stderr.txt:")]
+    assert len(stderr_paths) == 1 and str(out) in stderr_paths[0]
+    assert "    RuntimeError: deliberate crash" in result.stderr.splitlines()
+    assert "5 not started" in result.stderr
 
 
 def test_retries_run_a_failing_configuration_again(tmp_path):
@@ -316,13 +336,13 @@ def test_list_is_a_dry_run_with_stable_keys_across_hash_seeds(tmp_path):
     assert not (project / "out").exists()
 
 
-def test_second_ctrl_c_kills_at_once(tmp_path):
+def test_second_ctrl_c_kills_at_once_and_still_records_the_runs(tmp_path):
     project = write_project(tmp_path / "p", {"mode": ["stubborn"], "i": [1, 2]})
     out = tmp_path / "search"
     log = tmp_path / "events.log"
     env = dict(os.environ, HPSEARCH_TEST_LOG=str(log))
     driver = subprocess.Popen(hpsearch_cmd(*search_args(out, "--visible_gpus=-1", "--num_jobs=2")), cwd=project,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: log.exists() and log.read_text().count('"stubborn"') == 2, 60)  # SIGTERM handlers set
     pids = [json.loads(line)["pid"] for line in log.read_text().splitlines() if '"start"' in line]
     driver.send_signal(signal.SIGINT)
@@ -331,10 +351,14 @@ def test_second_ctrl_c_kills_at_once(tmp_path):
     assert driver.poll() is None
     driver.send_signal(signal.SIGINT)
     second = time.monotonic()
-    assert driver.wait(timeout=30) == 128 + signal.SIGINT
+    _, stderr = driver.communicate(timeout=30)  # the runs are recorded and the CSV written before the exit
+    assert driver.returncode == 128 + signal.SIGINT, stderr
     assert time.monotonic() - second < 4  # not the grace period
     wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
                              for pid in pids), 30)
+    table = read_results(out)
+    assert list(table["status"]) == ["interrupted", "interrupted"]
+    assert "stopped by SIGINT" in stderr
 
 
 def test_condition_on_a_parameter_missing_from_the_grid_is_dropped_with_one_warning_line(tmp_path):

@@ -1,12 +1,12 @@
 """Slurm executor without Slurm: job-script text, the parsers on captured
 scheduler output, array splitting, and polling that backs off while
-``squeue`` fails (small fake Slurm commands on PATH)."""
+``squeue`` fails (the fake Slurm of tests/fakes/slurm on PATH). The promises
+every executor keeps are in tests/test_executor_contract.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 import time
@@ -17,14 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpsearch.errors import SchedulerQueryError, SubmissionError, UsageError
-from hpsearch.executors.base import JobHandle, LaunchSpec, Wakeup
+from hpsearch.executors.base import Wakeup
 from hpsearch.executors.cluster import (
     Ending,
     JobState,
     StatusWatcher,
     outcome_for,
 )
-from hpsearch.executors.jobscript import EXIT_CODE_FILE, option_groups
+from hpsearch.executors.jobscript import option_groups
 from hpsearch.executors.slurm import (
     SlurmExecutor,
     SlurmOptions,
@@ -40,6 +40,8 @@ from hpsearch.executors.slurm import (
     sbatch_script,
     slurm_state,
 )
+from hpsearch.runs import EXIT_CODE_FILE, JobHandle, LaunchSpec
+from tests.cluster_fixtures import collect
 
 DATA = Path(__file__).resolve().parent / "data"
 NASTY = ["a b", "it's", 'say "hi"', "$(touch PWNED)", "`touch PWNED2`", "x; touch PWNED3 #", "new\nline",
@@ -329,79 +331,45 @@ def test_outcomes_without_recorded_exit_code(tmp_path):
 # --------------------------------------------------------------------------- the executor with fake commands
 
 
-FAKE_TOOLS = {
-    # Each call appends its argv (fields split by \x1f) to calls.log.
-    "sbatch": 'n=$(cat "$D/next_id" 2>/dev/null || echo 100); echo $((n + 1)) > "$D/next_id"\n'
-              'if [ -f "$D/sbatch_fails" ]; then echo "sbatch: error: Batch job submission failed: '
-              'Invalid account" >&2; exit 1; fi\necho "$n;ci"',
-    "squeue": 'n=$(cat "$D/squeue_failures" 2>/dev/null || echo 0)\n'
-              'if [ "$n" != 0 ]; then echo $((n - 1)) > "$D/squeue_failures"\n'
-              '  echo "squeue: error: Unable to contact slurm controller (connect failure)" >&2; exit 1; fi\n'
-              'cat "$D/squeue.txt" 2>/dev/null; exit 0',
-    "sacct": 'echo "Slurm accounting storage is disabled" >&2; exit 1',
-    "scontrol": 'case "$*" in "show config") cat "$D/config.txt";;\n'
-                '*) echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1;; esac',
-    "scancel": "exit 0",
-}
-
-
-class FakeSlurm:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def calls(self, tool: str) -> list[list[str]]:
-        log = self.folder / "calls.log"
-        lines = log.read_text().splitlines() if log.exists() else []
-        return [line.split("\x1f")[1:-1] for line in lines if line.split("\x1f")[0] == tool]
-
-    def write(self, name: str, text: str) -> None:
-        (self.folder / name).write_text(text)
-
-
-@pytest.fixture
-def fake_slurm(tmp_path, monkeypatch) -> FakeSlurm:
-    folder = tmp_path / "fake_slurm"
-    folder.mkdir()
-    for tool, body in FAKE_TOOLS.items():
-        path = folder / tool
-        path.write_text(f'#!/bin/sh\nD={folder}\n{{ printf "%s\\037" {tool} "$@"; echo; }} >> "$D/calls.log"\n'
-                        f"{body}\n")
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    (folder / "config.txt").write_text("MaxArraySize            = 4\n")
-    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
-    return FakeSlurm(folder)
-
-
-def make_specs(root: Path, count: int) -> list[LaunchSpec]:
+def make_specs(root: Path, count: int, *argv: str) -> list[LaunchSpec]:
     specs = []
     for i in range(count):
         run_dir = root / f"sim_{i:02d}"
         run_dir.mkdir(parents=True)
-        specs.append(LaunchSpec(key=f"k{i}", name=run_dir.name, argv=("true",), cwd=root, run_dir=run_dir))
+        specs.append(LaunchSpec(key=f"k{i}", name=run_dir.name, argv=argv or ("true",), cwd=root, run_dir=run_dir))
     return specs
 
 
+def slurm(search_dir: Path, **options) -> SlurmExecutor:
+    options = {"mem": "", "gres": "", **options}
+    return SlurmExecutor(Wakeup(), SlurmOptions(**options), search_dir, poll_interval=0.05, max_poll_interval=0.2)
+
+
 def test_arrays_larger_than_max_array_size_are_split_and_chained(tmp_path, fake_slurm):
-    executor = SlurmExecutor(Wakeup(), SlurmOptions(array=True, num_jobs=2), tmp_path)
+    fake_slurm.write("max_array_size", "4")
+    executor = slurm(tmp_path, array=True, num_jobs=2)
     handles = executor.submit_many(make_specs(tmp_path, 10))
-    assert [h.job_id for h in handles] == ["100_0", "100_1", "100_2", "100_3", "101_0", "101_1", "101_2",
-                                           "101_3", "102_0", "102_1"]
+    arrays = sorted({h.job_id.split("_")[0] for h in handles}, key=int)
+    assert len(arrays) == 3
+    assert [h.job_id for h in handles] == [f"{arrays[i // 4]}_{i % 4}" for i in range(10)]
     sbatch = fake_slurm.calls("sbatch")
     assert [call[:-1] for call in sbatch] == [
         ["--parsable"],
-        ["--parsable", "--dependency=afterany:100"],
-        ["--parsable", "--dependency=afterany:100:101"],
+        ["--parsable", f"--dependency=afterany:{arrays[0]}"],
+        ["--parsable", f"--dependency=afterany:{arrays[0]}:{arrays[1]}"],
     ]
     scripts = [Path(call[-1]) for call in sbatch]
     assert [s.name for s in scripts] == ["array_001.sh", "array_002.sh", "array_003.sh"]
     assert "#SBATCH --array=0-3%2" in scripts[0].read_text().splitlines()
     assert "#SBATCH --array=0-1%2" in scripts[2].read_text().splitlines()
-    assert len(fake_slurm.calls("scontrol")) == 1  # MaxArraySize is read once
+    assert fake_slurm.calls("scontrol") == [["show", "config"]]  # MaxArraySize is read once
     assert executor.in_flight() == 10
+    outcomes = collect(executor, 10, timeout=60)
+    assert sorted(o.exit_code for o in outcomes) == [0] * 10
 
 
 def test_per_job_mode_keeps_at_most_num_jobs_in_the_queue(tmp_path, fake_slurm):
-    executor = SlurmExecutor(Wakeup(), SlurmOptions(num_jobs=3), tmp_path)
+    executor = slurm(tmp_path, num_jobs=3)
     assert executor.capacity() == 3
     handles = executor.submit_many(make_specs(tmp_path, 2))
     assert [h.job_id for h in handles] == ["100", "101"]
@@ -410,8 +378,8 @@ def test_per_job_mode_keeps_at_most_num_jobs_in_the_queue(tmp_path, fake_slurm):
 
 
 def test_refused_submission_is_returned_with_sbatchs_message(tmp_path, fake_slurm):
-    fake_slurm.write("sbatch_fails", "")
-    executor = SlurmExecutor(Wakeup(), SlurmOptions(), tmp_path)
+    fake_slurm.write("fail_sbatch", "1")
+    executor = slurm(tmp_path)
     [result] = executor.submit_many(make_specs(tmp_path, 1))
     assert isinstance(result, SubmissionError)
     assert "Invalid account" in str(result) and "sim_00" in str(result)
@@ -419,8 +387,9 @@ def test_refused_submission_is_returned_with_sbatchs_message(tmp_path, fake_slur
 
 
 def test_generate_only_writes_scripts_and_submits_nothing(tmp_path, fake_slurm):
-    executor = SlurmExecutor(Wakeup(), SlurmOptions(generate_only=True), tmp_path / "search dir")
-    handles = executor.submit_many(make_specs(tmp_path / "search dir", 3))
+    executor = slurm(tmp_path / "search dir", generate_only=True)
+    specs = make_specs(tmp_path / "search dir", 3)
+    handles = executor.submit_many(specs)
     assert [h.job_id for h in handles] == ["", "", ""]
     assert fake_slurm.calls("sbatch") == [] and executor.in_flight() == 0
     submit = tmp_path / "search dir" / "submit.sh"
@@ -429,50 +398,49 @@ def test_generate_only_writes_scripts_and_submits_nothing(tmp_path, fake_slurm):
     subprocess.run(["bash", str(submit)], check=True, capture_output=True)
     submitted = [Path(call[-1]) for call in fake_slurm.calls("sbatch")]
     assert submitted == [tmp_path / "search dir" / f"sim_{i:02d}" / "job.sh" for i in range(3)]
+    wait_until(lambda: all((spec.run_dir / EXIT_CODE_FILE).exists() for spec in specs), 30)
+    assert [executor.harvest(spec.key, spec.run_dir)[1].exit_code for spec in specs] == [0, 0, 0]
 
 
 def test_generate_only_array_writes_one_array_script(tmp_path, fake_slurm):
-    executor = SlurmExecutor(Wakeup(), SlurmOptions(generate_only=True, array=True), tmp_path)
+    executor = slurm(tmp_path, generate_only=True, array=True)
     executor.submit_many(make_specs(tmp_path, 3))
     assert (tmp_path / "submit.sh").read_text().splitlines()[-1] == f"sbatch --parsable {tmp_path}/array_001.sh"
     assert fake_slurm.calls("sbatch") == []
 
 
-def adopt_one(tmp_path: Path, job_id: str = "77", **kwargs) -> tuple[SlurmExecutor, list]:
-    executor = SlurmExecutor(Wakeup(), SlurmOptions(), tmp_path, **kwargs)
-    run_dir = tmp_path / "sim_1"
-    run_dir.mkdir(exist_ok=True)
-    handle = JobHandle("k1", "slurm", job_id, extra={"run_dir": str(run_dir)})
-    return executor, executor.adopt([handle])
+def wait_until(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.05)
 
 
 def test_failing_squeue_backs_off_and_never_ends_a_job(tmp_path, fake_slurm):
-    fake_slurm.write("squeue_failures", "4")
-    fake_slurm.write("squeue.txt", "77|77|RUNNING|1:00:00|None\n")
-    executor, outcomes = adopt_one(tmp_path, poll_interval=0.05, max_poll_interval=0.2)
-    assert outcomes == []
-    delays = []
-    while len(fake_slurm.calls("squeue")) < 5:
-        delays.append(executor.next_event_in())
+    executor = slurm(tmp_path)
+    [spec] = make_specs(tmp_path, 1, "sleep", "0.5")
+    executor.submit(spec)
+    fake_slurm.fail_squeue(4)
+    delays = []  # the wait after each failed query
+    while len(fake_slurm.calls("squeue")) < 4:
         time.sleep(executor.next_event_in())
+        queries = len(fake_slurm.calls("squeue"))
         assert executor.poll() == []
+        if len(fake_slurm.calls("squeue")) > queries:
+            delays.append(executor.next_event_in())
     assert delays[0] == pytest.approx(0.1, abs=0.03)
     assert max(delays) == pytest.approx(0.2, abs=0.03)
     assert executor.in_flight() == 1
-    fake_slurm.write("squeue.txt", "77|77|COMPLETED|1:00:00|None\n")
-    (tmp_path / "sim_1" / EXIT_CODE_FILE).write_text("0\n")
-    deadline = time.monotonic() + 30
-    outcomes = []
-    while not outcomes and time.monotonic() < deadline:
-        time.sleep(executor.next_event_in())
-        outcomes = executor.poll()
-    assert [(o.key, o.exit_code, o.backend_state) for o in outcomes] == [("k1", 0, "COMPLETED")]
+    [outcome] = collect(executor, 1, timeout=30)
+    assert (outcome.key, outcome.exit_code, outcome.backend_state) == ("k0", 0, "COMPLETED")
 
 
 def test_squeue_failing_for_too_long_stops_the_search(tmp_path, fake_slurm):
-    fake_slurm.write("squeue_failures", "-1")
-    executor, _ = adopt_one(tmp_path, poll_interval=0.01, max_poll_interval=0.02, give_up_after=0.2)
-    deadline = time.monotonic() + 10
+    executor = SlurmExecutor(Wakeup(), SlurmOptions(mem="", gres=""), tmp_path, poll_interval=0.01,
+                             max_poll_interval=0.02, give_up_after=0.2)
+    executor.submit(make_specs(tmp_path, 1, "sleep", "30")[0])
+    fake_slurm.fail_squeue(-1)
+    deadline = time.monotonic() + 20
     with pytest.raises(SchedulerQueryError, match="Unable to contact slurm controller"):
         while time.monotonic() < deadline:
             time.sleep(executor.next_event_in())
@@ -481,35 +449,39 @@ def test_squeue_failing_for_too_long_stops_the_search(tmp_path, fake_slurm):
 
 
 def test_job_unknown_everywhere_ends_by_its_exit_code_file(tmp_path, fake_slurm):
-    (tmp_path / "sim_1").mkdir()
-    (tmp_path / "sim_1" / EXIT_CODE_FILE).write_text("4\n")
-    _, outcomes = adopt_one(tmp_path)
+    run_dir = tmp_path / "sim_1"
+    run_dir.mkdir()
+    (run_dir / EXIT_CODE_FILE).write_text("4\n")
+    executor = slurm(tmp_path)
+    outcomes = executor.adopt([JobHandle("k1", "slurm", "77", extra={"run_dir": str(run_dir)})])
     assert [(o.exit_code, o.interrupted) for o in outcomes] == [(4, False)]
     assert fake_slurm.calls("scontrol") == [["-o", "show", "job", "77"]]
+    assert fake_slurm.calls("sbatch") == []
 
 
-def test_adopted_job_unknown_everywhere_is_interrupted(tmp_path, fake_slurm):
-    executor, outcomes = adopt_one(tmp_path)
-    assert [(o.exit_code, o.interrupted) for o in outcomes] == [(None, True)]
-    assert fake_slurm.calls("sbatch") == [] and executor.in_flight() == 0
+def test_job_that_left_the_queue_is_settled_by_sacct(tmp_path, fake_slurm, monkeypatch):
+    monkeypatch.setenv("FAKE_SLURM_MIN_JOB_AGE", "0")  # ended jobs leave squeue and scontrol at once
+    fake_slurm.write("accounting", "")
+    executor = slurm(tmp_path, num_jobs=2)
+    specs = make_specs(tmp_path, 2, "sh", "-c", "exit 3")
+    executor.submit_many(specs)
+    wait_until(lambda: all((spec.run_dir / EXIT_CODE_FILE).exists() for spec in specs), 30)
+    for spec in specs:  # as if the script had been killed before it could record its status
+        (spec.run_dir / EXIT_CODE_FILE).unlink()
+    outcomes = collect(executor, 2, timeout=30)
+    assert sorted((o.key, o.exit_code, o.backend_state) for o in outcomes) == [("k0", 3, "FAILED"),
+                                                                              ("k1", 3, "FAILED")]
+    assert fake_slurm.calls("sacct")
 
 
 def test_cancel_reports_interrupted_except_runs_that_recorded_their_end(tmp_path, fake_slurm):
-    fake_slurm.write("squeue.txt", "100|100|RUNNING|1:00:00|None\n101|101|RUNNING|1:00:00|None\n")
-    executor = SlurmExecutor(Wakeup(), SlurmOptions(), tmp_path)
-    executor.submit_many(make_specs(tmp_path, 2))
-    (tmp_path / "sim_01" / EXIT_CODE_FILE).write_text("0\n")
+    executor = slurm(tmp_path)
+    specs = make_specs(tmp_path, 2, "sleep", "30")
+    executor.submit_many(specs)
+    (tmp_path / "sim_01" / EXIT_CODE_FILE).write_text("0\n")  # it ended just before the cancel
     outcomes = executor.shutdown(cancel=True)
     assert fake_slurm.calls("scancel") == [["100", "101"]]
     assert sorted((o.key, o.interrupted, o.exit_code) for o in outcomes) == [("k0", True, None), ("k1", False, 0)]
-
-
-def test_shutdown_without_cancel_leaves_jobs_alone(tmp_path, fake_slurm):
-    executor = SlurmExecutor(Wakeup(), SlurmOptions(), tmp_path)
-    executor.submit_many(make_specs(tmp_path, 2))
-    assert executor.shutdown(cancel=False) == []
-    assert fake_slurm.calls("scancel") == [] and executor.in_flight() == 2
-    assert executor.poll() == [] and executor.next_event_in() is None
 
 
 def test_status_watcher_backoff_with_a_clock():

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from hpsearch.errors import StoreError
-from hpsearch.executors.base import JobHandle, RunStatus
+from hpsearch.runs import JobHandle, RunStatus
 from hpsearch.store import (
     SCHEMA_VERSION,
     CorruptStoreError,
@@ -244,7 +244,7 @@ def test_read_only_opening_creates_nothing(tmp_path):
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from hpsearch.executors.base import JobHandle, RunStatus
+    from hpsearch.runs import JobHandle, RunStatus
     from hpsearch.store import RunStore
 
     store = RunStore.open(Path(sys.argv[1]))

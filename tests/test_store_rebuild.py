@@ -238,7 +238,7 @@ def make_run(out: Path, name: str, key: str, index: int, result: dict | None = N
 
 
 def test_rebuild_keeps_one_folder_per_key_and_unique_indexes(tmp_path):
-    from hpsearch.executors.base import RunStatus
+    from hpsearch.runs import RunStatus
     from hpsearch.rebuild import rebuild_store
     from hpsearch.verdict import SummaryReader
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpsearch.executors.base import Outcome, RunStatus
+from hpsearch.runs import Outcome, RunStatus
 from hpsearch.verdict import SummaryReader, judge
 
 READER = SummaryReader("performance_overview.txt", ["acc", "finished"])

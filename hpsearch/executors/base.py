@@ -1,7 +1,9 @@
-"""The small interface every executor implements, and the types it speaks.
+"""The small interface every executor implements.
 
 The search driver only talks to :class:`Executor`; it never knows whether runs
-are subprocesses on local GPUs, Slurm jobs or LSF jobs. An executor starts
+are subprocesses on local GPUs, Slurm jobs or LSF jobs. The words it speaks
+(:class:`~hpsearch.runs.LaunchSpec`, :class:`~hpsearch.runs.JobHandle`,
+:class:`~hpsearch.runs.Outcome`) live in :mod:`hpsearch.runs`. An executor starts
 runs, reports the ones that ended, and can re-attach to runs a previous driver
 left behind (resume). Judging whether a run *succeeded* (exit code plus summary
 file) is the driver's job, not the executor's.
@@ -12,126 +14,16 @@ from __future__ import annotations
 import abc
 import os
 import select
-from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Sequence
 
 from hpsearch.errors import SubmissionError
+from hpsearch.runs import JobHandle, LaunchSpec, Outcome
 
-EXIT_CODE_FILE = "exit_code.txt"
-"""Where a cluster job script records its run's exit status, in the run folder."""
-
-RUN_KEY_ENV = "HPSEARCH_RUN_KEY"
-"""Environment variable holding the run's configuration key, in every run's
-processes: it lets executors recognise a run's processes (and a fake
-``nvidia-smi`` attribute memory to runs)."""
-
-
-class RunStatus(str, Enum):
-    """Life cycle of one configuration in the run store."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (RunStatus.DONE, RunStatus.FAILED, RunStatus.TIMED_OUT)
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    """Everything needed to start one run; built by the driver.
-
-    Attributes:
-        key: The configuration's stable content key (also the store's id).
-        name: Run folder name, e.g. ``sim_20260101120000_0007``; usable as a
-            job name.
-        argv: The complete argument list, ``[python, script, --k=v, ...]``.
-            Executors must pass it on without a shell (or ``shlex.quote`` each
-            element in generated job scripts).
-        cwd: Working directory of the run (``--run_cwd``).
-        run_dir: The run folder; exists before :meth:`Executor.submit`.
-        env: Extra environment variables for the run.
-        timeout: Wall-clock limit in seconds, or None.
-    """
-
-    key: str
-    name: str
-    argv: tuple[str, ...]
-    cwd: Path
-    run_dir: Path
-    env: dict[str, str] = field(default_factory=dict)
-    timeout: float | None = None
-
-    @property
-    def stdout_path(self) -> Path:
-        return self.run_dir / "stdout.txt"
-
-    @property
-    def stderr_path(self) -> Path:
-        return self.run_dir / "stderr.txt"
-
-    @property
-    def exit_code_path(self) -> Path:
-        return self.run_dir / EXIT_CODE_FILE
-
-    @property
-    def run_env(self) -> dict[str, str]:
-        """The variables every executor adds to the run's environment."""
-        return {RUN_KEY_ENV: self.key, **self.env}
-
-
-@dataclass(frozen=True)
-class JobHandle:
-    """Where a started run lives; stored so that a later driver can adopt it.
-
-    Attributes:
-        key: Configuration key.
-        backend: Executor name (``local``, ``slurm``, ``lsf``).
-        job_id: Backend id: a pid, a Slurm id (``123`` or ``123_4``), an LSF id
-            (``123`` or ``123[4]``).
-        where: Human-readable placement, e.g. ``gpu 2`` or ``cpu``.
-        extra: Backend-specific facts needed to adopt the run later (for the
-            local executor the process start time, to tell a reused pid apart).
-    """
-
-    key: str
-    backend: str
-    job_id: str
-    where: str = ""
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a run ended, as far as the executor can tell.
-
-    Attributes:
-        key: Configuration key.
-        exit_code: The run's exit status, None if unknown (e.g. killed by a
-            signal, or the scheduler forgot the job).
-        signal: Signal number that killed the run, if any.
-        timed_out: The run hit its time limit.
-        interrupted: The run was stopped because the driver is shutting down
-            (or was cancelled); it should be re-run on resume.
-        backend_state: Free-form final state to keep in the store, e.g.
-            ``COMPLETED`` or ``TIMEOUT after 1:00:00``.
-        leftovers_killed: Processes of the run other than its main one that
-            the executor had to stop (left behind, or stopped with it).
-    """
-
-    key: str
-    exit_code: int | None
-    signal: int | None = None
-    timed_out: bool = False
-    interrupted: bool = False
-    backend_state: str = ""
-    leftovers_killed: int = 0
+UNLIMITED_CAPACITY = 1_000_000
+"""What :meth:`Executor.capacity` answers when it takes every queued run at
+once: the scheduler enforces the cap itself (job arrays), or nothing is
+submitted at all (``--generate_only``)."""
 
 
 class Wakeup:
@@ -191,7 +83,12 @@ class Executor(abc.ABC):
         executor.shutdown(cancel=...)
 
     Implementations call ``wakeup.set()`` whenever :meth:`poll` has something
-    new to report, so the driver sleeps no longer than needed.
+    new to report, so the driver sleeps no longer than needed. Everything else
+    the driver needs to know about an executor it asks through this class
+    (:attr:`runs_outlive_driver`, :meth:`kill_now`, :meth:`can_adopt`,
+    :meth:`harvest`, :meth:`attempt_files`, :meth:`generated`), never by its
+    name or type. tests/test_executor_contract.py holds every implementation to
+    these promises.
     """
 
     name: str = "base"
@@ -263,3 +160,38 @@ class Executor(abc.ABC):
     def describe(self) -> str:
         """One line for the log, e.g. ``4 GPUs x 2 slots``."""
         return self.name
+
+    # ---- what the driver may ask besides running runs (defaults fit most executors)
+
+    @property
+    def runs_outlive_driver(self) -> bool:
+        """Whether runs left in flight keep going after the driver exits (cluster
+        jobs do, for a later driver to adopt); when False, stopping the driver
+        always stops its runs."""
+        return False
+
+    def kill_now(self) -> None:
+        """Kill every run in flight at once, without waiting (a second Ctrl-C).
+
+        Called from a signal handler just before the driver exits: it must not
+        block or take locks. Runs that outlive the driver are left alone.
+        """
+
+    def can_adopt(self, handle: JobHandle) -> bool:
+        """Whether ``handle`` (from an earlier driver) is one this executor can follow."""
+        return handle.backend == self.name
+
+    def harvest(self, key: str, run_dir: Path) -> tuple[JobHandle, Outcome] | None:
+        """A queued run that ran without this driver (its job script submitted by
+        hand after ``--generate_only``) and has ended: its handle for the store
+        and its outcome. None if it did not, which is all that most executors know."""
+        return None
+
+    def attempt_files(self) -> tuple[str, ...]:
+        """Names of the files this executor leaves in a run folder for one attempt;
+        the driver sets them aside before the run starts again."""
+        return ()
+
+    def generated(self, count: int) -> str:
+        """What ``--generate_only`` left behind for ``count`` runs, for the user."""
+        return f"prepared {count} runs; nothing was started"

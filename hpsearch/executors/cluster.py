@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Sequence
 
 from hpsearch.atomic import write_text_atomic
 from hpsearch.errors import SchedulerQueryError, SubmissionError
-from hpsearch.executors.base import Executor, JobHandle, LaunchSpec, Outcome, Wakeup
+from hpsearch.executors.base import UNLIMITED_CAPACITY, Executor, Wakeup
 from hpsearch.executors.jobscript import (
     ARRAY_LOG_DIR,
     JOB_SCRIPT,
@@ -41,9 +41,9 @@ from hpsearch.executors.jobscript import (
     clear_exit_code,
     job_name,
     q,
-    read_exit_code,
     submit_script,
 )
+from hpsearch.runs import EXIT_CODE_FILE, JobHandle, LaunchSpec, Outcome, read_exit_code
 
 logger = logging.getLogger(__name__)
 
@@ -311,11 +311,28 @@ class ClusterExecutor(Executor):
     # ---- Executor interface
 
     def capacity(self) -> int:
-        if self.options.generate_only:
-            return 1_000_000
-        if self.options.array:
-            return self.max_array_size() * 100
+        if self.options.generate_only or self.options.array:  # arrays carry their own %num_jobs cap
+            return UNLIMITED_CAPACITY
         return max(0, self.options.num_jobs - len(self._jobs))
+
+    @property
+    def runs_outlive_driver(self) -> bool:
+        return True
+
+    def harvest(self, key: str, run_dir: Path) -> tuple[JobHandle, Outcome] | None:
+        """A job script submitted by hand (``submit.sh``) that recorded its exit status."""
+        exit_code = read_exit_code(run_dir)
+        if exit_code is None:
+            return None
+        state = "submitted by hand"
+        return JobHandle(key, self.name, "", state), Outcome(key, exit_code, backend_state=state)
+
+    def attempt_files(self) -> tuple[str, ...]:
+        return (EXIT_CODE_FILE,)
+
+    def generated(self, count: int) -> str:
+        return (f"wrote job scripts for {count} runs and {self.search_dir / SUBMIT_SCRIPT} (it keeps at most "
+                f"--num_jobs of them in the queue); nothing was submitted")
 
     def in_flight(self) -> int:
         return len(self._jobs)

@@ -7,66 +7,17 @@ without a working ``nvidia-smi`` is an error, none given falls back to the CPU.
 from __future__ import annotations
 
 import shlex
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from hpsearch.errors import GpuQueryError, UsageError
 from hpsearch.executors.base import Executor, Wakeup
-from hpsearch.options import CLUSTER_NUM_JOBS, LOCAL_NUM_JOBS, Group, check_value, executor_values, parse_gpu_ids
+from hpsearch.gpu.probe import GpuProbe, checked_gpu_ids
+from hpsearch.options import CLUSTER_NUM_JOBS, LOCAL_NUM_JOBS, Group, check_value, executor_values
 from hpsearch.settings import SearchSettings
 
 ExecutorFactory = Callable[[Wakeup, Path], Executor]
-
-
-class GpuProbe:
-    """The start-up poll of the GPUs, begun as early as the flags are known.
-
-    ``nvidia-smi`` takes tens to hundreds of milliseconds; run in a thread, the
-    call overlaps the driver's imports and set-up instead of delaying the
-    first run by as much. Its answer (or error) is taken by
-    :func:`choose_executor`, at the same point as a poll made there would be.
-    """
-
-    def __init__(self, visible: list[int] | None) -> None:
-        from hpsearch.gpu.monitor import GpuMonitor, import_gputil
-
-        import_gputil()  # here, not in the thread: it briefly puts a stand-in into sys.modules
-        self.monitor = GpuMonitor(visible)
-        self.started = time.monotonic()
-        self._readings: list = []
-        self._error: GpuQueryError | None = None
-        self._thread = threading.Thread(target=self._poll, name="hpsearch-gpu-probe", daemon=True)
-        self._thread.start()
-
-    @classmethod
-    def start(cls, settings: SearchSettings) -> GpuProbe | None:
-        """A probe for a local search on GPUs; None otherwise (or if the flag
-        is malformed, which :func:`choose_executor` then reports)."""
-        if settings.run_cluster or settings.visible_gpus.strip() == "-1":
-            return None
-        try:
-            return cls(_parse_gpu_ids(settings.visible_gpus))
-        except UsageError:
-            return None
-
-    def _poll(self) -> None:
-        try:
-            self._readings = self.monitor.poll()
-        except GpuQueryError as exc:
-            self._error = exc
-
-    def readings(self) -> list:
-        """The probe's readings, once the call has returned.
-
-        Raises:
-            GpuQueryError: The poll failed.
-        """
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._readings
 
 
 def choose_executor(
@@ -87,7 +38,7 @@ def choose_executor(
     probe_readings: list = []
     probed_at = time.monotonic()
     if settings.visible_gpus.strip() != "-1":
-        visible = _parse_gpu_ids(settings.visible_gpus)
+        visible = checked_gpu_ids(settings.visible_gpus)
         if probe is None or probe.monitor.visible != visible:
             probe = GpuProbe(visible)
         monitor, probed_at = probe.monitor, probe.started
@@ -117,11 +68,6 @@ def choose_executor(
         )
 
     return make
-
-
-def _parse_gpu_ids(text: str) -> list[int] | None:
-    check_value("visible_gpus", text)
-    return parse_gpu_ids(text)
 
 
 def _cluster_factory(settings: SearchSettings) -> ExecutorFactory:

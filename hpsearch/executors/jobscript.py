@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Sequence
 
 from hpsearch.errors import SubmissionError, UsageError
-from hpsearch.executors.base import EXIT_CODE_FILE, LaunchSpec
 from hpsearch.options import CLUSTER_NUM_JOBS, check_value, default_of
-from hpsearch.summary import read_run_file
+from hpsearch.runs import EXIT_CODE_FILE, LaunchSpec
 
 JOB_SCRIPT = "job.sh"
 SUBMIT_SCRIPT = "submit.sh"
@@ -196,16 +195,6 @@ def submit_script(jobs: Sequence[tuple[str, str]], *, num_jobs: int, array: bool
 
 
 # --------------------------------------------------------------------------- the exit-code file
-
-
-def read_exit_code(run_dir: Path | None) -> int | None:
-    """The exit status the job script recorded, or None if it recorded none."""
-    if run_dir is None:
-        return None
-    try:
-        return int(read_run_file(run_dir / EXIT_CODE_FILE).strip())
-    except (OSError, ValueError):
-        return None
 
 
 def clear_exit_code(run_dir: Path) -> None:

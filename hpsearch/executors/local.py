@@ -33,17 +33,11 @@ import psutil
 from hpsearch import proctree
 from hpsearch.containment import RUN_MARKER_ENV, Containment
 from hpsearch.errors import SubmissionError, UsageError
-from hpsearch.executors.base import (
-    RUN_KEY_ENV,
-    Executor,
-    JobHandle,
-    LaunchSpec,
-    Outcome,
-    Wakeup,
-)
+from hpsearch.executors.base import Executor, Wakeup
 from hpsearch.gpu.allocate import Reservation
 from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading, GpuSnapshot
 from hpsearch.gpu.planner import SlotLimits, SlotPlanner
+from hpsearch.runs import RUN_KEY_ENV, JobHandle, LaunchSpec, Outcome
 
 log = logging.getLogger(__name__)
 

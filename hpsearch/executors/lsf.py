@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Sequence
 
 from hpsearch.command import strip_shell_quotes
-from hpsearch.executors.base import LaunchSpec
 from hpsearch.executors.cluster import (
     ClusterExecutor,
     Ending,
@@ -41,6 +40,7 @@ from hpsearch.executors.jobscript import (
     run_lines,
 )
 from hpsearch.options import default_of
+from hpsearch.runs import LaunchSpec
 
 BJOBS_FORMAT = "jobid jobindex stat exit_code exit_reason delimiter='|'"
 _SUBMITTED = re.compile(r"Job <(\d+)> is submitted")

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from hpsearch.executors.base import LaunchSpec
 from hpsearch.executors.cluster import (
     ClusterExecutor,
     Ending,
@@ -38,6 +37,7 @@ from hpsearch.executors.jobscript import (
     run_lines,
 )
 from hpsearch.options import default_of
+from hpsearch.runs import LaunchSpec
 
 logger = logging.getLogger(__name__)
 
