@@ -62,6 +62,8 @@ def create_app(provider: Provider, actions: Actions, token: str) -> Flask:
             answer = redirect(target, code=303)
             answer.set_cookie(cookie, token, httponly=True, samesite="Strict", path="/")
             return answer
+        if request.routing_exception is not None:
+            return None  # 404 or 405, once the caller has shown the token
         if request.method == "POST":
             if not security.same_origin(request.headers.get("Origin"), request.headers.get("Referer"), request.host):
                 return _refuse(403, "cross-origin request refused")
