@@ -160,12 +160,15 @@ def test_search_json_matches_the_store_and_the_best_run(site, search_folder):
     data = client.get(f"/api/search/{sid}").json
     stored = records(search_folder)
     assert len(data["search"]["runs"]) == len(stored) == 12
-    assert data["search"]["counts"] == counts(search_folder) == {"done": 10, "failed": 2}
+    assert {k: n for k, n in data["search"]["counts"].items() if n} == {"done": 10, "failed": 2, "total": 12}
+    assert counts(search_folder) == {"done": 10, "failed": 2}
+    assert data["search"]["queue_length"] == 0
     best = max((r for r in stored if r.status.value == "done"), key=lambda r: r.summary["acc"])
-    assert data["search"]["best"] == {"value": pytest.approx(best.summary["acc"]), "run": best.run_dir}
+    assert data["search"]["best"] == {"value": pytest.approx(best.summary["acc"]), "run": best.run_dir,
+                                      "number": best.index + 1, "key": best.key}
     assert data["figures"]["best"]["data"][1]["y"][-1] == pytest.approx(best.summary["acc"])
     listing = client.get("/api/searches").json["searches"]
-    assert [(s["id"], s["state"], s["total"]) for s in listing] == [(sid, "finished", 12)]
+    assert [(s["id"], s["state"], s["counts"]["total"]) for s in listing] == [(sid, "finished", 12)]
     assert "runs" not in listing[0]
     assert client.get("/api/search/nosuch").status_code == 404
 
@@ -199,7 +202,7 @@ def test_not_a_number_becomes_null_in_the_json(tmp_path, monkeypatch):
 
 
 def run(index, status, value=None, ended=None, **config):
-    return {"index": index, "run_dir": f"sim_{index}", "status": status, "value": value, "ended": ended,
+    return {"number": index + 1, "run": f"sim_{index}", "status": status, "value": value, "ended": ended,
             "config": config}
 
 
@@ -240,7 +243,7 @@ def test_slices_show_mean_and_std_over_repeats_of_a_value():
 
 def test_queue_puts_priority_first_and_paused_searches_last():
     def search(sid, state, priority, submitted, queued):
-        return {"id": sid, "state": state, "priority": priority, "submitted": submitted, "counts": {"queued": queued}}
+        return {"id": sid, "state": state, "priority": priority, "submitted": submitted, "queue_length": queued}
 
     searches = [search("old", "running", 1, 1.0, 5), search("high", "running", 3, 2.0, 5),
                 search("paused", "paused", 9, 0.5, 5), search("empty", "running", 5, 0.1, 0),

@@ -142,6 +142,13 @@ def test_running_search_updates_live_without_a_reload(page, service):
     statuses = page.locator("#runs tbody td.col-status").all_inner_texts()
     assert statuses.count("running") == counts(folder)["running"] == 2
     assert statuses.count("queued") == 2
+    running = {r.run_dir: r.where for r in records(folder) if r.status.value == "running"}
+    page.wait_for_selector("#gpus tbody tr")
+    gpu_rows = page.locator("#gpus tbody tr")
+    assert gpu_rows.count() == 2  # one run on each fake GPU
+    shown = {gpu_rows.nth(i).locator("td").nth(4).inner_text(): "gpu " + gpu_rows.nth(i).locator("td").first.inner_text()
+             for i in range(2)}
+    assert shown == running
     page.evaluate("window.__same_document = true")
     service["release"].touch()  # let the runs finish
     page.wait_for_function(

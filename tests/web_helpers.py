@@ -12,7 +12,7 @@ from typing import Any
 from hpsearch.service.paths import StatePaths
 from hpsearch.service.registry import FOREGROUND, Registry, own_process
 from hpsearch.store import RunStore
-from tests.helpers import env_without_gpus
+from tests.helpers import env_without_gpus, fake_gpu_env
 
 TRAIN = '''\
 import argparse, math, os, sys, time
@@ -44,6 +44,7 @@ _SUMMARY_FILENAME = 'performance_overview.txt'
 _SUMMARY_KEYWORDS = ['acc', 'finished']
 _OUT_ARG = 'out_dir'
 '''
+IDLE_GPU = {"memory_total": 16000, "memory_used": 0, "load": 0.0}
 FINISHED_GRID = {"lr": [0.001, 0.01, 0.1], "hidden": [32, 64], "optimizer": ["adam"], "seed": [1, 2]}
 """12 runs, of which the two with lr=0.1 and hidden=64 fail (exit 3)."""
 
@@ -53,13 +54,13 @@ def search_command(project: Path, out: Path, grid: dict[str, Any], *extra: str) 
     (project / "train.py").write_text(TRAIN)
     (project / "grid_web.py").write_text(MODULE.format(grid=grid))
     return [sys.executable, "-m", "hpsearch", "--grid_module=grid_web", f"--out_dir={out}", "--force_out_dir",
-            "--dont_force_new_dir", "--visible_gpus=-1", "--keep_going", *extra]
+            "--dont_force_new_dir", "--keep_going", *extra]
 
 
 def finished_search(base: Path) -> Path:
     """A real finished search folder: 10 runs done, 2 failed."""
     out = base / "finished"
-    command = search_command(base / "project", out, FINISHED_GRID, "--num_jobs=2")
+    command = search_command(base / "project", out, FINISHED_GRID, "--visible_gpus=-1", "--num_jobs=2")
     done = subprocess.run(command, cwd=base / "project", env=env_without_gpus(), capture_output=True, text=True,
                           timeout=240)
     assert counts(out).get("done") == 10, done.stdout + done.stderr
@@ -67,12 +68,16 @@ def finished_search(base: Path) -> Path:
 
 
 def running_search(base: Path) -> tuple[subprocess.Popen, Path, Path]:
-    """A search in flight: 2 runs running (waiting for the release file), 2 queued. The driver, its folder, the file."""
+    """A search in flight on two fake GPUs: 2 runs running (waiting for the release file), 2 queued.
+
+    The driver, its folder, the release file.
+    """
     release = base / "release"
     out = base / "running"
     grid = {"lr": [0.001, 0.01], "hidden": [32, 128], "wait_for": [str(release)]}
-    command = search_command(base / "project_running", out, grid, "--num_jobs=2")
-    driver = subprocess.Popen(command, cwd=base / "project_running", env=env_without_gpus(),
+    command = search_command(base / "project_running", out, grid, "--visible_gpus=0,1", "--max_num_jobs_per_gpu=1")
+    env = fake_gpu_env(base, [IDLE_GPU, IDLE_GPU])
+    driver = subprocess.Popen(command, cwd=base / "project_running", env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: counts(out).get("running") == 2, 120, lambda: f"store of {out}: {counts(out)}")
     return driver, out, release

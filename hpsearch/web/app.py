@@ -166,8 +166,7 @@ def queue(searches: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Active searches with runs still to start, in the order the pool serves them (priority, then age)."""
     waiting = [search for search in searches
                if search["state"] in ("queued", "running", "paused")
-               and (search["state"] == "queued" or search["counts"].get("queued", 0)
-                    or search["counts"].get("interrupted", 0))]
+               and (search["state"] == "queued" or search.get("queue_length"))]
     return sorted(waiting, key=lambda search: (search["state"] == "paused", -search["priority"], search["submitted"]))
 
 

@@ -42,13 +42,13 @@ def best_so_far(runs: list[dict[str, Any]], performance_key: str, ascending: boo
     return {
         "data": [
             {"type": "scatter", "mode": "markers", "name": "run", "x": times, "y": values,
-             "text": [run["run_dir"] for run in done], "marker": {"size": 6, "opacity": 0.6, "color": "#7f8c99"},
+             "text": [run["run"] for run in done], "marker": {"size": 6, "opacity": 0.6, "color": "#7f8c99"},
              "hovertemplate": "%{text}<br>%{y}<extra></extra>"},
             {"type": "scatter", "mode": "lines", "name": "best so far", "x": times, "y": best,
              "line": {"shape": "hv", "width": 2.5, "color": "#1f6feb"}},
         ],
-        "layout": _layout(f"Best {performance_key} so far", "run ended (machine time)", performance_key,
-                          legend={"orientation": "h", "y": -0.25}),
+        "layout": _layout(f"Best {performance_key} so far (line) and each run (dots)", "run ended (machine time)",
+                          performance_key, showlegend=False),
     }
 
 
@@ -63,11 +63,11 @@ def parallel_coordinates(runs: list[dict[str, Any]], grid_keys: list[str], perfo
         "data": [{
             "type": "parcoords",
             "line": {"color": values, "colorscale": "Viridis", "reversescale": ascending, "showscale": True,
-                     "colorbar": {"title": {"text": performance_key}}},
+                     "colorbar": {"title": {"text": performance_key}, "x": 1.08}},
             "dimensions": dimensions,
         }],
         "layout": {"title": {"text": f"Hyperparameters against {performance_key}"}, "font": _FONT,
-                   "margin": {"l": 70, "r": 70, "t": 95, "b": 30}},
+                   "margin": {"l": 70, "r": 100, "t": 95, "b": 30}},
     }
 
 
@@ -83,7 +83,7 @@ def search_figures(search: dict[str, Any]) -> dict[str, Any]:
     runs = search.get("runs", [])
     if not key or not scored_runs(runs):
         return {"best": None, "parallel": None, "slices": []}
-    ascending = bool(search.get("performance_sort_asc"))
+    ascending = bool(search.get("ascending"))
     grid_keys = search.get("grid_keys", [])
     return {"best": best_so_far(runs, key, ascending),
             "parallel": parallel_coordinates(runs, grid_keys, key, ascending),
@@ -107,7 +107,7 @@ def _slice(key: str, done: list[dict[str, Any]], performance_key: str) -> Figure
     return {
         "data": [
             {"type": "scatter", "mode": "markers", "name": "run", "x": xs, "y": [run["value"] for run in done],
-             "text": [run["run_dir"] for run in done], "marker": {"size": 6, "opacity": 0.45, "color": "#7f8c99"},
+             "text": [run["run"] for run in done], "marker": {"size": 6, "opacity": 0.45, "color": "#7f8c99"},
              "hovertemplate": "%{text}<br>" + key + "=%{x}<br>%{y}<extra></extra>"},
             {"type": "scatter", "mode": "lines+markers", "name": "mean ± std", "x": order, "y": means,
              "error_y": {"type": "data", "array": stds, "visible": True}, "line": {"color": "#1f6feb"},

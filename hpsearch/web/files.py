@@ -25,7 +25,7 @@ def run_file(search: dict[str, Any], run_dir: str, which: str) -> Path | None:
         name = search.get("summary_filename")
     else:
         name = LOG_NAMES.get(which)
-    if not name or run_dir not in {run["run_dir"] for run in search.get("runs", [])}:
+    if not name or run_dir not in {run["run"] for run in search.get("runs", [])}:
         return None
     if Path(run_dir).name != run_dir or run_dir in ("", ".", ".."):
         return None

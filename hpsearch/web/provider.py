@@ -1,21 +1,23 @@
 """What the web page reads: a small provider interface and a thin adapter over the registry.
 
-The pages need three things, as plain JSON-able dicts:
+The dicts use the field names of the ``status --json`` schema (docs/service.md,
+``hpsearch/service/snapshot.py``), so a provider over those snapshots is a few
+lines; the page needs, in addition, every run of a search (:func:`search_runs`):
 
 - ``searches()`` -> list of search dicts: ``id, folder, kind, state, priority,
-  submitted, updated, counts {status: n}, total, performance_key, best``
-  (``best`` is ``{"value", "run"}`` or None);
-- ``search(id)`` -> one search dict with, in addition, ``grid_keys``,
-  ``performance_sort_asc``, ``summary_filename`` and ``runs`` (each ``index, key,
-  run_dir, status, where, started, ended, reason, exit_code, config, summary,
-  value``), or None if there is no such search;
-- ``pool()`` -> ``{"service": {...}, "gpus": [{"id", "name", "memory_used",
-  "memory_total", "load", "runs": ["<search>/<run_dir>", ...]}]}``.
+  submitted, updated, performance_key, ascending, counts {status: n, "total": n},
+  queue_length, best`` (``best`` is ``{"value", "number", "key", "run"}`` or None);
+- ``search(id)`` -> one search dict with, in addition, what :func:`search_runs`
+  gives: ``grid_keys``, ``summary_filename`` and ``runs`` (each ``number, key,
+  run, status, where, started, ended, reason, exit_code, config, summary,
+  value``); None if there is no such search;
+- ``pool()`` -> ``{"service": {"running", "pid", "started", ...}, "source",
+  "cpu_slots", "gpus": [{"id", "name", "memory_used_mb", "memory_total_mb",
+  "load", "runs": [{"search", "run", ...}]}]}``.
 
 :class:`RegistryProvider` reads them from the registry and each search's store,
 opened read-only for one short transaction per call, so a page never breaks a
-running search. The service can hand :func:`hpsearch.web.app.create_app` any
-other object with these three methods (e.g. over ``hpsearch.service.snapshot``).
+running search. Any object with these three methods will do.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from hpsearch.searchdir import saved_settings
 from hpsearch.service.paths import StatePaths
 from hpsearch.service.registry import Registry, SearchEntry
 from hpsearch.store import RunRecord, RunStore
+
+STATUSES = ("queued", "running", "done", "failed", "timed_out", "interrupted")
 
 
 class Provider(Protocol):
@@ -56,49 +60,61 @@ class RegistryProvider:
         return self._describe(entry) if entry else None
 
     def pool(self) -> dict[str, Any]:
+        """The GPUs that running runs name (readings come with the service's own snapshot)."""
         with Registry.open(self.paths) as registry:
-            service = registry.service_info()
+            info = registry.service_info()
             entries = registry.entries(include_over=False)
         gpus: dict[str, dict[str, Any]] = {}
         for entry in entries:
             for run in self._describe(entry)["runs"]:
                 where = run.get("where") or ""
-                if run["status"] == "running" and where.startswith("gpu"):
-                    gpu = where.split(maxsplit=1)[-1]
-                    gpus.setdefault(gpu, {"id": gpu, "name": None, "memory_used": None, "memory_total": None,
-                                          "load": None, "runs": []})["runs"].append(f"{entry.id}/{run['run_dir']}")
-        return {"service": service, "gpus": [gpus[key] for key in sorted(gpus)]}
+                if run["status"] != "running" or not where.startswith("gpu "):
+                    continue
+                for gpu in where[4:].split(","):
+                    slot = gpus.setdefault(gpu.strip(), {"id": gpu.strip(), "name": None, "memory_used_mb": None,
+                                                         "memory_total_mb": None, "load": None, "runs": []})
+                    slot["runs"].append({"search": entry.id, "folder": entry.folder, "number": run["number"],
+                                         "key": run["key"], "run": run["run"]})
+        service = {"running": None, "pid": _number(info.get("pid"), int), "started": _number(info.get("started"), float)}
+        return {"service": service, "source": "runs", "cpu_slots": None, "gpus": [gpus[key] for key in sorted(gpus)]}
 
     def _describe(self, entry: SearchEntry) -> dict[str, Any]:
-        folder = Path(entry.folder)
-        try:
-            settings = saved_settings(folder) or {}
-        except Exception:  # noqa: BLE001 - a damaged settings file must not break the page
-            settings = {}
-        key = settings.get("performance_key")
-        ascending = bool(settings.get("performance_sort_asc", False))
-        try:
-            with RunStore.open(folder, readonly=True) as store:
-                records = store.records()
-        except (StoreError, OSError):
-            records = []
-        runs = [_run(record, key) for record in records]
-        counts: dict[str, int] = {}
+        extras = search_runs(Path(entry.folder))
+        runs = extras["runs"]
+        counts = {status: 0 for status in STATUSES}
         for run in runs:
             counts[run["status"]] = counts.get(run["status"], 0) + 1
+        counts["total"] = len(runs)
         return {
             "id": entry.id, "folder": entry.folder, "kind": entry.kind, "state": entry.state,
             "priority": entry.priority, "submitted": entry.submitted, "updated": entry.updated,
-            "counts": counts, "total": len(runs), "performance_key": key, "performance_sort_asc": ascending,
-            "best": best_run(runs, ascending), "grid_keys": list(settings.get("grid_keys", [])),
-            "summary_filename": settings.get("summary_filename"), "runs": runs,
+            "performance_key": extras["performance_key"], "ascending": extras["ascending"], "counts": counts,
+            "queue_length": counts["queued"] + counts["interrupted"], "best": best_run(runs, extras["ascending"]),
+            **extras,
         }
+
+
+def search_runs(folder: Path) -> dict[str, Any]:
+    """Every run of the search in ``folder`` (read-only store) and the settings the page needs to show them."""
+    try:
+        settings = saved_settings(folder) or {}
+    except Exception:  # noqa: BLE001 - a damaged settings file must not break the page
+        settings = {}
+    key = settings.get("performance_key")
+    try:
+        with RunStore.open(folder, readonly=True) as store:
+            records = store.records()
+    except (StoreError, OSError):
+        records = []
+    return {"performance_key": key, "ascending": bool(settings.get("performance_sort_asc", False)),
+            "grid_keys": list(settings.get("grid_keys", [])), "summary_filename": settings.get("summary_filename"),
+            "runs": [_run(record, key) for record in records]}
 
 
 def _run(record: RunRecord, performance_key: str | None) -> dict[str, Any]:
     summary = record.summary or {}
     return {
-        "index": record.index, "key": record.key, "run_dir": record.run_dir, "status": record.status.value,
+        "number": record.index + 1, "key": record.key, "run": record.run_dir, "status": record.status.value,
         "where": record.where, "started": record.started, "ended": record.ended, "reason": record.reason,
         "exit_code": record.exit_code, "config": record.config, "summary": summary,
         "value": ranking_value(summary.get(performance_key)) if performance_key else None,
@@ -106,12 +122,19 @@ def _run(record: RunRecord, performance_key: str | None) -> dict[str, Any]:
 
 
 def best_run(runs: list[dict[str, Any]], ascending: bool) -> dict[str, Any] | None:
-    """The done run with the best value: ``{"value", "run"}``, or None before the first one."""
+    """The done run with the best value (first by number on a tie), or None before the first one."""
     scored = [run for run in runs if run["status"] == "done" and run.get("value") is not None]
     if not scored:
         return None
-    best = (min if ascending else max)(scored, key=lambda run: run["value"])
-    return {"value": best["value"], "run": best["run_dir"]}
+    best = min(scored, key=lambda run: (run["value"] if ascending else -run["value"], run["number"]))
+    return {"value": best["value"], "number": best["number"], "key": best["key"], "run": best["run"]}
+
+
+def _number(value: Any, kind: type) -> Any:
+    try:
+        return None if value is None else kind(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _without_runs(search: dict[str, Any]) -> dict[str, Any]:

@@ -86,19 +86,21 @@ function bestText(search) {
   return `${search.performance_key} = ${fmtNumber(search.best.value)} (${search.best.run})`;
 }
 
-function gpuRows(pool, searchId) {
-  return (pool.gpus || []).map((gpu) => {
-    const memory = gpu.memory_total ? `${fmtNumber(gpu.memory_used)} / ${fmtNumber(gpu.memory_total)} MB` : "";
+function gpuRows(gpus, searchId) {
+  return gpus.map((gpu) => {
+    const memory = gpu.memory_total_mb ? `${fmtNumber(gpu.memory_used_mb)} / ${fmtNumber(gpu.memory_total_mb)} MB` : "";
     const load = gpu.load === null || gpu.load === undefined ? "" : `${Math.round(gpu.load * 100)} %`;
     const runs = gpu.runs || [];
+    const cells = [el("td", {}, gpu.id), el("td", {}, gpu.name || ""), el("td", {class: "num"}, memory),
+                   el("td", {class: "num"}, load)];
     if (searchId === undefined) {
-      return el("tr", {}, el("td", {}, gpu.id), el("td", {}, gpu.name || ""), el("td", {}, memory),
-                el("td", {}, load), el("td", {class: "mono"}, runs.join(", ")));
+      cells.push(el("td", {class: "mono"}, runs.map((r) => `${r.search}/${r.run}`).join(", ")));
+    } else {
+      const mine = runs.filter((r) => r.search === searchId);
+      cells.push(el("td", {class: "mono"}, mine.map((r) => r.run).join(", ")),
+                 el("td", {class: "num"}, String(runs.length - mine.length)));
     }
-    const mine = runs.filter((r) => r.startsWith(searchId + "/")).map((r) => r.slice(searchId.length + 1));
-    return el("tr", {}, el("td", {}, gpu.id), el("td", {}, gpu.name || ""), el("td", {}, memory),
-              el("td", {}, load), el("td", {class: "mono"}, mine.join(", ")),
-              el("td", {}, String(runs.length - mine.length)));
+    return el("tr", {}, ...cells);
   });
 }
 
@@ -112,14 +114,16 @@ function renderSearches(data) {
       el("td", {class: "mono"}, el("a", {href: `search/${encodeURIComponent(s.id)}`}, s.id)),
       el("td", {}, statusBadge(s.state)), el("td", {}, s.kind), el("td", {class: "num"}, s.priority),
       el("td", {class: "num"}, c.done), el("td", {class: "num"}, c.running), el("td", {class: "num"}, c.failed),
-      el("td", {class: "num"}, c.queued), el("td", {class: "num"}, s.total), el("td", {}, bestText(s)),
+      el("td", {class: "num"}, c.queued), el("td", {class: "num"}, s.counts.total), el("td", {}, bestText(s)),
       el("td", {class: "mono muted"}, s.folder));
   }));
   document.getElementById("no-searches").hidden = data.searches.length > 0;
   const service = data.pool.service || {};
-  document.getElementById("service").textContent = service.pid
-    ? `Service pid ${service.pid}${service.started ? ", up since " + fmtTime(+service.started) : ""}.` : "";
-  fillBody(document.getElementById("gpus"), gpuRows(data.pool));
+  document.getElementById("service").textContent = service.running === false
+    ? `The service is not running${service.last_seen ? " (last seen " + fmtTime(service.last_seen) + ")" : ""}.`
+    : service.pid ? `Service pid ${service.pid}${service.started ? ", up since " + fmtTime(service.started) : ""}.` : "";
+  fillBody(document.getElementById("gpus"), gpuRows(data.pool.gpus || []));
+  document.getElementById("gpus").hidden = !(data.pool.gpus || []).length;
   document.getElementById("no-gpus").hidden = (data.pool.gpus || []).length > 0;
 }
 
@@ -139,13 +143,13 @@ function renderQueue(data) {
 
 // ---- one search
 
-const view = {sortKey: "index", sortDir: 1, status: "", columns: [], search: null, figuresKey: null};
+const view = {sortKey: "number", sortDir: 1, status: "", columns: [], search: null, figuresKey: null};
 
 function runColumns(search) {
   const perf = search.performance_key;
   const columns = [
-    {key: "index", label: "#", value: (r) => r.index + 1, num: true},
-    {key: "run_dir", label: "run", value: (r) => r.run_dir, mono: true},
+    {key: "number", label: "#", value: (r) => r.number, num: true},
+    {key: "run", label: "run", value: (r) => r.run, mono: true},
     {key: "status", label: "status", value: (r) => r.status, badge: true},
   ];
   if (perf) columns.push({key: "value", label: perf, value: (r) => r.value, num: true, strong: true});
@@ -182,7 +186,7 @@ function renderHeader(columns) {
     const arrow = view.sortKey === c.key ? (view.sortDir > 0 ? " ▲" : " ▼") : "";
     const th = el("th", {"data-key": c.key, title: "sort by " + c.label, class: c.num ? "num" : null}, c.label + arrow);
     th.addEventListener("click", () => {
-      view.sortDir = view.sortKey === c.key ? -view.sortDir : (c.key === "value" && !view.search.performance_sort_asc ? -1 : 1);
+      view.sortDir = view.sortKey === c.key ? -view.sortDir : (c.key === "value" && !view.search.ascending ? -1 : 1);
       view.sortKey = c.key;
       renderRuns();
     });
@@ -193,8 +197,9 @@ function renderHeader(columns) {
 function renderFilter(search) {
   const select = document.getElementById("status-filter");
   const counts = search.counts || {};
-  const known = STATUS_ORDER.filter((s) => counts[s]).concat(Object.keys(counts).filter((s) => !STATUS_ORDER.includes(s)));
-  const options = [el("option", {value: ""}, `all (${search.total})`)]
+  const known = STATUS_ORDER.filter((s) => counts[s])
+    .concat(Object.keys(counts).filter((s) => counts[s] && s !== "total" && !STATUS_ORDER.includes(s)));
+  const options = [el("option", {value: ""}, `all (${counts.total})`)]
     .concat(known.map((s) => el("option", {value: s}, `${s} (${counts[s]})`)));
   if (view.status && !known.includes(view.status)) options.push(el("option", {value: view.status}, `${view.status} (0)`));
   select.replaceChildren(...options);
@@ -202,7 +207,7 @@ function renderFilter(search) {
 }
 
 function fileLinks(search, run) {
-  const base = `${encodeURIComponent(search.id)}/runs/${encodeURIComponent(run.run_dir)}/`;
+  const base = `${encodeURIComponent(search.id)}/runs/${encodeURIComponent(run.run)}/`;
   const links = [["stdout", "stdout"], ["stderr", "stderr"]];
   if (search.summary_filename) links.push(["summary", "summary"]);
   const cell = el("td", {class: "files"});
@@ -221,7 +226,7 @@ function renderRuns() {
   runs.sort((a, b) => {
     const primary = compare(column.value(a), column.value(b));
     const missing = column.value(a) === null || column.value(a) === undefined || column.value(b) === null || column.value(b) === undefined;
-    return (missing ? primary : view.sortDir * primary) || a.index - b.index;
+    return (missing ? primary : view.sortDir * primary) || a.number - b.number;
   });
   const shown = runs.slice(0, MAX_ROWS);
   fillBody(document.getElementById("runs"), shown.map((run) => el("tr", {"data-status": run.status, "data-key": run.key},
@@ -234,7 +239,7 @@ function renderRuns() {
     fileLinks(search, run))));
   document.getElementById("shown").textContent = runs.length > MAX_ROWS
     ? `showing the first ${MAX_ROWS} of ${runs.length} runs; filter or sort to see others`
-    : `${runs.length} of ${search.total} runs`;
+    : `${runs.length} of ${search.counts.total} runs`;
 }
 
 function renderSummary(search) {
@@ -243,7 +248,7 @@ function renderSummary(search) {
   document.getElementById("search-folder").textContent = search.folder;
   const c = countsOf(search);
   document.getElementById("counts").replaceChildren(
-    ...[["done", c.done], ["running", c.running], ["failed", c.failed], ["queued", c.queued], ["total", search.total]]
+    ...[["done", c.done], ["running", c.running], ["failed", c.failed], ["queued", c.queued], ["total", search.counts.total]]
       .map(([label, n]) => el("span", {class: "count"}, el("b", {}, n), " " + label)));
   document.getElementById("best").textContent = search.best ? "Best: " + bestText(search) : "No run is done with a value yet.";
   const priority = document.getElementById("priority");
@@ -276,8 +281,9 @@ function renderSearch(data) {
   renderSummary(data.search);
   renderFilter(data.search);
   renderRuns();
-  const mine = (data.pool.gpus || []).filter((g) => (g.runs || []).some((r) => r.startsWith(data.search.id + "/")));
-  fillBody(document.getElementById("gpus"), gpuRows({gpus: mine}, data.search.id));
+  const mine = (data.pool.gpus || []).filter((g) => (g.runs || []).some((r) => r.search === data.search.id));
+  fillBody(document.getElementById("gpus"), gpuRows(mine, data.search.id));
+  document.getElementById("gpus").hidden = !mine.length;
   document.getElementById("no-gpus").hidden = mine.length > 0;
   renderPlots(data.figures);
 }
