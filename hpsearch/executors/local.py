@@ -37,6 +37,7 @@ from hpsearch.executors.base import Executor, Wakeup
 from hpsearch.gpu.allocate import Reservation
 from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading, GpuSnapshot
 from hpsearch.gpu.planner import SlotLimits, SlotPlanner
+from hpsearch.options import LOCAL_NUM_JOBS, default_of
 from hpsearch.runs import RUN_KEY_ENV, JobHandle, LaunchSpec, Outcome
 
 log = logging.getLogger(__name__)
@@ -181,12 +182,12 @@ class LocalExecutor(Executor):
         wakeup: Wakeup,
         *,
         gpu_monitor: GpuMonitor | None,
-        max_per_gpu: int = 1,
-        allowed_memory: float = 0.5,
-        allowed_load: float = 0.5,
-        startup_time: float = 60.0,
-        num_jobs: int = 1,
-        gpu_poll_interval: float = 1.0,
+        max_per_gpu: int = default_of("max_num_jobs_per_gpu"),
+        allowed_memory: float = default_of("allowed_memory"),
+        allowed_load: float = default_of("allowed_load"),
+        startup_time: float = default_of("sim_startup_time"),
+        num_jobs: int = LOCAL_NUM_JOBS,
+        gpu_poll_interval: float = default_of("gpu_poll_interval"),
         kill_grace: float = proctree.DEFAULT_GRACE,
         gpu_error_patience: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
