@@ -20,7 +20,7 @@ from hpsearch.service.paths import state_paths  # noqa: E402
 from hpsearch.web import figures, security  # noqa: E402
 from hpsearch.web.app import create_app, plotly_js_path, queue  # noqa: E402
 from hpsearch.web.provider import RegistryProvider  # noqa: E402
-from hpsearch.web.server import announce, parse_http_address, start_server  # noqa: E402
+from hpsearch.web.server import announce, parse_http_address, start_server, start_web  # noqa: E402
 from tests.web_helpers import RecordingActions, counts, finished_search, records, register  # noqa: E402
 
 TOKEN = "s3cret-token-for-tests"
@@ -283,3 +283,52 @@ def test_http_address_parsing():
     for bad in ("", "host:", "8000x", "host:70000", "-1"):
         with pytest.raises(UsageError, match="--http"):
             parse_http_address(bad)
+
+
+def test_start_web_serves_the_service_and_turns_its_refusals_into_409(tmp_path, monkeypatch, search_folder):
+    monkeypatch.setenv("HPSEARCH_STATE_DIR", str(tmp_path / "state"))
+    paths = state_paths()
+    sid = register(paths, search_folder, "running")
+
+    class FakeService:
+        def __init__(self):
+            self.paths = paths
+            self.requests = []
+
+        def handle(self, request):
+            self.requests.append(request)
+            if request["op"] == "pause":
+                return {"ok": False, "error": f"search {sid} runs on a cluster"}
+            return {"ok": True}
+
+    service = FakeService()
+    with pytest.raises(UsageError, match="--http"):
+        start_web(service, "no-port")
+    url = start_web(service, "127.0.0.1:0")
+    try:
+        token = paths.token_file.read_text().strip()
+        assert url.endswith(f"/?token={token}") and url.startswith("http://127.0.0.1:")
+        assert stat.S_IMODE(os.stat(paths.token_file).st_mode) == 0o600
+        base = url.split("?")[0]
+        host = base.split("/")[2]
+        csrf = security.csrf_token(token)
+
+        def post(action, body):
+            request = urllib.request.Request(
+                f"{base}api/search/{sid}/{action}", data=json.dumps(body).encode(), method="POST",
+                headers={security.TOKEN_HEADER: token, security.CSRF_HEADER: csrf, "Origin": f"http://{host}",
+                         "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    return answer.status, json.load(answer)
+            except urllib.error.HTTPError as error:
+                return error.code, json.load(error)
+
+        assert post("priority", {"n": 3}) == (200, {"ok": True, "action": "priority", "search": sid})
+        assert post("cancel", {}) == (200, {"ok": True, "action": "cancel", "search": sid})
+        assert post("pause", {}) == (409, {"ok": False, "error": f"search {sid} runs on a cluster"})
+        assert service.requests == [{"op": "priority", "search": sid, "n": 3},
+                                    {"op": "cancel", "search": sid, "kill": False},
+                                    {"op": "pause", "search": sid}]
+    finally:
+        service.web_server.stop()

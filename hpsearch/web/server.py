@@ -1,8 +1,8 @@
 """Serving the web page from the service: a Werkzeug server in a thread, its URL and token.
 
-The service calls :func:`start_server`, then :func:`announce`, which writes the
-token owner-only into the state folder and prints the URL with the token, as
-Jupyter does.
+The service calls :func:`start_web` (or :func:`start_server`, then
+:func:`announce`, which writes the token owner-only into the state folder and
+prints the URL with the token, as Jupyter does).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, Callable, TextIO
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
@@ -97,3 +97,54 @@ def _url_host(host: str) -> str:
     if host in ("", "0.0.0.0", "::"):
         return socket.gethostname()
     return f"[{host}]" if ":" in host else host
+
+
+class ServiceActions:
+    """The page's actions as requests to the service's own handler: the same checks and answers as the CLI's."""
+
+    def __init__(self, handle: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        self._handle = handle
+
+    def pause(self, search_id: str) -> dict[str, Any]:
+        return self._ask({"op": "pause", "search": search_id})
+
+    def unpause(self, search_id: str) -> dict[str, Any]:
+        return self._ask({"op": "unpause", "search": search_id})
+
+    def cancel(self, search_id: str) -> dict[str, Any]:
+        return self._ask({"op": "cancel", "search": search_id, "kill": False})
+
+    def priority(self, search_id: str, n: int) -> dict[str, Any]:
+        return self._ask({"op": "priority", "search": search_id, "n": n})
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        answer = self._handle(request)
+        if not answer.get("ok"):
+            raise UsageError(str(answer.get("error", "refused")))
+        return answer
+
+
+def start_web(service: Any, address: str) -> str:
+    """What ``hpsearch serve --http ADDRESS`` calls: serve the page for ``service``; the URL with the token.
+
+    ``service`` needs ``paths`` (its StatePaths) and ``handle(request) -> answer`` (its control requests).
+    The token is written to ``paths.token_file`` (0600); the server's handle is kept as
+    ``service.web_server`` (a daemon thread, it ends with the process; ``stop()`` ends it sooner).
+
+    Raises:
+        UsageError: a bad address, Flask or plotly missing, or the address cannot be listened on.
+    """
+    from hpsearch.web import require_web
+
+    host, port = parse_http_address(address)
+    require_web()
+    from hpsearch.web.app import create_app
+    from hpsearch.web.provider import RegistryProvider
+    from hpsearch.web.security import new_token
+
+    token = new_token()
+    app = create_app(RegistryProvider(service.paths), ServiceActions(service.handle), token)
+    handle, url = start_server(app, host, port)
+    write_token(service.paths, token)
+    service.web_server = handle
+    return url
