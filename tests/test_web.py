@@ -79,6 +79,8 @@ def test_the_token_in_the_address_becomes_a_strict_httponly_cookie(site):
     assert page.status_code == 200
     assert f'content="{security.csrf_token(TOKEN)}"' in page.get_data(as_text=True)
     assert TOKEN not in page.get_data(as_text=True)  # the page never holds the secret itself
+    off_site = client.get(f"/?token={TOKEN}", environ_overrides={"PATH_INFO": "//evil.example/x"})
+    assert off_site.headers["Location"] == "/evil.example/x"  # a path, never another host
     header_only = app.test_client().get("/api/searches", headers={security.TOKEN_HEADER: TOKEN})
     assert header_only.status_code == 200
 

@@ -58,7 +58,8 @@ def create_app(provider: Provider, actions: Actions, token: str) -> Flask:
         if from_query is not None and request.method == "GET" and not request.path.startswith("/api/"):
             # A person's first visit: set the cookie and drop the token from the address bar and history.
             arguments = [(name, value) for name, value in request.args.items(multi=True) if name != "token"]
-            target = request.path + ("?" + urlencode(arguments) if arguments else "")
+            target = "/" + request.path.lstrip("/")  # never "//host": no redirect off this server
+            target += "?" + urlencode(arguments) if arguments else ""
             answer = redirect(target, code=303)
             answer.set_cookie(cookie, token, httponly=True, samesite="Strict", path="/")
             return answer
