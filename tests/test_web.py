@@ -169,6 +169,8 @@ def test_search_json_matches_the_store_and_the_best_run(site, search_folder):
     assert data["search"]["best"] == {"value": pytest.approx(best.summary["acc"]), "run": best.run_dir,
                                       "number": best.index + 1, "key": best.key}
     assert data["figures"]["best"]["data"][1]["y"][-1] == pytest.approx(best.summary["acc"])
+    again = client.get(f"/api/search/{sid}", headers={"If-None-Match": client.get(f"/api/search/{sid}").headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""  # nothing new: nothing sent, nothing redrawn
     listing = client.get("/api/searches").json["searches"]
     assert [(s["id"], s["state"], s["counts"]["total"]) for s in listing] == [(sid, "finished", 12)]
     assert "runs" not in listing[0]

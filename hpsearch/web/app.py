@@ -7,6 +7,8 @@ service hands in. Every request needs the token (see :mod:`hpsearch.web.security
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Any, Protocol
@@ -110,12 +112,19 @@ def create_app(provider: Provider, actions: Actions, token: str) -> Flask:
     def queue_json() -> Response:
         return _json({"queue": queue(provider.searches()), "pool": provider.pool()})
 
+    encoded: dict[str, tuple[dict[str, Any], str]] = {}
+
     @app.get("/api/search/<search_id>")
     def search_json(search_id: str) -> Response:
         search = provider.search(search_id)
         if search is None:
             abort(404, f"no search {search_id}")
-        return _json({"search": search, "figures": search_figures(search), "pool": provider.pool()})
+        cached = encoded.get(search_id)
+        if cached is None or cached[0] is not search:  # a provider returns the same dict while nothing changed
+            part = json.dumps(_finite({"search": search, "figures": search_figures(search)}))
+            encoded[search_id] = cached = (search, part)
+        body = cached[1][:-1] + ', "pool": ' + json.dumps(_finite(provider.pool())) + "}"
+        return _etagged(body)
 
     @app.get("/search/<search_id>/runs/<run_dir>/<which>")
     def run_file_text(search_id: str, run_dir: str, which: str) -> Response:
@@ -182,7 +191,15 @@ def _refuse(code: int, message: str) -> Response:
 
 
 def _json(data: Any) -> Response:
-    return jsonify(_finite(data))
+    return _etagged(json.dumps(_finite(data)))
+
+
+def _etagged(body: str) -> Response:
+    """JSON with an ETag: a poll that finds nothing new gets 304 and the page skips redrawing."""
+    answer = Response(body, mimetype="application/json")
+    answer.set_etag(hashlib.sha1(body.encode()).hexdigest())
+    answer.headers["Cache-Control"] = "no-cache"
+    return answer.make_conditional(request)
 
 
 def _finite(value: Any) -> Any:

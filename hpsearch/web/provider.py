@@ -22,15 +22,18 @@ running search. Any object with these three methods will do.
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 
 from hpsearch.errors import StoreError
 from hpsearch.report import ranking_value
-from hpsearch.searchdir import saved_settings
+from hpsearch.runs import RunStatus
+from hpsearch.searchdir import SETTINGS_FILE, saved_settings
 from hpsearch.service.paths import StatePaths
 from hpsearch.service.registry import Registry, SearchEntry
-from hpsearch.store import RunRecord, RunStore
+from hpsearch.store import STORE_FILE, RunRecord, RunStore
 
 STATUSES = ("queued", "running", "done", "failed", "timed_out", "interrupted")
 
@@ -48,6 +51,8 @@ class RegistryProvider:
 
     def __init__(self, paths: StatePaths) -> None:
         self.paths = paths
+        self._cache: dict[str, tuple[tuple, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
 
     def searches(self) -> list[dict[str, Any]]:
         with Registry.open(self.paths) as registry:
@@ -66,9 +71,9 @@ class RegistryProvider:
             entries = registry.entries(include_over=False)
         gpus: dict[str, dict[str, Any]] = {}
         for entry in entries:
-            for run in self._describe(entry)["runs"]:
+            for run in _running_runs(Path(entry.folder)):
                 where = run.get("where") or ""
-                if run["status"] != "running" or not where.startswith("gpu "):
+                if not where.startswith("gpu "):
                     continue
                 for gpu in where[4:].split(","):
                     slot = gpus.setdefault(gpu.strip(), {"id": gpu.strip(), "name": None, "memory_used_mb": None,
@@ -79,6 +84,24 @@ class RegistryProvider:
         return {"service": service, "source": "runs", "cpu_slots": None, "gpus": [gpus[key] for key in sorted(gpus)]}
 
     def _describe(self, entry: SearchEntry) -> dict[str, Any]:
+        """The search's dict, read again only when its registry entry or its store changed.
+
+        A page polls every 2 s; re-reading 20,000 runs each time would cost the
+        machine a core. Every commit to the store changes the database file or
+        its WAL, so their sizes and times tell when to read again. The same
+        dict object comes back while nothing changed (the app caches on it).
+        """
+        signature = (entry.updated, entry.state, entry.priority, _file_stamps(Path(entry.folder)))
+        with self._lock:
+            cached = self._cache.get(entry.id)
+        if cached and cached[0] == signature:
+            return cached[1]
+        described = self._read(entry)
+        with self._lock:
+            self._cache[entry.id] = (signature, described)
+        return described
+
+    def _read(self, entry: SearchEntry) -> dict[str, Any]:
         extras = search_runs(Path(entry.folder))
         runs = extras["runs"]
         counts = {status: 0 for status in STATUSES}
@@ -109,6 +132,26 @@ def search_runs(folder: Path) -> dict[str, Any]:
     return {"performance_key": key, "ascending": bool(settings.get("performance_sort_asc", False)),
             "grid_keys": list(settings.get("grid_keys", [])), "summary_filename": settings.get("summary_filename"),
             "runs": [_run(record, key) for record in records]}
+
+
+def _running_runs(folder: Path) -> list[dict[str, Any]]:
+    try:
+        with RunStore.open(folder, readonly=True) as store:
+            return [_run(record, None) for record in store.records([RunStatus.RUNNING])]
+    except (StoreError, OSError):
+        return []
+
+
+def _file_stamps(folder: Path) -> tuple:
+    """Size and modification time of the search's settings, store and WAL (None for a missing file)."""
+    stamps = []
+    for name in (SETTINGS_FILE, STORE_FILE, STORE_FILE + "-wal"):
+        try:
+            info = os.stat(folder / name)
+            stamps.append((info.st_size, info.st_mtime_ns))
+        except OSError:
+            stamps.append(None)
+    return tuple(stamps)
 
 
 def _run(record: RunRecord, performance_key: str | None) -> dict[str, Any]:

@@ -52,16 +52,15 @@ function setLive(ok, text) {
   live.classList.toggle("down", !ok);
 }
 
-async function getJSON(url) {
-  const answer = await fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}});
-  if (!answer.ok) throw new Error(`${url}: HTTP ${answer.status}`);
-  return answer.json();
-}
-
 function poll(url, render) {
+  let seen = null;
   async function tick() {
     try {
-      render(await getJSON(url));
+      const answer = await fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}});
+      if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
+      const tag = answer.headers.get("ETag");
+      if (!tag || tag !== seen) render(await answer.json());  // unchanged (304 behind the scenes): keep the page
+      seen = tag;
       setLive(true, `live · ${new Date().toLocaleTimeString()}`);
     } catch (error) {
       setLive(false, `no answer from the service (${error.message}); retrying`);
