@@ -404,7 +404,7 @@ def test_timeout_kills_the_whole_tree(tmp_path, make_executor, wakeup):
     assert (outcome.exit_code, outcome.signal) == (None, signal.SIGTERM)
     assert "timed out after 0.5s" in outcome.backend_state
     assert not alive(child) and not alive(grandchild)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # the limit ended it, not the run's own 60 s
 
 
 def test_timeout_escalates_to_sigkill(tmp_path, make_executor, wakeup):
@@ -580,7 +580,7 @@ def run_on_gpu_0_with_gpu_1_taken(tmp_path, fake_gpus, make_executor):
 
 def test_a_slow_gpu_poll_never_holds_up_the_driver(tmp_path, fake_gpus, make_executor, wakeup):
     executor, now = run_on_gpu_0_with_gpu_1_taken(tmp_path, fake_gpus, make_executor)
-    delay = 1.5
+    delay = 3.0
     fake_gpus.set(delay=delay)
     fake_gpus.set_gpu(1, memory_used=0)  # GPU 1 is freed; only the next poll can tell
     now[0] = 1.0
