@@ -81,7 +81,7 @@ def create_app(provider: Provider, actions: Actions, token: str) -> Flask:
             "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
             "img-src 'self' data: blob:; worker-src blob:; frame-ancestors 'none'; form-action 'none'")
         answer.headers["X-Content-Type-Options"] = "nosniff"
-        answer.headers["Referrer-Policy"] = "no-referrer"
+        answer.headers["Referrer-Policy"] = "same-origin"  # "no-referrer" would make some browsers send "Origin: null"
         answer.headers["X-Frame-Options"] = "DENY"
         answer.headers.setdefault("Cache-Control", "no-store")
         return answer
