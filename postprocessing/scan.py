@@ -26,13 +26,13 @@ UNFINISHED = "unfinished"
 MISSING = "missing"
 
 
-def read_run(folder: Path, reader: SummaryReader) -> ReportRow | None:
+def read_run(folder: Path, reader: SummaryReader, strip_quotes: bool = True) -> ReportRow | None:
     """The row of one run folder; None (with a warning) if its ``hpsearch_run.json`` is unreadable."""
     run = read_run_folder(folder)
     if run is None:
         _warn(f"{folder}: {RUN_INFO_FILE} is unreadable; folder skipped")
         return None
-    key, config, index = run.key, received_config(run.config), run.index  # as the run received them
+    key, config, index = run.key, received_config(run.config, strip_quotes), run.index  # as the run received them
     if run.result is not None:
         summary, _ = _summary(folder, index, reader)
         return ReportRow(key, config, str(run.result["status"]), run.result.get("reason"), str(folder), summary)
@@ -57,7 +57,7 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def missing_runs(out_dir: Path, present: set[str], out_arg: str) -> list[ReportRow]:
+def missing_runs(out_dir: Path, present: set[str], out_arg: str, strip_quotes: bool = True) -> list[ReportRow]:
     """Runs the search planned whose folder (by name) is not in ``present``.
 
     The store knows every configuration with its key; without it (deleted, or
@@ -71,7 +71,7 @@ def missing_runs(out_dir: Path, present: set[str], out_arg: str) -> list[ReportR
         if record.run_dir in present:
             continue
         reason = "not started" if record.status == RunStatus.QUEUED else f"run folder gone (store: {record.status.value})"
-        rows.append(ReportRow(record.key, received_config(record.config), MISSING, reason, str(out_dir / record.run_dir), None))
+        rows.append(ReportRow(record.key, received_config(record.config, strip_quotes), MISSING, reason, str(out_dir / record.run_dir), None))
     return rows
 
 

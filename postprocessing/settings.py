@@ -31,6 +31,8 @@ class SearchInfo:
     summary_parser: Callable | None = None
     performance_eval: Callable | None = None
     module_where: str = ""
+    strip_quotes: bool = True
+    """``_STRIP_OUTER_QUOTES``: values are shown as the runs received them."""
 
 
 def load_search_info(out_dir: Path, grid_module: str | None, search_path: list[Path]) -> SearchInfo:
@@ -76,6 +78,7 @@ def _info_from_settings(path: Path, data: dict[str, Any]) -> SearchInfo:
         out_arg=data.get("out_arg") or "out_dir",
         performance_key=data.get("performance_key") or (keywords[0] if keywords else None),
         sort_ascending=bool(data.get("performance_sort_asc", False)),
+        strip_quotes=bool(data.get("strip_outer_quotes", True)),
         grid_keys=list(data.get("grid_keys") or []),
     )
 
@@ -108,4 +111,5 @@ def _info_from_module(name: str, search_path: list[Path]) -> SearchInfo:
         summary_parser=spec.summary_parser,
         performance_eval=spec.performance_eval,
         module_where=spec.where,
+        strip_quotes=spec.strip_outer_quotes,
     )

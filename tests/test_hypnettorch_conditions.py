@@ -166,3 +166,25 @@ def test_a_search_compiles_its_space_once(project, tmp_path, monkeypatch):
     assert run_search(settings) == 0
     assert len(compiled) == 1
     assert len(run_folders(tmp_path / "s")) == len(WORKED_EXAMPLE)
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_postprocessing_shows_values_as_the_runs_received_them(tmp_path, strip):
+    """The rebuilt table follows the module's ``_STRIP_OUTER_QUOTES`` as the driver's table does."""
+    folder = tmp_path / "p"
+    folder.mkdir()
+    shutil.copy(JOB_SCRIPT, folder / "train.py")
+    (folder / "grid_q.py").write_text(
+        "grid = {'value': ['\"my run\"'], 'i': [1]}\nconditions = []\n_SCRIPT_NAME = 'train.py'\n"
+        f"_STRIP_OUTER_QUOTES = {strip}\n"
+        "_SUMMARY_FILENAME = 'performance_overview.txt'\n_SUMMARY_KEYWORDS = ['acc', 'finished']\n")
+    out = tmp_path / "s"
+    result = run_hpsearch(["--grid_module=grid_q", f"--out_dir={out}", "--force_out_dir", "--visible_gpus=-1"], folder)
+    assert result.returncode == 0, result.stderr
+    received = "my run" if strip else '"my run"'
+    assert read_results(out)["value"].tolist() == [received]
+    (out / "search_results.csv").unlink()
+    rebuilt = subprocess.run([sys.executable, "-m", "postprocessing", str(out)], cwd=folder, capture_output=True,
+                             text=True, timeout=120)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert read_results(out)["value"].tolist() == [received]
