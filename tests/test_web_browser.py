@@ -122,7 +122,8 @@ def test_filtering_by_status_and_sorting_change_the_rows(page, service):
     page.locator('#runs thead th[data-key="value"]').click()  # best first for a metric to maximise
     values = [float(text) for text in page.locator("#runs tbody td.col-value").all_inner_texts()]
     assert values == sorted(values, reverse=True)
-    page.wait_for_timeout(2500)  # one poll later the filter still holds
+    before = page.locator("#live").inner_text()
+    page.wait_for_function(f"document.getElementById('live').textContent !== {before!r}")  # the next poll
     assert visible_rows(page) == 10
     assert page.errors == []
 
