@@ -34,6 +34,7 @@ from benchmarks.launch import launch_overhead  # noqa: E402
 from benchmarks.loaded import loaded_exit  # noqa: E402
 from benchmarks.polling import gpu_polling  # noqa: E402
 from benchmarks.scale import scale  # noqa: E402
+from benchmarks.status import status_json  # noqa: E402
 from benchmarks.utilisation import slot_utilisation  # noqa: E402
 from benchmarks.versus_hypnettorch import versus_hypnettorch  # noqa: E402
 
@@ -45,6 +46,7 @@ WORKLOADS: dict[str, tuple[str, Workload]] = {
     "scale": ("4. enumeration, 20,000-run search, postprocessing", scale),
     "hypnettorch": ("5. workload 1 under hypnettorch 0.0.4", versus_hypnettorch),
     "loaded": ("6. end of a search beside CPU hogs", loaded_exit),
+    "status": ("7. status --json of a 20,000-run search", status_json),
 }
 LEFT_OUT_BY_QUICK = {"hypnettorch": "left out by --quick (about a minute); name it with --only to run it"}
 RESULTS = REPO / "benchmarks" / "results.json"

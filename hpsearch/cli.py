@@ -282,8 +282,15 @@ def disk_full(exc: BaseException) -> bool:
     return False
 
 
+_VIEW_COMMANDS = {"status": "status_main", "list": "list_main", "find": "find_main", "logs": "logs_main"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _VIEW_COMMANDS:  # until hpsearch/subcommands.py dispatches every subcommand
+        from hpsearch.service import views
+
+        return getattr(views, _VIEW_COMMANDS[argv[0]])(argv[1:])
     given = vars(build_parser().parse_args(argv))
     debug = given.get("debug", False)
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,

@@ -231,6 +231,15 @@ def _read_holder(fd: int) -> str:
     return "pid unknown"
 
 
+@dataclass(frozen=True)
+class StatusTally:
+    """The runs in one status: how many, how many have a start and an end, and their summed duration (s)."""
+
+    count: int
+    timed: int
+    seconds: float
+
+
 @dataclass
 class RunRecord:
     """One configuration as the store knows it.
@@ -488,6 +497,99 @@ class RunStore:
         """(run folder, summary) of every done run: less to decode than whole records."""
         rows = self._query("SELECT run_dir, summary FROM runs WHERE status = ? ORDER BY idx", (RunStatus.DONE.value,))
         return [(run_dir, _json_or_none(summary)) for run_dir, summary in rows]
+
+    # ---- read-only queries for status views (few rows decoded, whatever the size of the search)
+
+    @contextmanager
+    def reading(self) -> Iterator["RunStore"]:
+        """One short read transaction, so that the queries inside see one state of the search.
+
+        It never writes and, in WAL mode, never blocks the driver; on a rollback
+        journal the driver's commit waits (within its busy timeout) until it ends.
+        """
+        with self._errors():
+            self._db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            if self._db.in_transaction:
+                with self._errors():
+                    self._db.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        """The database's schema version; 0 while a new store is still being created."""
+        return int(self._query("PRAGMA user_version")[0][0])
+
+    def tally(self) -> dict[RunStatus, StatusTally]:
+        """Per status (every status, zeros included): how many runs, and how long the
+        latest attempts that have a start and an end took, in one query."""
+        tallies = {status: StatusTally(0, 0, 0.0) for status in RunStatus}
+        for status, count, timed, seconds in self._query(
+                "SELECT status, COUNT(*), COUNT(ended - started), TOTAL(MAX(ended - started, 0)) "
+                "FROM runs GROUP BY status"):
+            tallies[RunStatus(status)] = StatusTally(count, timed, seconds)
+        return tallies
+
+    def at_index(self, index: int) -> RunRecord | None:
+        rows = self._query(f"SELECT {_COLUMNS} FROM runs WHERE idx = ?", (index,))
+        return RunRecord.from_row(rows[0]) if rows else None
+
+    def by_run_dir(self, run_dir: str) -> RunRecord | None:
+        rows = self._query(f"SELECT {_COLUMNS} FROM runs WHERE run_dir = ? LIMIT 1", (run_dir,))
+        return RunRecord.from_row(rows[0]) if rows else None
+
+    def with_key_prefix(self, prefix: str, limit: int) -> list[RunRecord]:
+        """Up to ``limit`` records whose key starts with ``prefix`` (a range on the key index)."""
+        if not prefix:
+            return []
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self._query(f"SELECT {_COLUMNS} FROM runs WHERE key >= ? AND key < ? ORDER BY key LIMIT ?",
+                           (prefix, upper, limit))
+        return [RunRecord.from_row(row) for row in rows]
+
+    def last_ended(self, statuses: Iterable[RunStatus], limit: int) -> list[RunRecord]:
+        """The ``limit`` records in ``statuses`` that ended last, latest first."""
+        values = tuple(RunStatus(status).value for status in statuses)
+        marks = ", ".join("?" * len(values))
+        rows = self._query(f"SELECT {_COLUMNS} FROM runs WHERE status IN ({marks}) "
+                           "ORDER BY ended DESC, idx DESC LIMIT ?", (*values, max(0, limit)))
+        return [RunRecord.from_row(row) for row in rows]
+
+    def best_done(self, name: str, ascending: bool,
+                  rank: Callable[[Any], float | None]) -> tuple[float, RunRecord] | None:
+        """The done run with the best summary value ``name`` (first by index on a tie), and that value.
+
+        SQLite ranks the summaries that are strict JSON (a number, or a list's
+        last element, as ``rank`` would); the few that are not (a NaN or an
+        infinity somewhere) are decoded here and ranked by ``rank``.
+        """
+        path = f'$."{name}"'
+        order = "ASC" if ascending else "DESC"
+        found: list[tuple[float, int]] = []
+        if '"' not in name and "\\" not in name:
+            rows = self._query(
+                "SELECT v, idx FROM (SELECT idx, CASE json_type(summary, ?1) "
+                "WHEN 'integer' THEN json_extract(summary, ?1) WHEN 'real' THEN json_extract(summary, ?1) "
+                "WHEN 'array' THEN CASE WHEN json_type(summary, ?1 || '[#-1]') IN ('integer', 'real') "
+                "THEN json_extract(summary, ?1 || '[#-1]') END END AS v "
+                "FROM runs WHERE status = ?2 AND json_valid(summary)) "
+                f"WHERE v IS NOT NULL ORDER BY v {order}, idx LIMIT 1", (path, RunStatus.DONE.value))
+            found += [(float(value), index) for value, index in rows]
+            odd = self._query("SELECT idx, summary FROM runs WHERE status = ? AND summary IS NOT NULL "
+                              "AND NOT json_valid(summary)", (RunStatus.DONE.value,))
+        else:
+            odd = self._query("SELECT idx, summary FROM runs WHERE status = ? AND summary IS NOT NULL",
+                              (RunStatus.DONE.value,))
+        for index, text in odd:
+            summary = _json_or_none(text)
+            value = rank(summary.get(name)) if isinstance(summary, dict) else None
+            if value is not None:
+                found.append((value, index))
+        if not found:
+            return None
+        value, index = min(found, key=lambda item: (item[0] if ascending else -item[0], item[1]))
+        record = self.at_index(index)
+        return None if record is None else (value, record)
 
     def counts(self) -> dict[RunStatus, int]:
         """How many records are in each status (every status present, zeros included)."""

@@ -21,7 +21,7 @@ from benchmarks.run import run_workload
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / "benchmarks" / "run.py"
-FAST = ("utilisation", "launch", "polling", "scale")
+FAST = ("utilisation", "launch", "polling", "scale", "status")
 
 
 def test_ideal_wall_time_packs_waves_and_honours_the_start_gap():
@@ -93,6 +93,8 @@ def test_quick_benchmark_writes_sane_results(tmp_path):
     assert 0 < scale["enumerate_1e9_grid"] < 60
     assert scale["rss_end_mb"] > 1 and scale["rss_start_mb"] > 1, data["workloads"]["scale"]["details"]
     assert scale["postprocessing_s"] > 0
+    status = figures["status"]
+    assert 0 < status["status_json_s"] < 30 and status["status_over_python_startup"] > 1
     assert "PASS" in proc.stdout and "written to" in proc.stdout
 
 
