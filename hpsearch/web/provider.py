@@ -11,9 +11,10 @@ lines; the page needs, in addition, every run of a search (:func:`search_runs`):
   gives: ``grid_keys``, ``summary_filename`` and ``runs`` (each ``number, key,
   run, status, where, started, ended, reason, exit_code, config, summary,
   value``); None if there is no such search;
-- ``pool()`` -> ``{"service": {"running", "pid", "started", ...}, "source",
-  "cpu_slots", "gpus": [{"id", "name", "memory_used_mb", "memory_total_mb",
-  "load", "runs": [{"search", "run", ...}]}]}``.
+- ``pool()`` -> the schema's ``pool`` object with ``"service"`` (the schema's
+  ``service`` object) added: ``{"service": {"running", "pid", "started", ...},
+  "source", "cpu_slots", "gpus": [{"id", "name", "memory_used_mb",
+  "memory_total_mb", "load", "runs": [{"search", "run", ...}]}], ...}``.
 
 :class:`RegistryProvider` reads them from the registry and each search's store,
 opened read-only for one short transaction per call, so a page never breaks a
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +35,7 @@ from hpsearch.runs import RunStatus
 from hpsearch.searchdir import SETTINGS_FILE, saved_settings
 from hpsearch.service.paths import StatePaths
 from hpsearch.service.registry import Registry, SearchEntry
+from hpsearch.service.snapshot import service_snapshot
 from hpsearch.store import STORE_FILE, RunRecord, RunStore
 
 STATUSES = ("queued", "running", "done", "failed", "timed_out", "interrupted")
@@ -65,23 +68,22 @@ class RegistryProvider:
         return self._describe(entry) if entry else None
 
     def pool(self) -> dict[str, Any]:
-        """The GPUs that running runs name (readings come with the service's own snapshot)."""
+        """The service and its GPUs with their readings (``snapshot.service_snapshot``), and the runs on them."""
         with Registry.open(self.paths) as registry:
-            info = registry.service_info()
+            service, pool, _ = service_snapshot(registry, self.paths, time.time())
             entries = registry.entries(include_over=False)
-        gpus: dict[str, dict[str, Any]] = {}
+        gpus = {gpu["id"]: gpu for gpu in pool["gpus"]}
         for entry in entries:
             for run in _running_runs(Path(entry.folder)):
                 where = run.get("where") or ""
                 if not where.startswith("gpu "):
                     continue
-                for gpu in where[4:].split(","):
-                    slot = gpus.setdefault(gpu.strip(), {"id": gpu.strip(), "name": None, "memory_used_mb": None,
-                                                         "memory_total_mb": None, "load": None, "runs": []})
-                    slot["runs"].append({"search": entry.id, "folder": entry.folder, "number": run["number"],
-                                         "key": run["key"], "run": run["run"]})
-        service = {"running": None, "pid": _number(info.get("pid"), int), "started": _number(info.get("started"), float)}
-        return {"service": service, "source": "runs", "cpu_slots": None, "gpus": [gpus[key] for key in sorted(gpus)]}
+                for gpu_id in (part.strip() for part in where[4:].split(",")):
+                    gpu = gpus.setdefault(gpu_id, {"id": gpu_id, "name": None, "memory_used_mb": None,
+                                                   "memory_total_mb": None, "load": None, "runs": []})
+                    gpu["runs"].append({"search": entry.id, "folder": entry.folder, "number": run["number"],
+                                        "key": run["key"], "run": run["run"]})
+        return {**pool, "service": service, "gpus": [gpus[key] for key in sorted(gpus, key=_gpu_order)]}
 
     def _describe(self, entry: SearchEntry) -> dict[str, Any]:
         """The search's dict, read again only when its registry entry or its store changed.
@@ -173,11 +175,8 @@ def best_run(runs: list[dict[str, Any]], ascending: bool) -> dict[str, Any] | No
     return {"value": best["value"], "number": best["number"], "key": best["key"], "run": best["run"]}
 
 
-def _number(value: Any, kind: type) -> Any:
-    try:
-        return None if value is None else kind(value)
-    except (TypeError, ValueError):
-        return None
+def _gpu_order(gpu_id: str) -> tuple:
+    return (0, int(gpu_id), "") if gpu_id.isdigit() else (1, 0, gpu_id)
 
 
 def _without_runs(search: dict[str, Any]) -> dict[str, Any]:
