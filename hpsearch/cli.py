@@ -62,7 +62,8 @@ def _help(option: Option) -> str:
 
 
 def _add(group: argparse._ArgumentGroup, option: Option) -> None:
-    kwargs: dict[str, Any] = {"help": _help(option), "default": argparse.SUPPRESS}
+    kwargs: dict[str, Any] = {"help": argparse.SUPPRESS if option.hidden else _help(option),
+                              "default": argparse.SUPPRESS}
     if option.kind is bool:
         # a restored switch can be turned off for one resumed session: --no-<flag>
         kwargs["action"] = argparse.BooleanOptionalAction if option.resume is Resume.RESTORED else "store_true"

@@ -34,6 +34,7 @@ import psutil
 
 from hpsearch import cgroup, proctree
 from hpsearch.guardian import Guardian
+from hpsearch.runs import RUN_KEY_ENV
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +75,17 @@ class Containment:
         self._stopped: set[int] = set()  # pids we signalled, so their zombies are ours to reap
         self._reaped_at = -float("inf")
 
-    def prepare(self, *, guard: bool) -> None:
-        """Before the first run: subreaper, the session's cgroup, the guardian."""
+    def prepare(self, *, guard: bool, cgroups: bool = True) -> None:
+        """Before the first run: subreaper, the session's cgroup, the guardian.
+
+        Runs that must outlive the driver get neither ``guard`` nor
+        ``cgroups``: the session's cgroup is killed when the session ends.
+        """
         if self._prepared:
             return
         self._prepared = True
         self._subreaper = proctree.become_subreaper()
-        self._cgroups = cgroup.SearchCgroups.create(self.token)
+        self._cgroups = cgroup.SearchCgroups.create(self.token) if cgroups else None
         if not guard:
             return
         root = None if self._cgroups is None else self._cgroups.root
@@ -154,6 +159,18 @@ class Containment:
         return {key: {p.pid for p in procs if p.pid in reached and p.pid != leaders[key]}
                 for key, procs in per_run.items()}
 
+    def stop_foreign(self, key: str, leader: psutil.Process, marker: str, *, with_leader: bool) -> set[int]:
+        """Stop a run an earlier driver session started (adopted): its
+        wrapper's descendants, the members of its session that carry its key,
+        and every process with its ``marker``. Returns the pids stopped other
+        than the leader (which is stopped only ``with_leader``)."""
+        procs = foreign_members(key, leader.pid, marker, tree=with_leader)
+        if with_leader:
+            procs = [leader, *(p for p in procs if p.pid != leader.pid)]
+        reached = {p.pid for p in proctree.terminate_processes(procs, self.grace)}
+        reached.discard(leader.pid)
+        return reached
+
     def finish(self, key: str, leader_pid: int) -> set[int]:
         """After the leader was reaped: stop what it left, remove its cgroup,
         reap orphans. Returns the pids stopped."""
@@ -221,6 +238,28 @@ class Containment:
             self._cgroups.close()
         if self._guardian is not None:
             self._guardian.close()
+
+
+def foreign_members(key: str, leader_pid: int, marker: str, *, tree: bool) -> list[psutil.Process]:
+    """The live processes of a run of another driver session, but its leader:
+    with ``tree`` the leader's descendants (only while it lives: its pid may
+    be reused once it is gone), its session's members with the run's key, and
+    the processes whose environment holds ``HPSEARCH_RUN=<marker>``, with
+    their descendants (one pass over ``/proc``)."""
+    table = proctree.scan()
+    marker_bytes = f"{RUN_MARKER_ENV}={marker}".encode()
+    key_bytes = f"{RUN_KEY_ENV}={key}".encode()
+    roots = [leader_pid] if tree else []
+    for info in table.values():
+        if info.zombie or info.pid == leader_pid:
+            continue
+        if proctree.has_marker(info.pid, marker_bytes) or (
+                info.sid == leader_pid and proctree.has_marker(info.pid, key_bytes)):
+            roots.append(info.pid)
+    pids = {pid for pid in proctree.descendants(table, roots) if not table[pid].zombie}
+    pids.discard(leader_pid)
+    pids.discard(os.getpid())
+    return proctree.as_processes(sorted(pids))
 
 
 @functools.lru_cache(maxsize=8)

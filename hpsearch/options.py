@@ -63,6 +63,7 @@ class Option:
         choices: Allowed values.
         executor_field: The field of the executor's options it sets, if any (see :func:`executor_values`).
         metavar: Shown in ``--help``.
+        hidden: Left out of ``--help`` (options only the search service passes to its drivers).
     """
 
     flag: str
@@ -77,6 +78,7 @@ class Option:
     choices: tuple = ()
     executor_field: str = ""
     metavar: str | None = None
+    hidden: bool = False
 
     @property
     def field(self) -> str:
@@ -249,6 +251,13 @@ for _name, _group, _tool in (("slurm", _SL, "sbatch"), ("lsf", _L, "bsub")):
     )
 
 OPTIONS += (Option("debug", _GEN, False, "Show tracebacks of errors.", bool, resume=Resume.SESSION),)
+
+OPTIONS += (  # what the search service passes to the driver it starts for a search (hpsearch/service/)
+    Option("service_socket", _GEN, "", "The service's socket: runs get their slots from its broker.",
+           resume=Resume.SESSION, metavar="PATH", hidden=True),
+    Option("detached_runs", _GEN, False, "Runs outlive the driver and are adopted on resume.", bool,
+           resume=Resume.SESSION, hidden=True),
+)
 
 BY_FLAG: dict[str, Option] = {option.flag: option for option in OPTIONS}
 BY_FIELD: dict[str, Option] = {option.field: option for option in OPTIONS}

@@ -7,6 +7,7 @@ asks for capacity, submits launch specs, and turns outcomes into verdicts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -30,6 +31,7 @@ from hpsearch.report_writer import LiveReport, ReportLayout
 from hpsearch.rebuild import rebuild_store
 from hpsearch.runfolders import run_folders
 from hpsearch.runs import STDERR_FILE, JobHandle, LaunchSpec, Outcome, RunStatus, last_lines
+from hpsearch.service.registry import ForegroundEntry
 from hpsearch.searchdir import (
     RUN_RESULT_FILE,
     SearchFolder,
@@ -488,7 +490,8 @@ def run_search(
         now=datetime.now(),
     )
     folder.path.mkdir(parents=True, exist_ok=True)
-    with SearchLock(folder.path):
+    entry = ForegroundEntry(folder.path, settings.driver_argv, progress.message)
+    with SearchLock(folder.path), (contextlib.nullcontext(entry) if settings.service_socket else entry):
         store = _open_store(folder, spec, progress)
         try:
             _prepare_store(store, folder, spec, settings, configs)
@@ -498,7 +501,7 @@ def run_search(
                 executor = factory(wakeup, folder.path)
                 driver = SearchDriver(settings, spec, folder, store, executor, wakeup, progress,
                                       report_helper=report_helper)
-                return driver.run()
+                return entry.ended(driver.run())
             finally:
                 wakeup.close()
         except (HpsearchError, OSError) as exc:

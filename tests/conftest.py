@@ -27,3 +27,11 @@ def fake_gpus(tmp_path, monkeypatch) -> FakeGpus:
     monkeypatch.setenv("PATH", path)
     monkeypatch.setenv(STATE_ENV, str(fakes.state_path))
     return fakes
+
+
+@pytest.fixture(autouse=True)
+def _own_machine_state(tmp_path, monkeypatch) -> None:
+    """Every test gets its own GPU claims folder and service state folder, so searches of
+    other tests (and of other people on this machine) neither see nor delay its runs."""
+    monkeypatch.setenv("HPSEARCH_CLAIMS_DIR", str(tmp_path / "gpu-claims"))
+    monkeypatch.setenv("HPSEARCH_STATE_DIR", str(tmp_path / "hpsearch-state"))

@@ -3,7 +3,7 @@
 In the spirit of Optuna's storage test suite: each test states one promise
 the driver relies on, and runs against every executor there is:
 
-* local CPU runs;
+* local CPU runs, dying with the driver or outliving it (``--detached_runs``);
 * local GPU runs over the fake ``nvidia-smi`` (tests/fakes/nvidia-smi);
 * Slurm through its fake (tests/fakes/slurm);
 * LSF through its fake (tests/fakes/lsf);
@@ -120,7 +120,7 @@ def _real_slurm_conf() -> str | None:
     return f"{base}/slurm.conf" if status.returncode == 0 else None
 
 
-BACKENDS = ["local_cpu", "local_gpu", "slurm_fake", "lsf_fake", pytest.param("slurm_real", marks=pytest.mark.slurm)]
+BACKENDS = ["local_cpu", "local_detached", "local_gpu", "slurm_fake", "lsf_fake", pytest.param("slurm_real", marks=pytest.mark.slurm)]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -136,6 +136,9 @@ def backend(request, tmp_path, monkeypatch) -> Backend:
 def _backend(request, name: str, root: Path, monkeypatch) -> Backend:
     if name == "local_cpu":
         return Backend(name, _local(SearchSettings(grid_module="", visible_gpus="-1")), root,
+                       refuse=_refuse_locally)
+    if name == "local_detached":  # the search service's drivers: runs outlive them, through hpsearch/runwrap.py
+        return Backend(name, _local(SearchSettings(grid_module="", visible_gpus="-1", detached_runs=True)), root,
                        refuse=_refuse_locally)
     if name == "local_gpu":
         fakes = request.getfixturevalue("fake_gpus")

@@ -26,8 +26,8 @@ def test_poll_parses_the_fake_readings(fake_gpus):
     readings = GpuMonitor(None).poll()
 
     assert readings == [
-        GpuReading(id=0, memory_used=0.0, memory_total=16000.0, load=0.0),
-        GpuReading(id=1, memory_used=4000.0, memory_total=16000.0, load=0.75),
+        GpuReading(id=0, memory_used=0.0, memory_total=16000.0, load=0.0, uuid="GPU-fake-0"),
+        GpuReading(id=1, memory_used=4000.0, memory_total=16000.0, load=0.75, uuid="GPU-fake-1"),
     ]
     assert readings[1].memory_fraction == 0.25
     assert fake_gpus.gpu_queries() == 1

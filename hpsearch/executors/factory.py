@@ -65,6 +65,7 @@ def choose_executor(
             # the probe's answer serves the first round while it is fresh: one nvidia-smi call fewer
             first_readings=(probe_readings if monitor and time.monotonic() - probed_at < settings.gpu_poll_interval
                             else None),
+            detached_runs=settings.detached_runs,
         )
 
     return make

@@ -9,7 +9,10 @@ ignore SIGTERM: the driver is their subreaper, each run has a marker in its
 environment and, where the machine allows, a cgroup of its own (see
 :mod:`hpsearch.proctree`, :mod:`hpsearch.cgroup`). With
 ``runs_die_with_driver`` (the foreground search) the runs also die with the
-driver, even with ``kill -9`` of it (see :mod:`hpsearch.guardian`).
+driver, even with ``kill -9`` of it (see :mod:`hpsearch.guardian`). With
+``detached_runs`` (the search service's drivers) they outlive it instead:
+each starts through :mod:`hpsearch.runwrap`, which records its exit status in
+the run folder, and a later driver adopts the runs still alive.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import select
 import shutil
 import signal
 import subprocess
@@ -35,16 +39,24 @@ from hpsearch.containment import RUN_MARKER_ENV, Containment
 from hpsearch.errors import SubmissionError, UsageError
 from hpsearch.executors.base import Executor, Wakeup
 from hpsearch.gpu.allocate import Reservation
+from hpsearch.gpu.claims import ClaimBoard
 from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading, GpuSnapshot
 from hpsearch.gpu.planner import SlotLimits, SlotPlanner
 from hpsearch.options import LOCAL_NUM_JOBS, default_of
-from hpsearch.runs import RUN_KEY_ENV, JobHandle, LaunchSpec, Outcome
+from hpsearch.runs import EXIT_CODE_FILE, RUN_KEY_ENV, JobHandle, LaunchSpec, Outcome, read_exit_code
 
 log = logging.getLogger(__name__)
 
 CREATE_TIME_TOLERANCE = 0.01
 """Seconds by which a live process's start time may differ from the recorded
 one and still be the same process (psutil reports it in clock ticks)."""
+
+RUNWRAP = str(Path(__file__).resolve().parent.parent / "runwrap.py")
+"""The wrapper of detached runs, run by path (``python -I -S``): it imports
+nothing of hpsearch's, so no ``PYTHONPATH`` has to reach the run."""
+
+_FOREIGN_POLL = 1.0
+"""Seconds between two looks at an adopted run where ``pidfd_open`` is missing."""
 
 _PR_SET_PDEATHSIG = 1
 _SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
@@ -53,10 +65,11 @@ _SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 @dataclass
 class _Run:
     spec: LaunchSpec
-    proc: subprocess.Popen
+    proc: subprocess.Popen | None  # None for a run adopted from an earlier driver
     process: psutil.Process
     gpu: int | None
     deadline: float | None
+    marker: str = ""  # HPSEARCH_RUN of an adopted run (its earlier driver's session)
     reservation: Reservation | None = None
     waiter: threading.Thread | None = None
     killer: threading.Thread | None = None
@@ -169,6 +182,10 @@ class LocalExecutor(Executor):
         gpu_error_patience: Seconds the GPU poll may keep failing mid-search
             (no new runs meanwhile) before :meth:`capacity` raises.
         clock: Monotonic clock, replaceable in tests.
+        detached_runs: Runs outlive the driver (``--detached_runs``): started
+            through :mod:`hpsearch.runwrap` in a session of their own, with no
+            parent-death signal, guardian or cgroup; left running when the
+            driver stops without ``cancel``; adopted by a later driver.
     """
 
     name = "local"
@@ -192,8 +209,11 @@ class LocalExecutor(Executor):
         gpu_error_patience: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         first_readings: list[GpuReading] | None = None,
+        detached_runs: bool = False,
     ) -> None:
         super().__init__(wakeup)
+        if detached_runs:
+            self.runs_die_with_driver = False
         _check_at_least("--max_num_jobs_per_gpu", max_per_gpu, 1)
         _check_at_least("--num_jobs", num_jobs, 1)
         _check_at_least("--sim_startup_time", startup_time, 0)
@@ -225,6 +245,12 @@ class LocalExecutor(Executor):
         self._refused = False  # the last capacity() found no free slot
         self._closed = False
         self._wake_lock = threading.Lock()  # no thread wakes the driver once shutdown() has begun
+        if self.planner is not None:  # other processes' start-up reservations, and ours for them
+            self.planner.claims = ClaimBoard.from_environment()
+
+    @property
+    def runs_outlive_driver(self) -> bool:
+        return not self.runs_die_with_driver
 
     # ---- capacity and GPU planning
 
@@ -284,12 +310,16 @@ class LocalExecutor(Executor):
             target=self._wait_for, args=(run,), name=f"hpsearch-wait-{proc.pid}", daemon=True
         )
         run.waiter.start()
+        extra: dict = {"create_time": create_time, "gpu": gpu}
+        if self.runs_outlive_driver:  # what a later driver needs to adopt it
+            extra.update(detached=True, marker=self._containment.marker(spec.key), run_dir=str(spec.run_dir),
+                         started=time.time(), timeout=spec.timeout)
         return JobHandle(
             key=spec.key,
             backend=self.name,
             job_id=str(proc.pid),
             where="cpu" if gpu is None else f"gpu {gpu}",
-            extra={"create_time": create_time, "gpu": gpu},
+            extra=extra,
         )
 
     def _claim_slot(self) -> int | None:
@@ -323,8 +353,10 @@ class LocalExecutor(Executor):
         argv, preexec = list(spec.argv), None
         if self.runs_die_with_driver:
             argv, preexec = _with_parent_death_signal(argv)
+        else:
+            argv = [sys.executable, "-I", "-S", RUNWRAP, str(spec.run_dir / EXIT_CODE_FILE), "--", *argv]
         containment = self._containment
-        containment.prepare(guard=self.runs_die_with_driver)
+        containment.prepare(guard=self.runs_die_with_driver, cgroups=self.runs_die_with_driver)
         env[RUN_MARKER_ENV] = containment.marker(spec.key)
         try:
             with open(spec.stdout_path, "ab") as out, open(spec.stderr_path, "ab") as err, containment.lock:
@@ -359,6 +391,16 @@ class LocalExecutor(Executor):
         self._ended.put((run.spec.key, returncode))
         self._wake()
 
+    def _wait_for_adopted(self, run: _Run, pid_fd: int | None) -> None:
+        """Waiter thread of a run an earlier driver started: it is not our
+        child, so sleep on its pidfd (or look every second where there is
+        none), then take its exit status from the file its wrapper wrote."""
+        _wait_foreign(run.process, pid_fd)
+        run.deadline = float("inf")
+        run.stopped |= self._containment.stop_foreign(run.spec.key, run.process, run.marker, with_leader=False)
+        self._ended.put((run.spec.key, recorded_returncode(run.spec.run_dir)))
+        self._wake()
+
     def _wake(self) -> None:
         """Wake the driver from a thread, unless it has shut us down: it may
         close the wakeup's pipe next, and a write to a reused descriptor would
@@ -371,7 +413,11 @@ class LocalExecutor(Executor):
 
     def poll(self) -> list[Outcome]:
         self._enforce_timeouts(self.clock())
-        return [self._outcome(run, code) for run, code in self._drain()]
+        ended = self._drain()
+        if self.planner is not None:
+            for run, _code in ended:
+                self.planner.release(run.reservation)
+        return [self._outcome(run, code) for run, code in ended]
 
     def _drain(self) -> list[tuple[_Run, int]]:
         ended = []
@@ -386,8 +432,15 @@ class LocalExecutor(Executor):
                     thread.join()
             ended.append((run, returncode))
 
-    def _outcome(self, run: _Run, returncode: int, *, interrupted: bool = False) -> Outcome:
-        state = f"pid {run.proc.pid} {_describe_end(returncode)}"
+    def _outcome(self, run: _Run, returncode: int | None, *, interrupted: bool = False) -> Outcome:
+        pid = run.process.pid
+        if returncode is None:  # an adopted run whose wrapper left no exit status
+            state = f"pid {pid} ended without recording an exit status"
+            interrupted = run.killer is None
+        else:
+            state = f"pid {pid} {_describe_end(returncode)}"
+        if run.proc is None:
+            state = f"adopted {state}"
         if run.killer is not None:
             interrupted = False
             state = f"timed out after {run.spec.timeout:g}s; {state}"
@@ -397,8 +450,8 @@ class LocalExecutor(Executor):
             state = f"{state}; {len(run.stopped)} leftover process(es) stopped"
         return Outcome(
             key=run.spec.key,
-            exit_code=returncode if returncode >= 0 else None,
-            signal=-returncode if returncode < 0 else None,
+            exit_code=returncode if returncode is not None and returncode >= 0 else None,
+            signal=-returncode if returncode is not None and returncode < 0 else None,
             timed_out=run.killer is not None,
             interrupted=interrupted,
             backend_state=state,
@@ -414,24 +467,48 @@ class LocalExecutor(Executor):
                 run.killer = threading.Thread(
                     target=self._stop,
                     args=([run],),
-                    name=f"hpsearch-timeout-{run.proc.pid}",
+                    name=f"hpsearch-timeout-{run.process.pid}",
                     daemon=True,
                 )
                 run.killer.start()
 
     def _stop(self, runs: Sequence[_Run]) -> None:
         """Stop the runs and every process they started (TERM, then KILL after the grace)."""
-        stopped = self._containment.stop([(run.spec.key, run.process) for run in runs])
-        for run in runs:
+        ours = [run for run in runs if run.proc is not None]
+        stopped = self._containment.stop([(run.spec.key, run.process) for run in ours])
+        for run in ours:
             run.stopped |= stopped[run.spec.key]
+        for run in runs:
+            if run.proc is None:
+                run.stopped |= self._containment.stop_foreign(run.spec.key, run.process, run.marker, with_leader=True)
 
     def in_flight(self) -> int:
         return len(self._runs)
 
+    def attempt_files(self) -> tuple[str, ...]:
+        return (EXIT_CODE_FILE,)  # what the wrapper of a detached run leaves
+
+    def submit_many(self, specs: Sequence[LaunchSpec]) -> list[JobHandle | SubmissionError]:
+        """Start the runs; slots the last :meth:`capacity` offered and these did
+        not take are no longer claimed for other processes."""
+        try:
+            return super().submit_many(specs)
+        finally:
+            if self.planner is not None and self.planner.claims is not None:
+                self.planner.withdraw_offers()
+
     def shutdown(self, cancel: bool) -> list[Outcome]:
-        """Stop every run (local runs cannot outlive their driver, whatever
-        ``cancel`` says) and report the ones still in flight as interrupted."""
+        """Stop every run and report the ones still in flight as interrupted;
+        runs that outlive the driver are left running unless ``cancel`` (they
+        stay in flight, for a later driver to adopt)."""
         outcomes = self.poll()
+        if self.planner is not None:
+            self.planner.close()
+        if self.runs_outlive_driver and not cancel:
+            with self._wake_lock:
+                self._closed = True
+            self._containment.close()
+            return outcomes
         runs = list(self._runs.values())
         self._stop(runs)
         with self._wake_lock:  # a GPU poll still in flight is left to its daemon thread
@@ -440,7 +517,7 @@ class LocalExecutor(Executor):
             run.waiter.join(timeout=self.kill_grace + 5.0)
         outcomes.extend(self._outcome(run, code, interrupted=True) for run, code in self._drain())
         for run in self._runs.values():  # stuck in the kernel even after SIGKILL
-            state = f"pid {run.proc.pid} did not exit after SIGKILL"
+            state = f"pid {run.process.pid} did not exit after SIGKILL"
             outcomes.append(Outcome(key=run.spec.key, exit_code=None, interrupted=True, backend_state=state))
         self._runs.clear()
         self._containment.close()
@@ -448,25 +525,65 @@ class LocalExecutor(Executor):
 
     def kill_now(self) -> None:
         """SIGKILL every process of every run at once (a second Ctrl-C); safe
-        to call from a signal handler, does not wait."""
+        to call from a signal handler, does not wait. Runs that outlive the
+        driver are left alone."""
+        if self.runs_outlive_driver:
+            return
         table = proctree.scan()
         for run in list(self._runs.values()):
-            procs = [run.process, *self._containment.members(run.spec.key, run.proc.pid, table, leader=True)]
+            procs = [run.process, *self._containment.members(run.spec.key, run.process.pid, table, leader=True)]
             proctree.signal_all(procs, signal.SIGKILL)
         self._containment.kill_all()
 
     # ---- resume
 
     def adopt(self, handles: Sequence[JobHandle]) -> list[Outcome]:
-        """Kill what is left of a previous driver's runs and report them as
+        """Follow a previous driver's detached runs that are still alive; for
+        those that ended meanwhile, report the exit status their wrapper
+        recorded. Kill what is left of its other runs and report them as
         interrupted: they are not our children, so their exit codes are lost."""
         outcomes, doomed = [], []
         for handle in handles:
+            if handle.extra.get("detached"):
+                outcome = self._adopt_detached(handle)
+                if outcome is not None:
+                    outcomes.append(outcome)
+                continue
             procs, state = _orphan(handle)
             doomed.extend(procs)
             outcomes.append(Outcome(key=handle.key, exit_code=None, interrupted=True, backend_state=state))
         proctree.terminate_processes(doomed, self.kill_grace)
         return outcomes
+
+    def _adopt_detached(self, handle: JobHandle) -> Outcome | None:
+        """Track a detached run whose wrapper still runs (same pid, start time
+        and marker) and return None; else its outcome from ``exit_code.txt``
+        (none recorded: interrupted, so it runs again)."""
+        extra = handle.extra
+        run_dir = Path(str(extra.get("run_dir") or "."))
+        found = _live_wrapper(handle)
+        if found is None:
+            returncode = recorded_returncode(run_dir)
+            if returncode is None:
+                return Outcome(handle.key, None, interrupted=True,
+                               backend_state="previous driver died; run ended without an exit status")
+            return Outcome(handle.key, returncode if returncode >= 0 else None,
+                           signal=-returncode if returncode < 0 else None,
+                           backend_state=f"ended while no driver ran; {_describe_end(returncode)}")
+        process, pid_fd = found
+        timeout = extra.get("timeout")
+        deadline = None
+        if isinstance(timeout, (int, float)) and isinstance(extra.get("started"), (int, float)):
+            deadline = self.clock() + max(0.0, float(extra["started"]) + timeout - time.time())
+        gpu = extra.get("gpu") if isinstance(extra.get("gpu"), int) else None
+        spec = LaunchSpec(key=handle.key, name=run_dir.name, argv=(), cwd=run_dir, run_dir=run_dir,
+                          timeout=timeout if isinstance(timeout, (int, float)) else None)
+        run = _Run(spec=spec, proc=None, process=process, gpu=gpu, deadline=deadline, marker=str(extra["marker"]))
+        self._runs[handle.key] = run
+        run.waiter = threading.Thread(target=self._wait_for_adopted, args=(run, pid_fd),
+                                      name=f"hpsearch-adopted-{process.pid}", daemon=True)
+        run.waiter.start()
+        return None
 
     def describe(self) -> str:
         if self.monitor is None:
@@ -476,6 +593,64 @@ class LocalExecutor(Executor):
             ids = [r.id for r in self.planner.readings]
         where = "all GPUs" if ids is None else "GPUs " + ",".join(map(str, ids))
         return f"{where} x {self.limits.max_per_gpu} runs"
+
+
+def recorded_returncode(run_dir: Path) -> int | None:
+    """The exit status a run's wrapper recorded, as ``Popen.returncode`` says
+    it (``-N`` for a run killed by signal N, recorded as 128 + N); None if
+    it recorded none."""
+    code = read_exit_code(run_dir)
+    if code is None:
+        return None
+    if 128 < code < 128 + signal.NSIG:
+        return -(code - 128)
+    return code
+
+
+def _live_wrapper(handle: JobHandle) -> tuple[psutil.Process, int | None] | None:
+    """The wrapper of a detached run if it still runs: the recorded pid, with
+    the recorded start time and the run's marker in its environment (a
+    reused pid has neither). Its pidfd, opened first so the check holds for
+    the process it refers to, comes with it (None where Linux has none)."""
+    try:
+        pid = int(handle.job_id)
+        recorded = float(handle.extra["create_time"])
+        marker = f"{RUN_MARKER_ENV}={handle.extra['marker']}".encode()
+    except (KeyError, TypeError, ValueError):
+        return None
+    pid_fd = None
+    try:
+        pid_fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pass
+    try:
+        process = psutil.Process(pid)
+        alive = process.status() != psutil.STATUS_ZOMBIE
+        same = alive and abs(process.create_time() - recorded) <= CREATE_TIME_TOLERANCE
+    except psutil.Error:
+        same = False
+    if not same or not proctree.has_marker(pid, marker):
+        if pid_fd is not None:
+            os.close(pid_fd)
+        return None
+    return process, pid_fd
+
+
+def _wait_foreign(process: psutil.Process, pid_fd: int | None) -> None:
+    """Until a process that is not our child has exited."""
+    if pid_fd is not None:
+        try:
+            select.select([pid_fd], [], [])  # readable once the process has exited
+        finally:
+            os.close(pid_fd)
+        return
+    while True:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(_FOREIGN_POLL)
 
 
 def _orphan(handle: JobHandle) -> tuple[list[psutil.Process], str]:

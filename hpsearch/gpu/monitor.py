@@ -30,12 +30,14 @@ class GpuReading:
         memory_used: MiB in use.
         memory_total: MiB on the card.
         load: Utilisation in [0, 1].
+        uuid: The GPU's UUID, if known (it names the GPU across processes).
     """
 
     id: int
     memory_used: float
     memory_total: float
     load: float
+    uuid: str | None = None
 
     @property
     def memory_fraction(self) -> float:
@@ -123,6 +125,7 @@ def query_gpus() -> list[GpuReading]:
             memory_used=float(gpu.memoryUsed),
             memory_total=float(gpu.memoryTotal),
             load=float(gpu.load),
+            uuid=str(gpu.uuid) if getattr(gpu, "uuid", None) else None,
         )
         for gpu in gpus
     ]

@@ -8,10 +8,18 @@ its runs per GPU and the reservations of its starting runs, so one planner
 reads time only from its clock and the GPUs only through the callables it is
 given, so every rule can be tested with a fake clock, without processes or
 threads.
+
+With a :class:`~hpsearch.gpu.claims.ClaimBoard` it also sees the start-up
+reservations of other processes on the machine, and shows them its own: every
+slot a round offers is claimed at once (under the board's lock), the claim of a
+slot taken (:meth:`SlotPlanner.reservation`) lasts until its reservation ends
+(:meth:`SlotPlanner.release`, or its expiry), the others are withdrawn when
+the next round begins or by :meth:`SlotPlanner.withdraw_offers`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -19,7 +27,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol, Sequence
 
 from hpsearch.errors import GpuQueryError
-from hpsearch.gpu.allocate import Reservation, plan_slots
+from hpsearch.gpu.allocate import Reservation, plan_slots, run_estimate
+from hpsearch.gpu.claims import ClaimBoard
 from hpsearch.gpu.monitor import GpuReading, GpuSnapshot, PollAnswer
 
 log = logging.getLogger(__name__)
@@ -82,6 +91,8 @@ class SlotPlanner:
         clock: Monotonic seconds.
         first: A poll made just before (the start-up probe); it serves the
             first round and counts as a good poll.
+        claims: The machine's shared claims folder; None to plan with this
+            process's reservations alone.
     """
 
     def __init__(
@@ -93,6 +104,7 @@ class SlotPlanner:
         error_patience: float,
         clock: Callable[[], float] = time.monotonic,
         first: GpuSnapshot | None = None,
+        claims: ClaimBoard | None = None,
     ) -> None:
         self._poll = poll
         self._background = background
@@ -104,6 +116,9 @@ class SlotPlanner:
         self._last_poll = -math.inf if first is None else first.query_time  # start of the latest poll
         self._answered_at = self._last_poll  # when the latest answer was taken
         self._distrust = False  # the poll in flight follows a quiet spell: plan nothing until it answers
+        self.claims = claims
+        self._offered: list[tuple[int, str | None]] = []  # (GPU, claim) of slots offered, not taken yet
+        self._held: list[tuple[Reservation, str | None]] = []  # claims of slots taken, until they end
 
     @property
     def readings(self) -> tuple[GpuReading, ...]:
@@ -141,6 +156,19 @@ class SlotPlanner:
             self._start_poll(now)
         if self._distrust:
             return []
+        if self.claims is None:
+            return self._plan(now, limits, running, reservations)
+        self.withdraw_offers()
+        self._drop_lapsed(now)
+        writes = limits.startup_time > 0
+        with self.claims.locked() if writes else contextlib.nullcontext():
+            plan = self._plan(now, limits, running, [*reservations, *self._claimed_by_others(now)])
+            if writes:
+                self._offer(plan, limits)
+        return plan
+
+    def _plan(self, now: float, limits: SlotLimits, running: Mapping[int, int],
+              reservations: Sequence[Reservation]) -> list[int]:
         return plan_slots(
             self.readings,
             running_per_gpu=running,
@@ -151,6 +179,58 @@ class SlotPlanner:
             max_per_gpu=limits.max_per_gpu,
             startup_time=limits.startup_time,
         )
+
+    # ---- claims shared with other processes
+
+    def _claimed_by_others(self, now: float) -> list[Reservation]:
+        """Other processes' valid claims on our GPUs, as reservations (matched by UUID, else index)."""
+        readings = self.readings
+        by_uuid = {r.uuid: r.id for r in readings if r.uuid}
+        ids = {r.id for r in readings}
+        wall = self.claims.wall()
+        found = []
+        for claim in self.claims.others():
+            gpu = by_uuid.get(claim.uuid) if claim.uuid and by_uuid else claim.gpu
+            if gpu in ids:
+                found.append(Reservation(gpu, now + (claim.until() - wall), claim.baseline))
+        return found
+
+    def _offer(self, plan: Sequence[int], limits: SlotLimits) -> None:
+        readings = {r.id: r for r in self.readings}
+        for gpu in plan:
+            reading = readings[gpu]
+            name = self.claims.write(
+                gpu=gpu, uuid=reading.uuid, baseline=reading.memory_used,
+                reserved=run_estimate(reading, allowed_memory=limits.allowed_memory, max_per_gpu=limits.max_per_gpu),
+                seconds=limits.startup_time)
+            self._offered.append((gpu, name))
+
+    def withdraw_offers(self) -> None:
+        """Remove the claims of slots the last round offered that were not taken."""
+        for _gpu, name in self._offered:
+            self.claims.remove(name)
+        self._offered = []
+
+    def release(self, reservation: Reservation | None) -> None:
+        """The run holding ``reservation`` ended: its claim goes."""
+        if reservation is None or self.claims is None:
+            return
+        for index, (held, name) in enumerate(self._held):
+            if held is reservation:
+                self.claims.remove(name)
+                del self._held[index]
+                return
+
+    def _drop_lapsed(self, now: float) -> None:
+        for held, name in [item for item in self._held if item[0].until <= now]:
+            self.claims.remove(name)
+        self._held = [item for item in self._held if item[0].until > now]
+
+    def close(self) -> None:
+        """Remove every claim of this planner."""
+        if self.claims is not None:
+            self.claims.close()
+            self._offered, self._held = [], []
 
     def wake_at(
         self, limits: SlotLimits, running: Mapping[int, int], reservations: Sequence[Reservation]
@@ -180,7 +260,13 @@ class SlotPlanner:
         if limits.startup_time <= 0:
             return None
         baseline = next(r.memory_used for r in self.readings if r.id == gpu)
-        return Reservation(gpu, self.clock() + limits.startup_time, baseline)
+        reservation = Reservation(gpu, self.clock() + limits.startup_time, baseline)
+        if self.claims is not None:
+            offered = next((item for item in self._offered if item[0] == gpu), None)
+            if offered is not None:
+                self._offered.remove(offered)
+                self._held.append((reservation, offered[1]))
+        return reservation
 
     def _poll_due(self, now: float, limits: SlotLimits, running: Mapping[int, int]) -> bool:
         """The readings are an interval old, no poll is in flight, and a

@@ -10,6 +10,7 @@ short transactions by several processes at once (WAL on local disk).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -199,3 +200,58 @@ class Registry:
     def service_info(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT name, value FROM service").fetchall())
 
+
+
+def end_state(exit_code: int | None) -> str:
+    """The registry state of a search whose driver ended with ``exit_code`` (None: it raised)."""
+    if exit_code == 0:
+        return "finished"
+    if exit_code is not None and exit_code > 128:
+        return "stopped"
+    return "failed"
+
+
+class ForegroundEntry:
+    """A foreground driver's entry in the registry, from its start to its end.
+
+    The registry is a convenience for ``hpsearch list``/``status``: a registry
+    that cannot be written (no home, a full disk, a foreign state folder)
+    must never fail the search, so the first problem is warned about and
+    the entry is given up.
+
+    Use as ``with ForegroundEntry(folder, argv, warn) as entry: ... return entry.ended(code)``.
+    """
+
+    def __init__(self, folder: Path, argv: list[str], warn) -> None:
+        self.folder = folder
+        self.argv = argv
+        self.warn = warn
+        self.id: str | None = None
+        self.exit_code: int | None = None
+
+    def __enter__(self) -> "ForegroundEntry":
+        pid, started = own_process()
+        self._try(lambda registry: setattr(self, "id", registry.register(
+            self.folder, kind=FOREGROUND, state="running", pid=pid, pid_started=started,
+            argv=json.dumps(self.argv)).id))
+        return self
+
+    def ended(self, exit_code: int) -> int:
+        self.exit_code = exit_code
+        return exit_code
+
+    def __exit__(self, kind: type | None, _exc: Any, _tb: Any) -> None:
+        if self.id is None:
+            return
+        code = 128 + 2 if kind is KeyboardInterrupt else self.exit_code
+        self._try(lambda registry: registry.update(self.id, state=end_state(code), exit_code=code,
+                                                   ended=time.time()))
+
+    def _try(self, action) -> None:
+        try:
+            with Registry.open() as registry:
+                action(registry)
+        except (sqlite3.Error, OSError, UsageError) as exc:
+            self.id = None
+            self.warn(f"warning: cannot record this search in the registry of searches ({exc}); "
+                      "hpsearch list will not show it")
