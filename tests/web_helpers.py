@@ -61,8 +61,8 @@ def finished_search(base: Path) -> Path:
     """A real finished search folder: 10 runs done, 2 failed."""
     out = base / "finished"
     command = search_command(base / "project", out, FINISHED_GRID, "--visible_gpus=-1", "--num_jobs=2")
-    done = subprocess.run(command, cwd=base / "project", env=env_without_gpus(), capture_output=True, text=True,
-                          timeout=240)
+    done = subprocess.run(command, cwd=base / "project", env=own_state(base, env_without_gpus()),
+                          capture_output=True, text=True, timeout=240)
     assert counts(out).get("done") == 10, done.stdout + done.stderr
     return out
 
@@ -76,11 +76,17 @@ def running_search(base: Path) -> tuple[subprocess.Popen, Path, Path]:
     out = base / "running"
     grid = {"lr": [0.001, 0.01], "hidden": [32, 128], "wait_for": [str(release)]}
     command = search_command(base / "project_running", out, grid, "--visible_gpus=0,1", "--max_num_jobs_per_gpu=1")
-    env = fake_gpu_env(base, [IDLE_GPU, IDLE_GPU])
+    env = own_state(base, fake_gpu_env(base, [IDLE_GPU, IDLE_GPU]))
     driver = subprocess.Popen(command, cwd=base / "project_running", env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: counts(out).get("running") == 2, 120, lambda: f"store of {out}: {counts(out)}")
     return driver, out, release
+
+
+def own_state(base: Path, env: dict[str, str]) -> dict[str, str]:
+    """The search's registry and GPU claims in ``base`` (these module-scoped searches start before the
+    per-test state folders of conftest exist): never the user's own."""
+    return {**env, "HPSEARCH_STATE_DIR": str(base / "state"), "HPSEARCH_CLAIMS_DIR": str(base / "claims")}
 
 
 def counts(folder: Path) -> dict[str, int]:
