@@ -8,8 +8,9 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -71,3 +72,18 @@ def read_results(search_dir: Path) -> pd.DataFrame:
 
 def run_folders(search_dir: Path) -> list[Path]:
     return sorted(p for p in search_dir.iterdir() if p.is_dir() and (p / "hpsearch_run.json").is_file())
+
+
+def wait_until(predicate: Callable[[], Any], what: str = "the condition", timeout: float = 90.0,
+               interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something true (returned), failing after ``timeout`` s.
+
+    Tests wait on conditions, never on fixed sleeps; the deadline is generous for a busy machine.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout} s")

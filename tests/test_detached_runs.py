@@ -22,20 +22,10 @@ import psutil
 import pytest
 
 from hpsearch import runwrap
-from tests.helpers import env_without_gpus, hpsearch_cmd, read_results, run_folders, write_project
+from tests.helpers import env_without_gpus, hpsearch_cmd, read_results, run_folders, write_project, wait_until
 
 RUNWRAP = Path(runwrap.__file__)
 DEADLINE = 90.0
-
-
-def wait_until(predicate, what: str, timeout: float = DEADLINE):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def events(log: Path) -> list[dict]:

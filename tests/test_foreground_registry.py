@@ -7,20 +7,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
 from hpsearch.service.registry import FOREGROUND, Registry
-from tests.helpers import env_without_gpus, hpsearch_cmd, write_project
-
-
-def wait_until(predicate, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout} s")
+from tests.helpers import env_without_gpus, hpsearch_cmd, write_project, wait_until
 
 
 def entry_of(out):

@@ -24,19 +24,9 @@ from hpsearch.gpu import claims as claims_module
 from hpsearch.gpu.claims import MAX_CLAIM_SECONDS, ClaimBoard, open_folder
 from hpsearch.gpu.monitor import GpuReading, GpuSnapshot
 from hpsearch.gpu.planner import SlotLimits, SlotPlanner
-from tests.helpers import hpsearch_cmd, run_folders, write_project
+from tests.helpers import hpsearch_cmd, run_folders, write_project, wait_until
 
 DEADLINE = 90.0
-
-
-def wait_until(predicate, what: str, timeout: float = DEADLINE):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 # --------------------------------------------------------------------------- two searches on the same GPUs

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -22,7 +21,12 @@ import psutil
 import pytest
 
 from hpsearch import cgroup
-from tests.helpers import TESTS, env_without_gpus, hpsearch_cmd, run_folders, write_project
+from tests.helpers import TESTS, env_without_gpus, hpsearch_cmd, run_folders, write_project, wait_until
+
+
+def wait_for(predicate, timeout: float, what: str):
+    return wait_until(predicate, what, timeout)
+
 
 HOSTILE = ("daemon", "setsid", "ignore")
 GONE_WITHIN = 20.0  # seconds; the kill grace is 5 s, the guardian's 2 s
@@ -47,16 +51,6 @@ def tagged(tag: str) -> list[psutil.Process]:
         if proc.info["status"] != psutil.STATUS_ZOMBIE and any(tag in arg for arg in proc.info["cmdline"] or ()):
             found.append(proc)
     return found
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not within {timeout} s")
 
 
 def assert_none_left(tag: str) -> None:

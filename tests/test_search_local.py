@@ -21,8 +21,14 @@ from tests.helpers import (
     read_results,
     run_folders,
     run_hpsearch,
+    wait_until,
     write_project,
 )
+
+
+def wait_for(predicate, timeout: float):
+    return wait_until(predicate, timeout=timeout)
+
 
 IDLE_GPU = {"memory_total": 16000, "memory_used": 0, "load": 0.0}
 FOLDER_FLAGS = ("--force_out_dir", "--dont_force_new_dir")
@@ -30,16 +36,6 @@ FOLDER_FLAGS = ("--force_out_dir", "--dont_force_new_dir")
 
 def search_args(out: Path, *extra: str) -> list[str]:
     return ["--grid_module=grid_cfg", f"--out_dir={out}", *FOLDER_FLAGS, *extra]
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def traces(search_dir: Path) -> list[dict]:

@@ -333,6 +333,14 @@ def test_submit_bad_input_and_no_service_exit_2(serve, tmp_path):
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
 
 
+
+def test_bad_http_address_is_refused_before_anything_exists(serve, tmp_path):
+    for address in ("abc", "localhost:99999", "host:"):
+        done = serve.run("serve", f"--http={address}")
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, (address, done.stderr)
+        assert "--http" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "state").exists()  # no state folder, lock, socket or pid file
+
 def drivers_of(folder: Path) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["cmdline"]):

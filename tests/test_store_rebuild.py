@@ -7,14 +7,18 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from hpsearch.store import RunStore
-from tests.helpers import JOB_SCRIPT, hpsearch_cmd, read_results, run_folders, run_hpsearch, write_project
+from tests.helpers import JOB_SCRIPT, hpsearch_cmd, read_results, run_folders, run_hpsearch, write_project, wait_until
+
+
+def wait_for(predicate, timeout: float):
+    return wait_until(predicate, timeout=timeout)
+
 
 # A training script that hangs in the run whose --i is $HPSEARCH_TEST_HANG, and
 # otherwise is the test job script.
@@ -30,16 +34,6 @@ runpy.run_path({str(JOB_SCRIPT)!r}, run_name="__main__")
 def search_args(out: Path, *extra: str) -> list[str]:
     return ["--grid_module=grid_cfg", f"--out_dir={out}", "--force_out_dir", "--dont_force_new_dir",
             "--visible_gpus=-1", *extra]
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def starts(log: Path) -> list[int]:

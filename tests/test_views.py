@@ -27,7 +27,12 @@ from hpsearch.service.paths import StatePaths
 from hpsearch.service.registry import FOREGROUND, SERVICE, Registry
 from hpsearch.service.snapshot import SearchRef, listing, overview, search_document
 from hpsearch.store import RunRecord, RunStore
-from tests.helpers import env_without_gpus, hpsearch_cmd, write_project
+from tests.helpers import env_without_gpus, hpsearch_cmd, write_project, wait_until
+
+
+def wait_for(predicate, timeout: float, what: str):
+    return wait_until(predicate, what, timeout)
+
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "service.md"
 
@@ -53,16 +58,6 @@ with open(os.path.join(args.out_dir, "performance_overview.txt"), "w") as handle
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 @pytest.fixture

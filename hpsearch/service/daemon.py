@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -452,6 +452,8 @@ def serve(options: ServeOptions, *, quiet: bool = False) -> int:
         AlreadyRunning: This user's service runs already.
         GpuQueryError: ``--visible_gpus`` names GPUs that cannot be read.
     """
+    if options.http:
+        _check_web(options.http)  # a bad --http is refused before the lock, socket or pid file exist
     paths = state_paths()
     lock = lock_service(paths)
     try:
@@ -518,12 +520,24 @@ def _describe_pool(broker: Broker) -> str:
     return f"GPUs {ids} x {broker.max_per_gpu} run(s)"
 
 
+def _check_web(address: str) -> None:
+    """``--http``'s address and the web extra, checked before anything is created.
+
+    Raises:
+        UsageError: a bad ``[HOST:]PORT``, or Flask/plotly missing.
+    """
+    from hpsearch.web import require_web
+
+    require_web()
+    from hpsearch.web.server import parse_http_address  # needs the extra's Werkzeug
+
+    parse_http_address(address)
+
+
 def _start_web(service: Service, address: str) -> None:
-    """The web page (``--http``), served by :mod:`hpsearch.web` if it is installed."""
-    try:
-        from hpsearch.web.server import start_web  # type: ignore[import-not-found]
-    except ImportError:
-        raise UsageError("--http needs the web page: pip install 'hpsearch[web]'") from None
+    """The web page (``--http``), served by :mod:`hpsearch.web`."""
+    from hpsearch.web.server import start_web
+
     url = start_web(service, address)
     service._say(f"web page: {url}")
 
