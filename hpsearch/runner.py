@@ -482,14 +482,7 @@ def run_search(
         progress.message(f"warning: {warning}")
     configs = enumerate_configs(spec, settings)
     factory = executor_factory or choose_executor(settings, progress.message, gpu_probe)
-    folder = resolve_search_folder(
-        settings.out_dir,
-        force_out_dir=settings.force_out_dir,
-        dont_force_new_dir=settings.dont_force_new_dir,
-        resume=settings.resume,
-        now=datetime.now(),
-    )
-    folder.path.mkdir(parents=True, exist_ok=True)
+    folder = _search_folder(settings)
     entry = ForegroundEntry(folder.path, settings.driver_argv, progress.message)
     with SearchLock(folder.path), (contextlib.nullcontext(entry) if settings.service_socket else entry):
         store = _open_store(folder, spec, progress)
@@ -511,10 +504,8 @@ def run_search(
             store.close()
 
 
-def create_search_folder(settings: SearchSettings, spec: GridSpec, configs: list[dict[str, Any]],
-                         progress: Progress) -> SearchFolder:
-    """Make (or take up) the search folder exactly as :func:`run_search` does, without running
-    anything: ``hpsearch submit`` then hands it to the service, whose driver resumes it."""
+def _search_folder(settings: SearchSettings) -> SearchFolder:
+    """The search folder the settings name (a new ``search_<time>`` one unless forced), created."""
     folder = resolve_search_folder(
         settings.out_dir,
         force_out_dir=settings.force_out_dir,
@@ -523,6 +514,14 @@ def create_search_folder(settings: SearchSettings, spec: GridSpec, configs: list
         now=datetime.now(),
     )
     folder.path.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def create_search_folder(settings: SearchSettings, spec: GridSpec, configs: list[dict[str, Any]],
+                         progress: Progress) -> SearchFolder:
+    """Make (or take up) the search folder exactly as :func:`run_search` does, without running
+    anything: ``hpsearch submit`` then hands it to the service, whose driver resumes it."""
+    folder = _search_folder(settings)
     with SearchLock(folder.path):
         store = _open_store(folder, spec, progress)
         try:

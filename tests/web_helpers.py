@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from hpsearch.service.paths import StatePaths
 from hpsearch.service.registry import FOREGROUND, Registry, own_process
 from hpsearch.store import RunStore
-from tests.helpers import env_without_gpus, fake_gpu_env
+from tests.helpers import env_without_gpus, fake_gpu_env, wait_until
 
 TRAIN = '''\
 import argparse, math, os, sys, time
@@ -113,13 +112,11 @@ def register(paths: StatePaths, folder: Path, state: str, pid: int | None = None
 
 
 def wait_for(predicate, timeout: float, describe=lambda: "", interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s {describe()}")
+    """:func:`tests.helpers.wait_until`, naming what was seen when it fails."""
+    try:
+        return wait_until(predicate, "condition not met", timeout, interval)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc} {describe()}") from None
 
 
 class RecordingActions:

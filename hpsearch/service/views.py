@@ -393,6 +393,16 @@ def _run_by_number(text: str, registry: Registry | None) -> RunRef:
     return found[0]
 
 
+def _locate(text: str) -> RunRef:
+    """:func:`locate_run` with this user's registry (if it can be read), closed afterwards."""
+    registry = _registry_quietly()
+    try:
+        return locate_run(text, registry)
+    finally:
+        if registry is not None:
+            registry.close()
+
+
 def find_main(argv: Sequence[str]) -> int:
     parser = _parser("find", "Print a run's folder.")
     parser.add_argument("run", metavar="RUN", help="A configuration key or a unique prefix of one (looked up in "
@@ -400,12 +410,7 @@ def find_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        registry = _registry_quietly()
-        try:
-            run = locate_run(args.run, registry)
-        finally:
-            if registry is not None:
-                registry.close()
+        run = _locate(args.run)
         _emit(str(run.folder))
         if not run.folder.is_dir():
             print(f"hpsearch find: note: {run.folder} does not exist yet (the run is {run.record.status.value})",
@@ -426,12 +431,7 @@ def logs_main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        registry = _registry_quietly()
-        try:
-            run = locate_run(args.run, registry)
-        finally:
-            if registry is not None:
-                registry.close()
+        run = _locate(args.run)
         path = run.folder / (STDERR_FILE if args.stderr else STDOUT_FILE)
         if args.follow:
             return follow(path, lambda: run_over(run))
