@@ -1,0 +1,519 @@
+"""The figures of a search's results, drawn with matplotlib from a results frame.
+
+Each function takes the frame of :func:`hpsearch.results.load_results` (one
+row per run) and returns a :class:`matplotlib.figure.Figure`, so that what a
+figure shows is tested on the Figure itself and a notebook can show or restyle
+it; writing files is the ``hpsearch plot`` command's business
+(:mod:`hpsearch.plot_command`). Figures are made without pyplot: no backend,
+no display and no global figure list, so the functions are safe anywhere;
+``savefig`` renders with Agg (PNG) or the vector backends (SVG, PDF).
+
+Runs that differ only in their seed parameters are one *configuration*: the
+slices, the parallel coordinates and the curves place one mark per
+configuration at its mean over seeds (with mean ± std where it has several
+runs), so a lucky seed does not pass for a good configuration.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+# Columns of a results frame that describe a run, not its configuration or summary.
+RUN_COLUMNS = ("status", "reason", "attempt", "run_dir", "config_key", "gpu", "start", "end")
+DEFAULT_SEED_KEYS = ("random_seed", "seed", "rand_seed")
+LOG_DECADES = 2  # positive values spanning this many decades or more get a log axis
+MAX_VALUE_TICKS = 12  # a grid with at most this many values gets a tick at each of them
+LABEL_CHARS = 18  # category names are cut to this length (with an ellipsis) on axes
+LEGEND_CHARS = 72
+MISSING = "(none)"
+
+# Slide-size figures: about 1200 x 750 pixels at the default 150 dpi, with type that is
+# readable from the back of a room.
+DPI = 150
+FONT = {"title": 15, "label": 14, "ticks": 12, "legend": 11, "note": 10}
+SIZE = (8.0, 5.0)
+_STYLE = {"font.size": FONT["ticks"], "axes.titlesize": FONT["title"], "axes.labelsize": FONT["label"],
+          "xtick.labelsize": FONT["ticks"], "ytick.labelsize": FONT["ticks"], "legend.fontsize": FONT["legend"],
+          "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": DPI}
+_RUN_GREY = "#8a94a0"
+_BEST = "#d62728"
+
+
+@dataclass(frozen=True)
+class SearchFacts:
+    """What the figures need to know about a search beyond its frame.
+
+    ``params`` are the hyperparameters (grid keys, in grid order); those among
+    ``seed_keys`` are repeats, not settings, and are never plotted against.
+    ``summary_keys`` default to the columns that are neither parameters nor
+    :data:`RUN_COLUMNS`.
+    """
+
+    performance_key: str
+    ascending: bool = False
+    params: Sequence[str] = ()
+    seed_keys: Sequence[str] = DEFAULT_SEED_KEYS
+    summary_keys: Sequence[str] | None = None
+
+    def settings(self) -> list[str]:
+        """The parameters that define a configuration: every parameter but the seeds."""
+        return [name for name in self.params if name not in self.seed_keys]
+
+
+# --------------------------------------------------------------------------- the frame
+
+
+def scored_runs(runs: pd.DataFrame, facts: SearchFacts) -> pd.DataFrame:
+    """The done runs with a finite performance value: the only ones a figure can place."""
+    if facts.performance_key not in runs.columns:
+        return runs.iloc[0:0]
+    values = pd.to_numeric(runs[facts.performance_key], errors="coerce")
+    keep = np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
+    if "status" in runs.columns:
+        keep &= (runs["status"].astype(str) == "done").to_numpy()
+    scored = runs.loc[keep].copy()
+    scored[facts.performance_key] = values[keep].astype(float)
+    return scored
+
+
+def configurations(scored: pd.DataFrame, facts: SearchFacts) -> pd.DataFrame:
+    """One row per configuration, best first: its settings (as its first run has them),
+    ``n``, ``mean`` and ``std`` of the performance key (std NaN for a single run), and
+    ``runs``, the row labels of its runs in ``scored``."""
+    names = [name for name in facts.settings() if name in scored.columns]
+    key = facts.performance_key
+    if scored.empty:
+        return pd.DataFrame(columns=[*names, "n", "mean", "std", "runs"])
+    if names:
+        labels = pd.DataFrame({name: scored[name].map(value_label) for name in names}, index=scored.index)
+        groups = labels.groupby(names, sort=False, dropna=False).groups
+        members = list(groups.values())
+    else:
+        members = [scored.index]
+    rows = []
+    for index in members:
+        values = scored.loc[index, key]
+        first = scored.loc[index[0]]
+        rows.append({**{name: first[name] for name in names}, "n": len(values), "mean": float(values.mean()),
+                     "std": float(values.std()) if len(values) > 1 else math.nan, "runs": list(index)})
+    table = pd.DataFrame(rows)
+    return table.sort_values("mean", ascending=facts.ascending, kind="stable").reset_index(drop=True)
+
+
+def varying_params(configs: pd.DataFrame, facts: SearchFacts) -> list[str]:
+    """The settings that take more than one value among the configurations (a constant says nothing)."""
+    return [name for name in facts.settings()
+            if name in configs.columns and configs[name].map(value_label).nunique() > 1]
+
+
+def list_keys(runs: pd.DataFrame, facts: SearchFacts) -> list[str]:
+    """The summary keys whose values are lists of numbers (per-epoch curves)."""
+    keys = facts.summary_keys
+    if keys is None:
+        skip = {*facts.params, *facts.seed_keys, *RUN_COLUMNS}
+        keys = [name for name in runs.columns if name not in skip]
+    found = []
+    for name in keys:
+        if name not in runs.columns or runs[name].dtype != object:
+            continue
+        values = [value for value in runs[name] if _is_list(value)]
+        if values and any(len(value) > 1 for value in values):
+            found.append(name)
+    return found
+
+
+def value_label(value: Any) -> str:
+    """A value as an axis or legend shows it: numbers with ``:g``, missing as ``(none)``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "[" + ", ".join(value_label(item) for item in value) + "]"
+    return str(value)
+
+
+def is_numeric(values: pd.Series) -> bool:
+    """Numbers (not booleans) once missing values are left out, and at least one of them."""
+    present = values.dropna()
+    if present.empty:
+        return False
+    return all(isinstance(value, (int, float, np.integer, np.floating))
+               and not isinstance(value, (bool, np.bool_)) for value in present)
+
+
+def log_scale(values: Sequence[float]) -> bool:
+    """Positive values spanning two decades or more (learning rates, weight decays) read best on a log axis."""
+    values = [float(value) for value in values if value is not None and not math.isnan(float(value))]
+    return bool(values) and min(values) > 0 and max(values) / min(values) >= 10 ** LOG_DECADES
+
+
+# --------------------------------------------------------------------------- the figures
+
+
+def performance_against(runs: pd.DataFrame, facts: SearchFacts, param: str) -> Figure:
+    """The performance key against one hyperparameter, one point per configuration.
+
+    Numbers are placed at their value (a log axis when they span decades),
+    categories and booleans at ordered positions with a box of their
+    configurations; configurations sharing a value are spread sideways so
+    none hides another. Error bars are mean ± std over seeds.
+    """
+    configs = configurations(scored_runs(runs, facts), facts)
+    key = facts.performance_key
+    fig, ax = _figure()
+    values = configs[param] if param in configs.columns else pd.Series([], dtype=object)
+    numeric = is_numeric(values)
+    if numeric:
+        shown = configs[values.notna()]
+        left_out = len(configs) - len(shown)
+        positions, log = _numeric_positions(ax, shown[param].astype(float).to_numpy())
+    else:
+        shown, left_out, log = configs, 0, False
+        positions = _category_positions(ax, shown[param].map(value_label).tolist(), shown["mean"].to_numpy())
+    repeated = bool((shown["n"] > 1).any())
+    error = shown["std"].fillna(0.0).to_numpy() if repeated else None
+    ax.errorbar(positions, shown["mean"].to_numpy(), yerr=error, fmt="o", markersize=6, color="C0", alpha=0.8,
+                ecolor="C0", elinewidth=1.2, capsize=3,
+                label="configuration (mean ± std over seeds)" if repeated else "configuration")
+    if len(shown):
+        ax.plot(positions[:1], shown["mean"].to_numpy()[:1], marker="*", markersize=16, linestyle="none",
+                color=_BEST, zorder=5, label=f"best: {shown['mean'].iloc[0]:.4g}")
+    ax.set_xlabel(param)
+    ax.set_ylabel(key)
+    ax.set_title(f"{key} against {param}")
+    if left_out:
+        _note(ax, f"{left_out} configuration(s) without a value of {param} not shown")
+    ax.legend(loc="best", frameon=False)
+    return _finish(fig, ax, log_x=log)
+
+
+def best_so_far(runs: pd.DataFrame, facts: SearchFacts) -> Figure | None:
+    """Each done run's value at its end time and the best value so far (a step line).
+
+    None when no run has an end time (a hypnettorch 0.0.4 folder records none).
+    """
+    scored = scored_runs(runs, facts)
+    if "end" not in scored.columns:
+        return None
+    ends = _seconds(scored["end"])
+    keep = ends.notna()
+    if not keep.any():
+        return None
+    scored, ends = scored[keep], ends[keep]
+    starts = _seconds(runs["start"]).dropna() if "start" in runs.columns else pd.Series([], dtype=float)
+    origin = min(float(starts.min()) if len(starts) else math.inf, float(ends.min()))
+    order = np.argsort(ends.to_numpy(), kind="stable")
+    elapsed = ends.to_numpy()[order] - origin
+    values = scored[facts.performance_key].to_numpy()[order]
+    best = (np.minimum if facts.ascending else np.maximum).accumulate(values)
+    unit, scale = _time_unit(float(elapsed.max()) if len(elapsed) else 0.0)
+    key = facts.performance_key
+    fig, ax = _figure()
+    ax.scatter(elapsed / scale, values, s=18, color=_RUN_GREY, alpha=0.6, linewidths=0, label="run", zorder=2,
+               rasterized=len(values) > 2000)
+    ax.step(elapsed / scale, best, where="post", color="C0", linewidth=2.5, label="best so far", zorder=3)
+    found = int(np.flatnonzero(values == best[-1])[0])  # when the best run ended
+    ax.plot(elapsed[found:found + 1] / scale, best[-1:], marker="*", markersize=16, color=_BEST, linestyle="none", zorder=4,
+            label=f"best: {best[-1]:.4g}")
+    ax.set_xlabel(f"run end ({unit} since the search started)")
+    ax.set_ylabel(key)
+    ax.set_title(f"Best {key} so far ({'lower' if facts.ascending else 'higher'} is better)")
+    ax.legend(loc="best", frameon=False)
+    return _finish(fig, ax)
+
+
+def parallel_coordinates(runs: pd.DataFrame, facts: SearchFacts) -> Figure:
+    """One vertical axis per varying hyperparameter and one for the performance key;
+    one line per configuration, coloured by its mean performance, the best drawn last.
+
+    Numbers are scaled to their axis (log where they span decades); categories
+    and booleans sit at ordered positions, labelled.
+    """
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import Normalize
+
+    configs = configurations(scored_runs(runs, facts), facts)
+    key = facts.performance_key
+    names = varying_params(configs, facts)
+    columns = [_axis_positions(configs[name]) for name in names]
+    columns.append(_axis_positions(configs["mean"].astype(float)))
+    labels = [*names, key]
+    count = len(labels)
+    fig, ax = _figure(width=min(16.0, max(8.0, 1.9 * count + 2)))
+    means = configs["mean"].to_numpy(dtype=float)
+    norm = Normalize(float(means.min()), float(means.max())) if len(means) else Normalize(0, 1)
+    cmap = colormaps["viridis_r" if facts.ascending else "viridis"]  # the best is always the bright end
+    drawn = np.arange(len(configs))[::-1]  # configurations are best first: draw the best last, on top
+    points = np.column_stack([column.positions for column in columns]) if len(configs) else np.zeros((0, count))
+    segments = [np.column_stack([np.arange(count), points[row]]) for row in drawn]
+    many = len(configs) > 300
+    lines = LineCollection(segments, colors=cmap(norm(means[drawn])), linewidths=0.8 if many else 1.8,
+                           alpha=0.35 if many else 0.85, rasterized=len(configs) > 2000)
+    ax.add_collection(lines)
+    for number, column in enumerate(columns):
+        ax.axvline(number, color="#333333", linewidth=1.0, zorder=3)
+        for position, text in zip(column.tick_positions, column.tick_labels):
+            ax.text(number - 0.04, position, text, ha="right", va="center", fontsize=FONT["note"], zorder=4,
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    ax.set_xlim(-0.45, count - 1 + 0.25)
+    ax.set_ylim(-0.1, 1.05)
+    ax.set_yticks([])
+    ax.spines[["left", "right", "top"]].set_visible(False)
+    ax.set_xticks(range(count), [_cut(name, LABEL_CHARS) for name in labels])
+    title = f"Hyperparameters and {key}, one line per configuration"
+    ax.set_title(title if len(title) < 60 else f"Hyperparameters and {key}")
+    repeated = bool((configs["n"] > 1).any())
+    fig.colorbar(ScalarMappable(norm, cmap), ax=ax, pad=0.02,
+                 label=f"{key} (mean over seeds)" if repeated else key)
+    return _finish(fig, ax, rotate_x=_long(labels, count))
+
+
+def curves(runs: pd.DataFrame, facts: SearchFacts, list_key: str, top: int = 5) -> Figure:
+    """A list-valued summary key (a per-epoch curve) of the ``top`` best configurations:
+    the element-wise mean over each configuration's seeds, with a mean ± std band.
+
+    The legend names only the settings in which the drawn configurations
+    differ; those they share are one line under the plot.
+    """
+    scored = scored_runs(runs, facts)
+    configs = configurations(scored, facts)
+    key = facts.performance_key
+    chosen = []  # (rank, configuration, its runs' curves padded with NaN into one array)
+    for rank, (_, config) in enumerate(configs.iterrows(), 1):
+        if len(chosen) == top:
+            break
+        arrays = [np.asarray(value, dtype=float) for value in scored.loc[config["runs"], list_key]
+                  if _is_list(value) and len(value)]
+        if arrays:
+            stacked = np.full((len(arrays), max(len(array) for array in arrays)), np.nan)
+            for row, array in enumerate(arrays):
+                stacked[row, :len(array)] = array
+            chosen.append((rank, config, stacked))
+    drawn = pd.DataFrame([config for _, config, _ in chosen])
+    differ = varying_params(drawn, facts) if len(drawn) else []
+    shared = [name for name in varying_params(configs, facts) if name not in differ]
+    fig, ax = _figure(width=9.0, height=SIZE[1] + 0.32 * len(chosen))
+    repeated = False
+    for rank, config, stacked in chosen:
+        steps = np.arange(1, stacked.shape[1] + 1)
+        with warnings.catch_warnings():  # a step only some runs reached has fewer values: NaN std, as meant
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(stacked, axis=0)
+            std = np.nanstd(stacked, axis=0, ddof=1) if len(stacked) > 1 else None
+        setting = ", ".join(f"{name}={value_label(config[name])}" for name in differ)
+        label = f"#{rank} " + (f"{_cut(setting, LEGEND_CHARS)}: " if setting else "") \
+            + f"{key} {config['mean']:.4g} (n={config['n']})"
+        (line,) = ax.plot(steps, mean, linewidth=2, marker="o" if len(steps) <= 30 else None, markersize=4,
+                          label=label)
+        if std is not None:
+            repeated = True
+            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.18, linewidth=0)
+    ax.set_xlabel("epoch" if "epoch" in list_key.lower() else "position in the list (1 = first value)")
+    ax.set_ylabel(list_key)
+    ax.set_title(f"{list_key} of the {len(chosen)} best configurations")
+    if chosen:
+        title = f"ranked by mean {key}" + ("; bands: mean ± std over seeds" if repeated else "")
+        if shared:
+            common = ", ".join(f"{name}={value_label(drawn[name].iloc[0])}" for name in shared)
+            title += "\n" + _cut(f"all of them: {common}", 2 * LEGEND_CHARS)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False, fontsize=FONT["legend"],
+                  title=title, title_fontsize=FONT["legend"])
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    return _finish(fig, ax)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _figure(width: float = SIZE[0], height: float = SIZE[1]) -> tuple[Figure, Axes]:
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(_STYLE):
+        fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+        ax = fig.subplots()
+    return fig, ax
+
+
+def _finish(fig: Figure, ax: Axes, *, log_x: bool = False, rotate_x: bool = False) -> Figure:
+    """Sizes set on the artists themselves (ticks are made lazily, after any rc context has ended)."""
+    ax.tick_params(labelsize=FONT["ticks"])
+    ax.title.set_fontsize(FONT["title"])
+    ax.xaxis.label.set_fontsize(FONT["label"])
+    ax.yaxis.label.set_fontsize(FONT["label"])
+    if rotate_x:
+        for text in ax.get_xticklabels():
+            text.set_rotation(30)
+            text.set_horizontalalignment("right")
+            text.set_rotation_mode("anchor")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _numeric_positions(ax: Axes, values: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Where each configuration's point goes; a few grid values get a tick each, and the
+    configurations at one value are spread over a quarter of the gap to the next."""
+    log = log_scale(values)
+    if log:
+        ax.set_xscale("log")
+    distinct = np.unique(values)
+    if len(values) == 0:
+        return values, log
+    scaled = np.log10(values) if log else values.astype(float)
+    if len(distinct) <= MAX_VALUE_TICKS:
+        from matplotlib.ticker import NullFormatter, NullLocator
+
+        ax.set_xticks(distinct, [f"{value:g}" for value in distinct])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        spread_distinct = np.log10(distinct) if log else distinct.astype(float)
+        gap = float(np.diff(spread_distinct).min()) if len(distinct) > 1 else 1.0
+        scaled = scaled + _spread(values, 0.25 * gap)
+        if len(distinct) == 1:
+            ax.set_xlim(*(10 ** (spread_distinct[0] + np.array([-0.5, 0.5])) if log
+                          else spread_distinct[0] + np.array([-0.5, 0.5])))
+        if _long([f"{value:g}" for value in distinct], len(distinct)):
+            ax.tick_params(axis="x", labelrotation=30)
+    return (10 ** scaled if log else scaled), log
+
+
+def _category_positions(ax: Axes, labels: list[str], means: np.ndarray) -> np.ndarray:
+    """Ordered positions 0..k-1 for the categories, a box of their configurations' means each."""
+    order = sorted(set(labels), key=_category_order)
+    where = {label: number for number, label in enumerate(order)}
+    base = np.array([where[label] for label in labels], dtype=float)
+    groups = [means[base == number] for number in range(len(order))]
+    if any(len(group) > 1 for group in groups):
+        ax.boxplot(groups, positions=range(len(order)), widths=0.55, showfliers=False, patch_artist=True,
+                   boxprops={"facecolor": "#e8eef6", "edgecolor": "#7f8c99"},
+                   medianprops={"color": "#7f8c99"}, whiskerprops={"color": "#7f8c99"},
+                   capprops={"color": "#7f8c99"}, zorder=1)
+    ax.set_xticks(range(len(order)), [_cut(label, LABEL_CHARS) for label in order])
+    ax.set_xlim(-0.6, len(order) - 0.4)
+    if _long(order, len(order)):
+        for text in ax.get_xticklabels():
+            text.set_rotation(30)
+            text.set_horizontalalignment("right")
+            text.set_rotation_mode("anchor")
+    return base + _spread(base, 0.22)
+
+
+def _spread(values: np.ndarray, width: float) -> np.ndarray:
+    """Offsets in [-width, width] that spread the points sharing a value evenly, in their order."""
+    offsets = np.zeros(len(values))
+    for value in np.unique(values):
+        members = np.flatnonzero(values == value)
+        if len(members) > 1:
+            offsets[members] = np.linspace(-width, width, len(members))
+    return offsets
+
+
+@dataclass
+class _Column:
+    positions: np.ndarray
+    tick_positions: list[float]
+    tick_labels: list[str]
+
+
+def _axis_positions(values: pd.Series) -> _Column:
+    """A parallel-coordinates axis: each value's height in [0, 1], and the ticks to label."""
+    if is_numeric(values):
+        numbers = values.astype(float).to_numpy()
+        present = numbers[~np.isnan(numbers)]
+        log = log_scale(present)
+        scaled = np.log10(numbers) if log else numbers
+        low, high = float(np.nanmin(scaled)), float(np.nanmax(scaled))
+        span = high - low
+
+        def height(x: np.ndarray) -> np.ndarray:
+            return (x - low) / span if span > 0 else np.full_like(x, 0.5)
+
+        positions = height(scaled)
+        distinct = np.unique(present)
+        ticks = (np.log10(distinct) if log else distinct) if len(distinct) <= 8 else np.linspace(low, high, 5)
+        labels = [f"{(10 ** tick if log else tick):.3g}" for tick in ticks]
+        tick_positions = list(height(np.asarray(ticks, dtype=float)))
+        if np.isnan(numbers).any():
+            positions = np.where(np.isnan(positions), -0.08, positions)
+            tick_positions.append(-0.08)
+            labels.append(MISSING)
+        return _Column(positions, tick_positions, labels)
+    texts = values.map(value_label).tolist()
+    order = sorted(set(texts), key=_category_order)
+    step = 1.0 / (len(order) - 1) if len(order) > 1 else 0.0
+    where = {label: (number * step if len(order) > 1 else 0.5) for number, label in enumerate(order)}
+    return _Column(np.array([where[text] for text in texts], dtype=float), [where[label] for label in order],
+                   [_cut(label, LABEL_CHARS) for label in order])
+
+
+def _category_order(label: str) -> tuple[int, float, str]:
+    """Numbers in numeric order, then texts alphabetically, ``(none)`` last."""
+    if label == MISSING:
+        return (2, 0.0, label)
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _seconds(values: pd.Series) -> pd.Series:
+    """Times as seconds since the epoch, from numbers (already seconds), datetimes or ISO texts."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        stamps = values
+    elif pd.api.types.is_numeric_dtype(values):
+        return values.astype(float)
+    else:
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.notna().sum() == values.notna().sum():
+            return numbers.astype(float)
+        stamps = pd.to_datetime(values, errors="coerce", utc=True)
+    if getattr(stamps.dt, "tz", None) is None:
+        stamps = stamps.dt.tz_localize("UTC")
+    epoch = pd.Timestamp(0, tz="UTC")
+    return (stamps - epoch).dt.total_seconds()
+
+
+def _time_unit(span: float) -> tuple[str, float]:
+    """The unit that makes a span of seconds read as a few to a few hundred of it."""
+    if span < 120:
+        return "seconds", 1.0
+    if span < 2 * 3600:
+        return "minutes", 60.0
+    if span < 72 * 3600:
+        return "hours", 3600.0
+    return "days", 86400.0
+
+
+def _note(ax: Axes, text: str) -> None:
+    ax.annotate(text, xy=(0.0, -0.16), xycoords="axes fraction", fontsize=FONT["note"], color="#555555")
+
+
+def _long(labels: Sequence[str], count: int) -> bool:
+    """Tick labels that would run into each other side by side."""
+    longest = max((len(label) for label in labels), default=0)
+    return longest * count > 60 or longest > 10
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray)) and all(
+        isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool) for item in value)
+
