@@ -96,17 +96,17 @@ def configurations(scored: pd.DataFrame, facts: SearchFacts) -> pd.DataFrame:
         return pd.DataFrame(columns=[*names, "n", "mean", "std", "runs"])
     if names:
         labels = pd.DataFrame({name: scored[name].map(value_label) for name in names}, index=scored.index)
-        groups = labels.groupby(names, sort=False, dropna=False).groups
-        members = list(groups.values())
+        group = labels.groupby(names, sort=False, dropna=False).ngroup().to_numpy()
     else:
-        members = [scored.index]
-    rows = []
-    for index in members:
-        values = scored.loc[index, key]
-        first = scored.loc[index[0]]
-        rows.append({**{name: first[name] for name in names}, "n": len(values), "mean": float(values.mean()),
-                     "std": float(values.std()) if len(values) > 1 else math.nan, "runs": list(index)})
-    table = pd.DataFrame(rows)
+        group = np.zeros(len(scored), dtype=int)
+    values = scored[key].groupby(group)
+    table = scored[names].iloc[np.unique(group, return_index=True)[1]].reset_index(drop=True)
+    table["n"] = values.count().to_numpy()
+    table["mean"] = values.mean().to_numpy()
+    table["std"] = values.std().to_numpy()  # NaN for a single run
+    order = np.argsort(group, kind="stable")
+    members = np.split(scored.index.to_numpy()[order], np.cumsum(table["n"].to_numpy())[:-1])
+    table["runs"] = [list(labels) for labels in members]
     return table.sort_values("mean", ascending=facts.ascending, kind="stable").reset_index(drop=True)
 
 
@@ -155,9 +155,16 @@ def is_numeric(values: pd.Series) -> bool:
 
 
 def log_scale(values: Sequence[float]) -> bool:
-    """Positive values spanning two decades or more (learning rates, weight decays) read best on a log axis."""
-    values = [float(value) for value in values if value is not None and not math.isnan(float(value))]
-    return bool(values) and min(values) > 0 and max(values) / min(values) >= 10 ** LOG_DECADES
+    """Whether positive values read best on a log axis: they span two decades or more and
+    crowd the low end of a linear one (half their distinct values in its lowest tenth), as
+    learning rates and weight decays do; a uniform draw from (0, 0.5) keeps a linear axis
+    even when it happens to hold a 1e-5."""
+    numbers = np.asarray([float(value) for value in values if value is not None], dtype=float)
+    numbers = np.unique(numbers[~np.isnan(numbers)])
+    if len(numbers) < 2 or numbers[0] <= 0 or numbers[-1] / numbers[0] < 10 ** LOG_DECADES:
+        return False
+    low_end = numbers[0] + 0.1 * (numbers[-1] - numbers[0])
+    return bool(np.count_nonzero(numbers <= low_end) >= len(numbers) / 2)
 
 
 # --------------------------------------------------------------------------- the figures
@@ -185,7 +192,9 @@ def performance_against(runs: pd.DataFrame, facts: SearchFacts, param: str) -> F
         positions = _category_positions(ax, shown[param].map(value_label).tolist(), shown["mean"].to_numpy())
     repeated = bool((shown["n"] > 1).any())
     error = shown["std"].fillna(0.0).to_numpy() if repeated else None
-    ax.errorbar(positions, shown["mean"].to_numpy(), yerr=error, fmt="o", markersize=6, color="C0", alpha=0.8,
+    many = len(shown) > 500
+    ax.errorbar(positions, shown["mean"].to_numpy(), yerr=error, fmt="o", markersize=3 if many else 6, color="C0",
+                alpha=0.35 if many else 0.8,
                 ecolor="C0", elinewidth=1.2, capsize=3,
                 label="configuration (mean ± std over seeds)" if repeated else "configuration")
     if len(shown):

@@ -284,3 +284,24 @@ def test_figures_save_as_valid_images(fmt):
         assert ElementTree.fromstring(data).tag == "{http://www.w3.org/2000/svg}svg"
     else:
         assert data.startswith(b"%PDF")
+
+
+@pytest.mark.parametrize("values, log", [
+    ([1e-4, 1e-3, 1e-2, 1e-1], True),
+    ([1e-5, 1e-3], True),  # two values two decades apart
+    ([0.1, 1, 10], True),
+    ([1, 10, 100, 1000], True),
+    ([16, 64], False),  # less than two decades
+    ([0.0, 1e-3, 1e-1], False),  # a zero has no logarithm
+    ([-1e-3, 1e-1], False),
+    ([0.01, 0.5, 1.0], False),  # two decades, but spread evenly on a linear axis
+    ([7.0], False),
+])
+def test_log_axis_rule(values, log):
+    assert plots.log_scale(values) is log
+
+
+def test_a_uniform_draw_near_zero_keeps_a_linear_axis_and_a_log_uniform_one_gets_a_log_axis():
+    rng = np.random.default_rng(3)
+    assert not plots.log_scale(rng.uniform(0, 0.5, 2000))
+    assert plots.log_scale(10 ** rng.uniform(-5, -1, 2000))
