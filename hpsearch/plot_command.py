@@ -83,12 +83,13 @@ def _plot(args: argparse.Namespace) -> int:
     _check_out(out, args.out)
     from hpsearch import plots
 
-    if plots.scored_runs(runs, facts).empty:
+    configs = plots.configurations(runs, facts)
+    if configs.empty:
         print(f"{PROG}: nothing to plot: no run in {folder} is done with a value of {facts.performance_key}",
               file=sys.stderr)
         return 1
     notes: list[str] = []
-    figures = list(_figures(runs, facts, args.top, notes))
+    figures = list(_figures(runs, facts, configs, args.top, notes))
     out.mkdir(parents=True, exist_ok=True)
     with _progress(len(figures), len(runs)) as bar:
         for name, build in figures:
@@ -103,31 +104,46 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _figures(runs: pd.DataFrame, facts: SearchFacts, top: int, notes: list[str]
+def _figures(runs: pd.DataFrame, facts: SearchFacts, configs: pd.DataFrame, top: int, notes: list[str]
              ) -> Iterator[tuple[str, Callable[[], Figure | None]]]:
     """The figures of this search, by file name, each drawn only when it is written;
     a figure the search cannot have adds a line to ``notes``."""
     from hpsearch import plots
 
     key = facts.performance_key
-    configs = plots.configurations(plots.scored_runs(runs, facts), facts)
     for param in plots.varying_params(configs, facts):
-        yield f"{key}_by_{param}", lambda param=param: plots.performance_against(runs, facts, param)
+        yield f"{key}_by_{param}", lambda param=param: plots.performance_against(runs, facts, param, configs=configs)
     if "end" in runs.columns and runs["end"].notna().any():
         yield "best_so_far", lambda: plots.best_so_far(runs, facts)
     else:
-        notes.append("no run has an end time (a hypnettorch folder records none): "
-                           "no best-so-far figure")
-    yield "parallel_coordinates", lambda: plots.parallel_coordinates(runs, facts)
-    for list_key in plots.list_keys(runs, facts):
-        yield f"curves_{list_key}", lambda list_key=list_key: plots.curves(runs, facts, list_key, top)
+        notes.append("no run has an end time (a hypnettorch 0.0.4 folder records none): no best-so-far figure")
+    yield "parallel_coordinates", lambda: plots.parallel_coordinates(runs, facts, configs=configs)
+    for list_key in plots.list_keys(configs, facts, runs):
+        yield f"curves_{list_key}", lambda list_key=list_key: plots.curves(runs, facts, list_key, top,
+                                                                          configs=configs)
 
 
 def _load(text: str) -> tuple[Path, pd.DataFrame, SearchFacts]:
-    """The search's folder, its results frame and what the figures need to know of it."""
-    from hpsearch.results import load_results, search_facts  # noqa: F401  (see the merge of `results`)
+    """The search's folder, its results frame and what the figures need to know of it.
 
-    raise NotImplementedError
+    Raises:
+        UsageError: No search by that name or in that folder, or one whose
+            summary keys (and so its performance key) are unknown.
+    """
+    from hpsearch.plots import SearchFacts
+    from hpsearch.results import load_results
+
+    folder = Path(text).expanduser()
+    if not folder.is_dir():  # an id or a prefix of one, as `hpsearch status` takes it
+        from hpsearch.service.snapshot import open_registry, resolve_search
+
+        folder = resolve_search(text, open_registry()).folder
+    runs = load_results(folder)
+    try:
+        facts = SearchFacts.of(runs)
+    except ValueError:
+        raise UsageError(f"{folder}: no performance key known (search.json names no summary keywords)") from None
+    return folder.resolve(), runs, facts
 
 
 def _check_out(out: Path, given: str | None) -> None:

@@ -8,10 +8,13 @@ it; writing files is the ``hpsearch plot`` command's business
 no display and no global figure list, so the functions are safe anywhere;
 ``savefig`` renders with Agg (PNG) or the vector backends (SVG, PDF).
 
-Runs that differ only in their seed parameters are one *configuration*: the
-slices, the parallel coordinates and the curves place one mark per
+Runs that differ only in their seed parameters are one *configuration*
+(:func:`hpsearch.results.group_seeds`, the grouping of ``report --by_config``):
+the slices, the parallel coordinates and the curves place one mark per
 configuration at its mean over seeds (with mean ± std where it has several
-runs), so a lucky seed does not pass for a good configuration.
+runs), so a lucky seed does not pass for a good configuration. Each function
+takes that grouped frame as ``configs=`` so that a caller drawing several
+figures groups once.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ if TYPE_CHECKING:
 
 # Columns of a results frame that describe a run, not its configuration or summary.
 RUN_COLUMNS = ("status", "reason", "attempt", "run_dir", "config_key", "gpu", "start", "end")
-DEFAULT_SEED_KEYS = ("random_seed", "seed", "rand_seed")
 LOG_DECADES = 2  # positive values spanning this many decades or more get a log axis
 MAX_VALUE_TICKS = 12  # a grid with at most this many values gets a tick at each of them
 LABEL_CHARS = 18  # category names are cut to this length (with an ellipsis) on axes
@@ -53,24 +55,52 @@ _BEST = "#d62728"
 class SearchFacts:
     """What the figures need to know about a search beyond its frame.
 
-    ``params`` are the hyperparameters (grid keys, in grid order); those among
-    ``seed_keys`` are repeats, not settings, and are never plotted against.
-    ``summary_keys`` default to the columns that are neither parameters nor
-    :data:`RUN_COLUMNS`.
+    ``params`` are the hyperparameters (grid keys, in grid order); the seed
+    parameters among them (``seed_keys``, else those named ``random_seed``,
+    ``seed`` or ``rand_seed``) are repeats, not settings, and are never
+    plotted against. ``summary_keys`` default to the columns that are neither
+    parameters nor :data:`RUN_COLUMNS`.
     """
 
     performance_key: str
     ascending: bool = False
     params: Sequence[str] = ()
-    seed_keys: Sequence[str] = DEFAULT_SEED_KEYS
+    seed_keys: Sequence[str] | None = None
     summary_keys: Sequence[str] | None = None
+
+    @classmethod
+    def of(cls, runs: pd.DataFrame) -> SearchFacts:
+        """What :func:`hpsearch.results.load_results` recorded in the frame's ``attrs``.
+
+        Raises:
+            ValueError: The frame names no performance key (it lost its ``attrs``).
+        """
+        from hpsearch.run_table import ATTRS_KEY
+
+        meta = runs.attrs.get(ATTRS_KEY) or {}
+        if not meta.get("performance_key"):
+            raise ValueError("the frame names no performance key (no summary keys known)")
+        return cls(meta["performance_key"], bool(meta.get("ascending", False)), tuple(meta.get("grid_keys", ())),
+                   meta.get("seed_keys"), meta.get("summary_keys"))
+
+    def seeds(self) -> list[str]:
+        from hpsearch.results import seed_keys_of
+
+        return seed_keys_of(list(self.params), self.seed_keys)
 
     def settings(self) -> list[str]:
         """The parameters that define a configuration: every parameter but the seeds."""
-        return [name for name in self.params if name not in self.seed_keys]
+        seeds = self.seeds()
+        return [name for name in self.params if name not in seeds]
+
+    def summaries(self, runs: pd.DataFrame) -> list[str]:
+        if self.summary_keys is not None:
+            return [name for name in self.summary_keys if name in runs.columns]
+        skip = {*self.params, *RUN_COLUMNS}
+        return [name for name in runs.columns if name not in skip]
 
 
-# --------------------------------------------------------------------------- the frame
+# --------------------------------------------------------------------------- the frames
 
 
 def scored_runs(runs: pd.DataFrame, facts: SearchFacts) -> pd.DataFrame:
@@ -86,28 +116,28 @@ def scored_runs(runs: pd.DataFrame, facts: SearchFacts) -> pd.DataFrame:
     return scored
 
 
-def configurations(scored: pd.DataFrame, facts: SearchFacts) -> pd.DataFrame:
-    """One row per configuration, best first: its settings (as its first run has them),
-    ``n``, ``mean`` and ``std`` of the performance key (std NaN for a single run), and
-    ``runs``, the row labels of its runs in ``scored``."""
-    names = [name for name in facts.settings() if name in scored.columns]
+def configurations(runs: pd.DataFrame, facts: SearchFacts) -> pd.DataFrame:
+    """The configurations with a mean performance, best first: :func:`~hpsearch.results.group_seeds`
+    of ``runs`` (``K_n``, ``K_mean``, ``K_std``, ... for each summary key K)."""
+    from hpsearch.results import group_seeds
+
     key = facts.performance_key
-    if scored.empty:
-        return pd.DataFrame(columns=[*names, "n", "mean", "std", "runs"])
-    if names:
-        labels = pd.DataFrame({name: scored[name].map(value_label) for name in names}, index=scored.index)
-        group = labels.groupby(names, sort=False, dropna=False).ngroup().to_numpy()
-    else:
-        group = np.zeros(len(scored), dtype=int)
-    values = scored[key].groupby(group)
-    table = scored[names].iloc[np.unique(group, return_index=True)[1]].reset_index(drop=True)
-    table["n"] = values.count().to_numpy()
-    table["mean"] = values.mean().to_numpy()
-    table["std"] = values.std().to_numpy()  # NaN for a single run
-    order = np.argsort(group, kind="stable")
-    members = np.split(scored.index.to_numpy()[order], np.cumsum(table["n"].to_numpy())[:-1])
-    table["runs"] = [list(labels) for labels in members]
-    return table.sort_values("mean", ascending=facts.ascending, kind="stable").reset_index(drop=True)
+    summary = facts.summaries(runs)
+    if key not in summary and key in runs.columns:
+        summary.append(key)
+    grouped = group_seeds(runs, facts.seeds(), grid_keys=[name for name in facts.params if name in runs.columns],
+                          summary_keys=summary, performance_key=key if key in runs.columns else None,
+                          ascending=facts.ascending)
+    column = f"{key}_mean"
+    if column not in grouped.columns:
+        return grouped.iloc[0:0]
+    means = pd.to_numeric(grouped[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return grouped[np.isfinite(means)].reset_index(drop=True)
+
+
+def stat(configs: pd.DataFrame, key: str, name: str) -> pd.Series:
+    """Column ``name`` (n, mean, std, min, max) of summary key ``key`` in a grouped frame."""
+    return configs[f"{key}_{name}"]
 
 
 def varying_params(configs: pd.DataFrame, facts: SearchFacts) -> list[str]:
@@ -116,18 +146,14 @@ def varying_params(configs: pd.DataFrame, facts: SearchFacts) -> list[str]:
             if name in configs.columns and configs[name].map(value_label).nunique() > 1]
 
 
-def list_keys(runs: pd.DataFrame, facts: SearchFacts) -> list[str]:
-    """The summary keys whose values are lists of numbers (per-epoch curves)."""
-    keys = facts.summary_keys
-    if keys is None:
-        skip = {*facts.params, *facts.seed_keys, *RUN_COLUMNS}
-        keys = [name for name in runs.columns if name not in skip]
+def list_keys(configs: pd.DataFrame, facts: SearchFacts, runs: pd.DataFrame) -> list[str]:
+    """The summary keys whose values are lists of numbers (per-epoch curves) of more than one element."""
     found = []
-    for name in keys:
-        if name not in runs.columns or runs[name].dtype != object:
+    for name in facts.summaries(runs):
+        column = f"{name}_mean"
+        if name == facts.performance_key or column not in configs.columns or configs[column].dtype != object:
             continue
-        values = [value for value in runs[name] if _is_list(value)]
-        if values and any(len(value) > 1 for value in values):
+        if any(isinstance(value, list) and len(value) > 1 for value in configs[column]):
             found.append(name)
     return found
 
@@ -170,7 +196,8 @@ def log_scale(values: Sequence[float]) -> bool:
 # --------------------------------------------------------------------------- the figures
 
 
-def performance_against(runs: pd.DataFrame, facts: SearchFacts, param: str) -> Figure:
+def performance_against(runs: pd.DataFrame, facts: SearchFacts, param: str, *,
+                        configs: pd.DataFrame | None = None) -> Figure:
     """The performance key against one hyperparameter, one point per configuration.
 
     Numbers are placed at their value (a log axis when they span decades),
@@ -178,7 +205,7 @@ def performance_against(runs: pd.DataFrame, facts: SearchFacts, param: str) -> F
     configurations; configurations sharing a value are spread sideways so
     none hides another. Error bars are mean ± std over seeds.
     """
-    configs = configurations(scored_runs(runs, facts), facts)
+    configs = configurations(runs, facts) if configs is None else configs
     key = facts.performance_key
     fig, ax = _figure()
     values = configs[param] if param in configs.columns else pd.Series([], dtype=object)
@@ -189,17 +216,19 @@ def performance_against(runs: pd.DataFrame, facts: SearchFacts, param: str) -> F
         positions, log = _numeric_positions(ax, shown[param].astype(float).to_numpy())
     else:
         shown, left_out, log = configs, 0, False
-        positions = _category_positions(ax, shown[param].map(value_label).tolist(), shown["mean"].to_numpy())
-    repeated = bool((shown["n"] > 1).any())
-    error = shown["std"].fillna(0.0).to_numpy() if repeated else None
+        positions = _category_positions(ax, shown[param].map(value_label).tolist(),
+                                        stat(shown, key, "mean").to_numpy(dtype=float))
+    means = stat(shown, key, "mean").to_numpy(dtype=float)
+    repeated = bool((stat(shown, key, "n") > 1).any())
+    error = stat(shown, key, "std").fillna(0.0).to_numpy(dtype=float) if repeated else None
     many = len(shown) > 500
-    ax.errorbar(positions, shown["mean"].to_numpy(), yerr=error, fmt="o", markersize=3 if many else 6, color="C0",
+    ax.errorbar(positions, means, yerr=error, fmt="o", markersize=3 if many else 6, color="C0",
                 alpha=0.35 if many else 0.8,
                 ecolor="C0", elinewidth=1.2, capsize=3,
                 label="configuration (mean ± std over seeds)" if repeated else "configuration")
     if len(shown):
-        ax.plot(positions[:1], shown["mean"].to_numpy()[:1], marker="*", markersize=16, linestyle="none",
-                color=_BEST, zorder=5, label=f"best: {shown['mean'].iloc[0]:.4g}")
+        ax.plot(positions[:1], means[:1], marker="*", markersize=16, linestyle="none",
+                color=_BEST, zorder=5, label=f"best: {means[0]:.4g}")
     ax.set_xlabel(param)
     ax.set_ylabel(key)
     ax.set_title(f"{key} against {param}")
@@ -244,7 +273,7 @@ def best_so_far(runs: pd.DataFrame, facts: SearchFacts) -> Figure | None:
     return _finish(fig, ax)
 
 
-def parallel_coordinates(runs: pd.DataFrame, facts: SearchFacts) -> Figure:
+def parallel_coordinates(runs: pd.DataFrame, facts: SearchFacts, *, configs: pd.DataFrame | None = None) -> Figure:
     """One vertical axis per varying hyperparameter and one for the performance key;
     one line per configuration, coloured by its mean performance, the best drawn last.
 
@@ -256,15 +285,15 @@ def parallel_coordinates(runs: pd.DataFrame, facts: SearchFacts) -> Figure:
     from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
 
-    configs = configurations(scored_runs(runs, facts), facts)
+    configs = configurations(runs, facts) if configs is None else configs
     key = facts.performance_key
     names = varying_params(configs, facts)
     columns = [_axis_positions(configs[name]) for name in names]
-    columns.append(_axis_positions(configs["mean"].astype(float)))
+    means = stat(configs, key, "mean").to_numpy(dtype=float)
+    columns.append(_axis_positions(pd.Series(means)))
     labels = [*names, key]
     count = len(labels)
     fig, ax = _figure(width=min(16.0, max(8.0, 1.9 * count + 2)))
-    means = configs["mean"].to_numpy(dtype=float)
     norm = Normalize(float(means.min()), float(means.max())) if len(means) else Normalize(0, 1)
     cmap = colormaps["viridis_r" if facts.ascending else "viridis"]  # the best is always the bright end
     drawn = np.arange(len(configs))[::-1]  # configurations are best first: draw the best last, on top
@@ -286,52 +315,51 @@ def parallel_coordinates(runs: pd.DataFrame, facts: SearchFacts) -> Figure:
     ax.set_xticks(range(count), [_cut(name, LABEL_CHARS) for name in labels])
     title = f"Hyperparameters and {key}, one line per configuration"
     ax.set_title(title if len(title) < 60 else f"Hyperparameters and {key}")
-    repeated = bool((configs["n"] > 1).any())
+    repeated = bool((stat(configs, key, "n") > 1).any())
     fig.colorbar(ScalarMappable(norm, cmap), ax=ax, pad=0.02,
                  label=f"{key} (mean over seeds)" if repeated else key)
     return _finish(fig, ax, rotate_x=_long(labels, count))
 
 
-def curves(runs: pd.DataFrame, facts: SearchFacts, list_key: str, top: int = 5) -> Figure:
+def curves(runs: pd.DataFrame, facts: SearchFacts, list_key: str, top: int = 5, *,
+           configs: pd.DataFrame | None = None) -> Figure:
     """A list-valued summary key (a per-epoch curve) of the ``top`` best configurations:
     the element-wise mean over each configuration's seeds, with a mean ± std band.
 
     The legend names only the settings in which the drawn configurations
-    differ; those they share are one line under the plot.
+    differ; those they share are one line under it.
     """
-    scored = scored_runs(runs, facts)
-    configs = configurations(scored, facts)
+    from matplotlib.colors import to_rgb
+
+    configs = configurations(runs, facts) if configs is None else configs
+    if f"{list_key}_mean" not in configs.columns:
+        raise ValueError(f"{list_key!r} is not a numeric summary key of these runs")
     key = facts.performance_key
-    chosen = []  # (rank, configuration, its runs' curves padded with NaN into one array)
+    chosen = []  # (rank, configuration, element-wise mean, element-wise std)
     for rank, (_, config) in enumerate(configs.iterrows(), 1):
         if len(chosen) == top:
             break
-        arrays = [np.asarray(value, dtype=float) for value in scored.loc[config["runs"], list_key]
-                  if _is_list(value) and len(value)]
-        if arrays:
-            stacked = np.full((len(arrays), max(len(array) for array in arrays)), np.nan)
-            for row, array in enumerate(arrays):
-                stacked[row, :len(array)] = array
-            chosen.append((rank, config, stacked))
-    drawn = pd.DataFrame([config for _, config, _ in chosen])
+        mean = config[f"{list_key}_mean"]
+        if isinstance(mean, list) and mean:
+            chosen.append((rank, config, np.asarray(mean, dtype=float),
+                           np.asarray(config[f"{list_key}_std"], dtype=float)))
+    drawn = pd.DataFrame([config for config in (entry[1] for entry in chosen)])
     differ = varying_params(drawn, facts) if len(drawn) else []
     shared = [name for name in varying_params(configs, facts) if name not in differ]
     fig, ax = _figure(width=9.0, height=SIZE[1] + 0.32 * len(chosen))
     repeated = False
-    for rank, config, stacked in chosen:
-        steps = np.arange(1, stacked.shape[1] + 1)
-        with warnings.catch_warnings():  # a step only some runs reached has fewer values: NaN std, as meant
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(stacked, axis=0)
-            std = np.nanstd(stacked, axis=0, ddof=1) if len(stacked) > 1 else None
+    for rank, config, mean, std in chosen:
+        steps = np.arange(1, len(mean) + 1)
         setting = ", ".join(f"{name}={value_label(config[name])}" for name in differ)
         label = f"#{rank} " + (f"{_cut(setting, LEGEND_CHARS)}: " if setting else "") \
-            + f"{key} {config['mean']:.4g} (n={config['n']})"
+            + f"{key} {config[f'{key}_mean']:.4g} (n={config[f'{key}_n']})"
         (line,) = ax.plot(steps, mean, linewidth=2, marker="o" if len(steps) <= 30 else None, markersize=4,
                           label=label)
-        if std is not None:
+        if np.isfinite(std).any():
             repeated = True
-            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.18, linewidth=0)
+            colour = to_rgb(line.get_color())  # a faint fill with a clear edge: overlapping bands stay apart
+            ax.fill_between(steps, mean - std, mean + std, facecolor=(*colour, 0.1), edgecolor=(*colour, 0.55),
+                            linewidth=0.8)
     ax.set_xlabel("epoch" if "epoch" in list_key.lower() else "position in the list (1 = first value)")
     ax.set_ylabel(list_key)
     ax.set_title(f"{list_key} of the {len(chosen)} best configurations")
@@ -520,9 +548,3 @@ def _long(labels: Sequence[str], count: int) -> bool:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _is_list(value: Any) -> bool:
-    return isinstance(value, (list, tuple, np.ndarray)) and all(
-        isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool) for item in value)
-

@@ -70,16 +70,28 @@ def the_errorbar(ax) -> ErrorbarContainer:
 
 def test_configurations_match_an_independent_groupby_and_are_ranked():
     runs = frame()
-    table = plots.configurations(plots.scored_runs(runs, facts()), facts())
+    table = plots.configurations(runs, facts())
     expected = expected_configurations(runs)
     assert len(table) == len(expected) == CONFIGS
     for _, row in table.iterrows():
         count, mean, std = expected.loc[(row["lr"], row["optimizer"], row["batch_size"], row["use_bias"])]
-        assert row["n"] == count and row["mean"] == pytest.approx(mean)
-        assert (math.isnan(row["std"]) and count == 1) or row["std"] == pytest.approx(std)
-    assert list(table["mean"]) == sorted(table["mean"], reverse=True)
-    ascending = plots.configurations(plots.scored_runs(runs, facts(True)), facts(True))
-    assert list(ascending["mean"]) == sorted(ascending["mean"])
+        assert row["val_acc_n"] == count and row["val_acc_mean"] == pytest.approx(mean)
+        assert (math.isnan(row["val_acc_std"]) and count == 1) or row["val_acc_std"] == pytest.approx(std)
+    assert list(table["val_acc_mean"]) == sorted(table["val_acc_mean"], reverse=True)
+    ascending = plots.configurations(runs, facts(True))
+    assert list(ascending["val_acc_mean"]) == sorted(ascending["val_acc_mean"])
+
+
+def test_facts_come_from_the_attrs_of_load_results():
+    runs = frame()
+    runs.attrs["hpsearch"] = {"grid_keys": PARAMS, "summary_keys": ["val_acc", "val_acc_per_epoch", "val_loss"],
+                              "performance_key": "val_loss", "ascending": True, "seed_keys": None}
+    search = SearchFacts.of(runs)
+    assert search.performance_key == "val_loss" and search.ascending
+    assert search.seeds() == ["seed"] and search.settings() == ["lr", "optimizer", "batch_size", "use_bias"]
+    runs.attrs.clear()
+    with pytest.raises(ValueError, match="no performance key"):
+        SearchFacts.of(runs)
 
 
 # --------------------------------------------------------------------------- performance against a parameter
@@ -150,7 +162,7 @@ def test_configurations_without_a_value_of_the_parameter_are_left_out_with_a_not
 def test_only_varying_settings_are_plotted_against_and_never_the_seed():
     runs = frame().assign(epochs=5)
     search = SearchFacts("val_acc", False, [*PARAMS, "epochs"], ["seed"])
-    configs = plots.configurations(plots.scored_runs(runs, search), search)
+    configs = plots.configurations(runs, search)
     assert plots.varying_params(configs, search) == ["lr", "optimizer", "batch_size", "use_bias"]
 
 
@@ -211,7 +223,7 @@ def test_parallel_coordinates_one_line_per_configuration_with_labelled_axes_and_
     assert set(np.round(heights[:, 0], 6)) == {0.0, round(1 / 3, 6), round(2 / 3, 6), 1.0}  # lr, log-spaced
     assert set(np.round(heights[:, 1], 6)) == {0.0, 0.5, 1.0}  # three ordered categories
     # the best configuration is drawn last, on top
-    best = plots.configurations(plots.scored_runs(frame(), facts()), facts())["mean"].iloc[0]
+    best = plots.configurations(frame(), facts())["val_acc_mean"].iloc[0]
     assert heights[-1, -1] == pytest.approx(1.0) and heights[:, -1].max() == pytest.approx(1.0)
     assert best == pytest.approx(frame().query("status == 'done'").groupby(
         ["lr", "optimizer", "batch_size", "use_bias"])["val_acc"].mean().max())
@@ -235,13 +247,16 @@ def test_curves_of_the_top_configurations_with_bands_over_seeds():
     assert len(ax.lines) == 4
     assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 4
     assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "val_acc_per_epoch"
-    configs = plots.configurations(plots.scored_runs(runs, facts()), facts())
-    first = configs.iloc[0]
-    curves = np.array([runs.loc[index, "val_acc_per_epoch"] for index in first["runs"]])
+    first = plots.configurations(runs, facts()).iloc[0]
+    mine = runs[(runs["status"] == "done") & (runs["lr"] == first["lr"]) & (runs["optimizer"] == first["optimizer"])
+                & (runs["batch_size"] == first["batch_size"]) & (runs["use_bias"] == first["use_bias"])]
+    curves = np.array(mine["val_acc_per_epoch"].tolist())
     assert np.allclose(ax.lines[0].get_ydata(), curves.mean(axis=0))
+    assert np.allclose(ax.collections[0].get_paths()[0].vertices[:, 1].max(),
+                       (curves.mean(axis=0) + curves.std(axis=0, ddof=1)).max())
     assert list(ax.lines[0].get_xdata()) == list(range(1, 7))
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert legend[0].startswith("#1 ") and f"n={first['n']}" in legend[0]
+    assert legend[0].startswith("#1 ") and f"n={len(mine)}" in legend[0]
     assert "seed" not in " ".join(legend)
 
 
@@ -257,16 +272,19 @@ def test_curves_of_unequal_lengths_average_what_is_there():
     runs = frame(seeds=2, failures=False).iloc[:2].copy()
     runs["val_acc_per_epoch"] = [[0.1, 0.2, 0.3], [0.3, 0.4]]
     runs["curve"] = runs["val_acc_per_epoch"]
-    ax = plots.curves(runs, facts(), "curve", top=1).axes[0]
+    search = SearchFacts("val_acc", False, PARAMS, ["seed"], ["val_acc", "curve"])
+    ax = plots.curves(runs, search, "curve", top=1).axes[0]
     assert np.allclose(ax.lines[0].get_ydata(), [0.2, 0.3, 0.3])
     assert ax.get_xlabel().startswith("position in the list")
+    with pytest.raises(ValueError, match="'val_loss_per_epoch' is not a numeric summary key"):
+        plots.curves(runs, search, "val_loss_per_epoch")
 
 
 def test_list_valued_summary_keys_are_found_and_list_valued_settings_are_not():
     runs = frame()
     runs["hidden"] = [[100, 100]] * len(runs)
-    search = SearchFacts("val_acc", False, [*PARAMS, "hidden"], ["seed"])
-    assert plots.list_keys(runs, search) == ["val_acc_per_epoch"]
+    search = SearchFacts("val_acc", False, [*PARAMS, "hidden"], ["seed"], None)
+    assert plots.list_keys(plots.configurations(runs, search), search, runs) == ["val_acc_per_epoch"]
 
 
 # --------------------------------------------------------------------------- files
