@@ -116,7 +116,7 @@ def _figures(runs: pd.DataFrame, facts: SearchFacts, configs: pd.DataFrame, top:
     if "end" in runs.columns and runs["end"].notna().any():
         yield "best_so_far", lambda: plots.best_so_far(runs, facts)
     else:
-        notes.append("no run has an end time (a hypnettorch 0.0.4 folder records none): no best-so-far figure")
+        notes.append("no run has an end time (a search_results.csv alone records none): no best-so-far figure")
     yield "parallel_coordinates", lambda: plots.parallel_coordinates(runs, facts, configs=configs)
     for list_key in plots.list_keys(configs, facts, runs):
         yield f"curves_{list_key}", lambda list_key=list_key: plots.curves(runs, facts, list_key, top,

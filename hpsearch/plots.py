@@ -253,6 +253,7 @@ def best_so_far(runs: pd.DataFrame, facts: SearchFacts) -> Figure | None:
     scored, ends = scored[keep], ends[keep]
     starts = _seconds(runs["start"]).dropna() if "start" in runs.columns else pd.Series([], dtype=float)
     origin = min(float(starts.min()) if len(starts) else math.inf, float(ends.min()))
+    since = "the search started" if len(starts) else "the first run ended"  # hypnettorch records no starts
     order = np.argsort(ends.to_numpy(), kind="stable")
     elapsed = ends.to_numpy()[order] - origin
     values = scored[facts.performance_key].to_numpy()[order]
@@ -266,7 +267,7 @@ def best_so_far(runs: pd.DataFrame, facts: SearchFacts) -> Figure | None:
     found = int(np.flatnonzero(values == best[-1])[0])  # when the best run ended
     ax.plot(elapsed[found:found + 1] / scale, best[-1:], marker="*", markersize=16, color=_BEST, linestyle="none", zorder=4,
             label=f"best: {best[-1]:.4g}")
-    ax.set_xlabel(f"run end ({unit} since the search started)")
+    ax.set_xlabel(f"run end ({unit} since {since})")
     ax.set_ylabel(key)
     ax.set_title(f"Best {key} so far ({'lower' if facts.ascending else 'higher'} is better)")
     ax.legend(loc="best", frameon=False)
