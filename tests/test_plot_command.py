@@ -95,18 +95,16 @@ def test_vector_formats_into_another_folder(search, tmp_path, capsys, fmt):
             assert data.startswith(b"%PDF")
 
 
-def test_the_command_line_entry_point_and_a_search_id(search, tmp_path, monkeypatch):
+def test_a_search_id_prefix_names_the_search_as_for_status(search, tmp_path, monkeypatch, capsys):
     from hpsearch.service.paths import state_paths
     from hpsearch.service.registry import Registry
 
-    state = tmp_path / "state"
-    monkeypatch.setenv("HPSEARCH_STATE_DIR", str(state))
+    monkeypatch.setenv("HPSEARCH_STATE_DIR", str(tmp_path / "state"))
     with Registry.open(state_paths()) as registry:
         entry = registry.register(search, kind="foreground", state="finished")
-    done = subprocess.run([sys.executable, "-m", "hpsearch", "plot", entry.id[:6], "--format", "png"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [str(search.resolve() / "plots" / f"{name}.png") for name in FIGURES]
+    code, out, err = plot(capsys, entry.id[:6], "--top", "1")
+    assert code == 0, err
+    assert out == [str(search.resolve() / "plots" / f"{name}.png") for name in FIGURES]
 
 
 def test_a_csv_alone_has_no_times_so_no_best_so_far_figure_and_says_so(searched, tmp_path, capsys):
