@@ -421,7 +421,7 @@ def _numeric_positions(ax: Axes, values: np.ndarray) -> tuple[np.ndarray, bool]:
         ax.xaxis.set_minor_formatter(NullFormatter())
         spread_distinct = np.log10(distinct) if log else distinct.astype(float)
         gap = float(np.diff(spread_distinct).min()) if len(distinct) > 1 else 1.0
-        scaled = scaled + _spread(values, 0.25 * gap)
+        scaled = scaled + gap * _spread(values)
         if len(distinct) == 1:
             ax.set_xlim(*(10 ** (spread_distinct[0] + np.array([-0.5, 0.5])) if log
                           else spread_distinct[0] + np.array([-0.5, 0.5])))
@@ -448,15 +448,17 @@ def _category_positions(ax: Axes, labels: list[str], means: np.ndarray) -> np.nd
             text.set_rotation(30)
             text.set_horizontalalignment("right")
             text.set_rotation_mode("anchor")
-    return base + _spread(base, 0.22)
+    return base + _spread(base)
 
 
-def _spread(values: np.ndarray, width: float) -> np.ndarray:
-    """Offsets in [-width, width] that spread the points sharing a value evenly, in their order."""
+def _spread(values: np.ndarray) -> np.ndarray:
+    """Offsets that spread the points sharing a value evenly, in their order, as fractions of the
+    gap to the next value: wider the more share one value, never beyond 0.3 (the next is clear)."""
     offsets = np.zeros(len(values))
     for value in np.unique(values):
         members = np.flatnonzero(values == value)
         if len(members) > 1:
+            width = min(0.3, 0.08 * (len(members) - 1))
             offsets[members] = np.linspace(-width, width, len(members))
     return offsets
 
