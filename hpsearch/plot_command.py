@@ -111,13 +111,17 @@ def _figures(runs: pd.DataFrame, facts: SearchFacts, configs: pd.DataFrame, top:
     from hpsearch import plots
 
     key = facts.performance_key
-    for param in plots.varying_params(configs, facts):
+    varying = plots.varying_params(configs, facts)
+    for param in varying:
         yield f"{key}_by_{param}", lambda param=param: plots.performance_against(runs, facts, param, configs=configs)
     if "end" in runs.columns and runs["end"].notna().any():
         yield "best_so_far", lambda: plots.best_so_far(runs, facts)
     else:
         notes.append("no run has an end time (a search_results.csv alone records none): no best-so-far figure")
-    yield "parallel_coordinates", lambda: plots.parallel_coordinates(runs, facts, configs=configs)
+    if varying:
+        yield "parallel_coordinates", lambda: plots.parallel_coordinates(runs, facts, configs=configs)
+    else:
+        notes.append("no hyperparameter takes two values among the runs done: no figure against them")
     for list_key in plots.list_keys(configs, facts, runs):
         yield f"curves_{list_key}", lambda list_key=list_key: plots.curves(runs, facts, list_key, top,
                                                                           configs=configs)
