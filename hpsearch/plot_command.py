@@ -114,7 +114,8 @@ def _figures(runs: pd.DataFrame, facts: SearchFacts, configs: pd.DataFrame, top:
     varying = plots.varying_params(configs, facts)
     for param in varying:
         yield f"{key}_by_{param}", lambda param=param: plots.performance_against(runs, facts, param, configs=configs)
-    if "end" in runs.columns and runs["end"].notna().any():
+    scored = plots.scored_runs(runs, facts)
+    if "end" in scored.columns and scored["end"].notna().any():
         yield "best_so_far", lambda: plots.best_so_far(runs, facts)
     else:
         notes.append("no run has an end time (a search_results.csv alone records none): no best-so-far figure")
@@ -151,17 +152,17 @@ def _load(text: str) -> tuple[Path, pd.DataFrame, SearchFacts]:
 
 
 def _check_out(out: Path, given: str | None) -> None:
-    """``--out`` must be a folder, or creatable: its nearest existing ancestor a writable folder."""
-    shown = given if given is not None else str(out)
+    """The figures' folder must be a folder, or creatable: its nearest existing ancestor a writable folder."""
+    what = f"--out {given}" if given is not None else f"{out} (give --out DIR to write elsewhere)"
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {shown}: is a file, not a folder")
+        raise UsageError(f"{what}: is a file, not a folder")
     existing = out
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise UsageError(f"--out {shown}: lies under the file {existing}")
+        raise UsageError(f"{what}: lies under the file {existing}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {shown}: {existing} is not writable")
+        raise UsageError(f"{what}: {existing} is not writable")
 
 
 def _file_name(name: str) -> str:

@@ -216,3 +216,11 @@ def test_a_search_of_2500_runs_is_plotted(tmp_path, capsys):
     ax = plots.performance_against(runs, facts, "layers", configs=configs).axes[0]
     (bars,) = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
     assert len(bars.lines[0].get_xdata()) == len(configs) == 500
+
+
+def test_a_plots_file_in_the_search_folder_is_refused_naming_the_way_out(search, capsys):
+    (search / "plots").write_text("not a folder")
+    code, out, err = plot(capsys, str(search))
+    assert code == 2 and out == []
+    assert err == [f"hpsearch plot: error: {search.resolve() / 'plots'} (give --out DIR to write elsewhere): "
+                   "is a file, not a folder"]
