@@ -213,9 +213,9 @@ def performance_against(runs: pd.DataFrame, facts: SearchFacts, param: str, *,
     if numeric:
         shown = configs[values.notna()]
         left_out = len(configs) - len(shown)
-        positions, log = _numeric_positions(ax, shown[param].astype(float).to_numpy())
+        positions = _numeric_positions(ax, shown[param].astype(float).to_numpy())
     else:
-        shown, left_out, log = configs, 0, False
+        shown, left_out = configs, 0
         positions = _category_positions(ax, shown[param].map(value_label).tolist(),
                                         stat(shown, key, "mean").to_numpy(dtype=float))
     means = stat(shown, key, "mean").to_numpy(dtype=float)
@@ -235,13 +235,13 @@ def performance_against(runs: pd.DataFrame, facts: SearchFacts, param: str, *,
     if left_out:
         _note(ax, f"{left_out} configuration(s) without a value of {param} not shown")
     ax.legend(loc="best", frameon=False)
-    return _finish(fig, ax, log_x=log)
+    return _finish(fig, ax)
 
 
 def best_so_far(runs: pd.DataFrame, facts: SearchFacts) -> Figure | None:
     """Each done run's value at its end time and the best value so far (a step line).
 
-    None when no run has an end time (a hypnettorch 0.0.4 folder records none).
+    None when no done run has an end time (a ``search_results.csv`` alone records none).
     """
     scored = scored_runs(runs, facts)
     if "end" not in scored.columns:
@@ -388,7 +388,7 @@ def _figure(width: float = SIZE[0], height: float = SIZE[1]) -> tuple[Figure, Ax
     return fig, ax
 
 
-def _finish(fig: Figure, ax: Axes, *, log_x: bool = False, rotate_x: bool = False) -> Figure:
+def _finish(fig: Figure, ax: Axes, *, rotate_x: bool = False) -> Figure:
     """Sizes set on the artists themselves (ticks are made lazily, after any rc context has ended)."""
     ax.tick_params(labelsize=FONT["ticks"])
     ax.title.set_fontsize(FONT["title"])
@@ -403,15 +403,15 @@ def _finish(fig: Figure, ax: Axes, *, log_x: bool = False, rotate_x: bool = Fals
     return fig
 
 
-def _numeric_positions(ax: Axes, values: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Where each configuration's point goes; a few grid values get a tick each, and the
-    configurations at one value are spread over a quarter of the gap to the next."""
+def _numeric_positions(ax: Axes, values: np.ndarray) -> np.ndarray:
+    """Where each configuration's point goes, on a log axis if :func:`log_scale` says so; a few
+    grid values get a tick each, and the configurations at one value are spread around it."""
     log = log_scale(values)
     if log:
         ax.set_xscale("log")
     distinct = np.unique(values)
     if len(values) == 0:
-        return values, log
+        return values
     scaled = np.log10(values) if log else values.astype(float)
     if len(distinct) <= MAX_VALUE_TICKS:
         from matplotlib.ticker import NullFormatter, NullLocator
@@ -427,7 +427,7 @@ def _numeric_positions(ax: Axes, values: np.ndarray) -> tuple[np.ndarray, bool]:
                           else spread_distinct[0] + np.array([-0.5, 0.5])))
         if _long([f"{value:g}" for value in distinct], len(distinct)):
             ax.tick_params(axis="x", labelrotation=30)
-    return (10 ** scaled if log else scaled), log
+    return 10 ** scaled if log else scaled
 
 
 def _category_positions(ax: Axes, labels: list[str], means: np.ndarray) -> np.ndarray:
