@@ -207,9 +207,10 @@ def performance_against(runs: pd.DataFrame, facts: SearchFacts, param: str, *,
     """
     configs = configurations(runs, facts) if configs is None else configs
     key = facts.performance_key
-    fig, ax = _figure()
     values = configs[param] if param in configs.columns else pd.Series([], dtype=object)
     numeric = is_numeric(values)
+    categories = 0 if numeric else values.map(value_label).nunique()
+    fig, ax = _figure(width=min(16.0, max(SIZE[0], 0.4 * categories + 2)))
     if numeric:
         shown = configs[values.notna()]
         left_out = len(configs) - len(shown)
@@ -319,7 +320,8 @@ def parallel_coordinates(runs: pd.DataFrame, facts: SearchFacts, *, configs: pd.
     repeated = bool((stat(configs, key, "n") > 1).any())
     fig.colorbar(ScalarMappable(norm, cmap), ax=ax, pad=0.02,
                  label=f"{key} (mean over seeds)" if repeated else key)
-    return _finish(fig, ax, rotate_x=_long(labels, count))
+    _turn_tick_labels(ax, labels)
+    return _finish(fig, ax)
 
 
 def curves(runs: pd.DataFrame, facts: SearchFacts, list_key: str, top: int = 5, *,
@@ -388,17 +390,12 @@ def _figure(width: float = SIZE[0], height: float = SIZE[1]) -> tuple[Figure, Ax
     return fig, ax
 
 
-def _finish(fig: Figure, ax: Axes, *, rotate_x: bool = False) -> Figure:
+def _finish(fig: Figure, ax: Axes) -> Figure:
     """Sizes set on the artists themselves (ticks are made lazily, after any rc context has ended)."""
     ax.tick_params(labelsize=FONT["ticks"])
     ax.title.set_fontsize(FONT["title"])
     ax.xaxis.label.set_fontsize(FONT["label"])
     ax.yaxis.label.set_fontsize(FONT["label"])
-    if rotate_x:
-        for text in ax.get_xticklabels():
-            text.set_rotation(30)
-            text.set_horizontalalignment("right")
-            text.set_rotation_mode("anchor")
     ax.grid(axis="y", alpha=0.3)
     return fig
 
@@ -425,8 +422,7 @@ def _numeric_positions(ax: Axes, values: np.ndarray) -> np.ndarray:
         if len(distinct) == 1:
             ax.set_xlim(*(10 ** (spread_distinct[0] + np.array([-0.5, 0.5])) if log
                           else spread_distinct[0] + np.array([-0.5, 0.5])))
-        if _long([f"{value:g}" for value in distinct], len(distinct)):
-            ax.tick_params(axis="x", labelrotation=30)
+        _turn_tick_labels(ax, [f"{value:g}" for value in distinct])
     return 10 ** scaled if log else scaled
 
 
@@ -443,11 +439,7 @@ def _category_positions(ax: Axes, labels: list[str], means: np.ndarray) -> np.nd
                    capprops={"color": "#7f8c99"}, zorder=1)
     ax.set_xticks(range(len(order)), [_cut(label, LABEL_CHARS) for label in order])
     ax.set_xlim(-0.6, len(order) - 0.4)
-    if _long(order, len(order)):
-        for text in ax.get_xticklabels():
-            text.set_rotation(30)
-            text.set_horizontalalignment("right")
-            text.set_rotation_mode("anchor")
+    _turn_tick_labels(ax, order)
     return base + _spread(base)
 
 
@@ -543,11 +535,22 @@ def _note(ax: Axes, text: str) -> None:
     ax.annotate(text, xy=(0.0, -0.16), xycoords="axes fraction", fontsize=FONT["note"], color="#555555")
 
 
-def _long(labels: Sequence[str], count: int) -> bool:
-    """Tick labels that would run into each other side by side."""
-    longest = max((len(label) for label in labels), default=0)
-    return longest * count > 60 or longest > 10
+def _turn_tick_labels(ax: Axes, labels: Sequence[str]) -> None:
+    """Turn the x tick labels that would run into each other side by side: by 30 degrees,
+    or upright when there are so many that even turned ones would touch."""
+    longest = max((len(_cut(label, LABEL_CHARS)) for label in labels), default=0)
+    if longest * len(labels) <= 60 and longest <= 10:
+        return
+    upright = len(labels) > 12
+    for text in ax.get_xticklabels():
+        text.set_rotation(90 if upright else 30)
+        text.set_horizontalalignment("center" if upright else "right")
+        text.set_rotation_mode("default" if upright else "anchor")
 
 
 def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Long names cut in the middle, where names of one family differ least (``sgd_with…_momentum``)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head):]

@@ -134,7 +134,7 @@ def test_categories_sit_at_ordered_positions_with_boxes_and_cut_labels():
     fig = plots.performance_against(frame(), facts(), "optimizer")
     ax = fig.axes[0]
     labels = [text.get_text() for text in ax.get_xticklabels()]
-    assert labels == ["adam", "rmsprop", "sgd_with_nesterov…"]
+    assert labels == ["adam", "rmsprop", "sgd_with…_momentum"]
     assert all(text.get_rotation() == 30 for text in ax.get_xticklabels())
     assert len(the_errorbar(ax).lines[0].get_xdata()) == CONFIGS
     boxes = [patch for patch in ax.patches if type(patch).__name__ == "PathPatch"]
@@ -218,7 +218,7 @@ def test_parallel_coordinates_one_line_per_configuration_with_labelled_axes_and_
     colourbar = fig.axes[1]
     assert colourbar.get_ylabel() == "val_acc (mean over seeds)"
     tick_texts = {text.get_text() for text in ax.texts}
-    assert {"0.0001", "0.1", "adam", "rmsprop", "sgd_with_nesterov…", "False", "True", "16", "64"} <= tick_texts
+    assert {"0.0001", "0.1", "adam", "rmsprop", "sgd_with…_momentum", "False", "True", "16", "64"} <= tick_texts
     heights = np.array([segment[:, 1] for segment in segments])
     assert set(np.round(heights[:, 0], 6)) == {0.0, round(1 / 3, 6), round(2 / 3, 6), 1.0}  # lr, log-spaced
     assert set(np.round(heights[:, 1], 6)) == {0.0, 0.5, 1.0}  # three ordered categories
@@ -323,3 +323,17 @@ def test_a_uniform_draw_near_zero_keeps_a_linear_axis_and_a_log_uniform_one_gets
     rng = np.random.default_rng(3)
     assert not plots.log_scale(rng.uniform(0, 0.5, 2000))
     assert plots.log_scale(10 ** rng.uniform(-5, -1, 2000))
+
+
+def test_many_long_categories_stand_upright_on_a_wider_figure_and_are_cut_in_the_middle():
+    names = [f"dataset_{family}_{number}" for number, family in enumerate(["cifar", "imagenet_subset"] * 10)]
+    runs = pd.DataFrame([{"data": name, "seed": seed, "acc": 0.1 * seed + number / 100, "status": "done",
+                          "run_dir": f"/s/{number}_{seed}", "config_key": f"{number}_{seed}"}
+                         for number, name in enumerate(names) for seed in range(2)])
+    fig = plots.performance_against(runs, SearchFacts("acc", False, ["data", "seed"], None, ["acc"]), "data")
+    ax = fig.axes[0]
+    labels = ax.get_xticklabels()
+    assert len(labels) == 20 and all(label.get_rotation() == 90 for label in labels)
+    assert fig.get_figwidth() > plots.SIZE[0]
+    assert "dataset_…subset_11" in [label.get_text() for label in labels]
+    assert len(the_errorbar(ax).lines[0].get_xdata()) == 20 and the_errorbar(ax).has_yerr
