@@ -185,3 +185,11 @@ def test_compare_refuses_bad_input(seeded):
     assert result.returncode == 2 and "SEARCH_A's performance key val_acc: no such summary key" in result.stderr
     result = hpsearch("compare", str(seeded))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_report_and_compare_are_subcommands():
+    from hpsearch.subcommands import subcommand
+
+    assert subcommand("report").__name__ == "report_main" and subcommand("compare").__name__ == "compare_main"
+    helped = hpsearch("report", "--help")
+    assert helped.returncode == 0 and "--by_config" in helped.stdout and "--performance_criteria" in helped.stdout
