@@ -251,3 +251,22 @@ def test_hypnettorch_csv_alone_is_read_with_its_list_cells(tmp_path):
     row = df[(df.lr == 0.1) & (df.opt == "adam") & (df.random_seed == 3)].iloc[0]
     assert row.acc == 0.63 and row.acc_per_epoch == [0.21, 0.42, 0.63, 0.84]
     assert row.loss == [7.5, 5]  # hypnettorch's CSV mangled 7.5e-05 into "7.5,05"; only the run folder knew
+
+
+def test_group_keys_match_across_frames_whatever_the_column_types():
+    """A key that only some configurations have is a float column; its ints must still match."""
+    def frame(momentum: list) -> pd.DataFrame:
+        from hpsearch.run_table import RunTable
+
+        table = RunTable(search="x", source="test", grid_keys=["lr", "momentum", "seed"], summary_keys=["acc"],
+                         performance_key="acc")
+        for i, value in enumerate(momentum):
+            config = {"lr": 0.1, "seed": i} | ({} if value is None else {"momentum": value})
+            table.add(config, {"acc": 0.5}, "done", None, 1, f"run{i}", f"k{i}", None, None, None)
+        return table.frame()
+
+    full, gappy = frame([5, 5]), frame([5, None])
+    assert full.momentum.dtype == np.int64 and gappy.momentum.dtype == np.float64
+    key_full = hpsearch.group_seeds(full).group_key.tolist()
+    key_gappy = hpsearch.group_seeds(gappy).group_key.tolist()
+    assert len(key_full) == 1 and len(key_gappy) == 2 and key_full[0] in key_gappy
