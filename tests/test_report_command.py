@@ -193,3 +193,15 @@ def test_report_and_compare_are_subcommands():
     assert subcommand("report").__name__ == "report_main" and subcommand("compare").__name__ == "compare_main"
     helped = hpsearch("report", "--help")
     assert helped.returncode == 0 and "--by_config" in helped.stdout and "--performance_criteria" in helped.stdout
+
+
+def test_compare_two_hypnettorch_folders(tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(HNT, other)
+    summary = other / "sim_20261201121601_01" / "performance_overview.txt"  # lr 0.1, adam, seed 3
+    summary.write_text(summary.read_text().replace("acc 0.63", "acc 0.93"))
+    doc = json.loads(hpsearch("compare", str(HNT), str(other), "--format=json").stdout)
+    assert (doc["shared_total"], doc["only_in_a"], doc["only_in_b"]) == (4, 0, 0)
+    differences = {(e["config"]["lr"], e["config"]["opt"]): e["difference"] for e in doc["shared"]}
+    assert differences[(0.1, "adam")] == pytest.approx(0.1)  # (0.93 - 0.63) / 3 seeds
+    assert all(d == pytest.approx(0) for key, d in differences.items() if key != (0.1, "adam"))
