@@ -83,6 +83,10 @@ def test_runs_json_is_ranked_by_the_performance_key(seeded):
     ascending = json.loads(hpsearch("report", str(seeded), "--format=json", "--performance_key=loss").stdout)
     losses = [r["summary"]["loss"] for r in ascending["runs"]]
     assert losses == sorted(losses, reverse=True)  # the search's order (descending) applies to the key given
+    ascending = json.loads(hpsearch("report", str(seeded), "--format=json", "--performance_key=loss",
+                                    "--ascending").stdout)
+    losses = [r["summary"]["loss"] for r in ascending["runs"]]
+    assert losses == sorted(losses) and ascending["ascending"] is True
 
 
 def test_by_config_file_is_written_by_the_driver_and_by_report(seeded, tmp_path):
