@@ -26,9 +26,14 @@ def by_config_path(folder: Path) -> Path:
 
 
 def cell(value: Any) -> str:
-    """A cell's text: nothing for None/NaN, lists of numbers as ``0.1,0.2`` (NaN inside as ``nan``)."""
+    """A cell's text: nothing for None/NaN/NaT, lists of numbers as ``0.1,0.2`` (NaN inside as ``nan``),
+    times in ISO 8601."""
     if value is None or isinstance(value, float) and math.isnan(value):
         return ""
+    if hasattr(value, "isoformat"):  # a pandas Timestamp, or NaT
+        import pandas
+
+        return "" if pandas.isna(value) else value.isoformat()
     if isinstance(value, tuple):
         value = list(value)
     if hasattr(value, "item") and not isinstance(value, (list, str)):

@@ -3,7 +3,7 @@
 Each search's runs are grouped over its seed parameters
 (:func:`hpsearch.results.group_seeds`); a configuration of A and one of B are
 the same when their grid values apart from the seeds are equal (the
-``group_key``: same keys, same values of the same type), whatever their run
+``group_key``: same keys, equal values), whatever their run
 folders are called. For each shared configuration it shows n and mean ± std of
 the performance key in A and in B and the difference B − A of the means, in
 A's ranking order; then the best configuration of each search.

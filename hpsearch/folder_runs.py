@@ -43,8 +43,11 @@ class FolderRun:
 
 def read_run(folder: Path, reader: SummaryReader, strip_quotes: bool = True) -> ReportRow | None:
     """The row of one run folder; None (with a warning) if its ``hpsearch_run.json`` is unreadable."""
-    run = read_folder_run(folder, reader, strip_quotes)
-    return None if run is None else run.row
+    run = read_run_folder(folder)
+    if run is None:
+        _warn(f"{folder}: {RUN_INFO_FILE} is unreadable; folder skipped")
+        return None
+    return _row(run, folder, reader, strip_quotes)
 
 
 def read_folder_run(folder: Path, reader: SummaryReader, strip_quotes: bool = True) -> FolderRun | None:

@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "(summary_dict, X) is false (they count as failed_criteria).")
     parser.add_argument("--performance_key", default=None, metavar="KEY",
                         help="Rank by this summary key instead of the search's _PERFORMANCE_KEY.")
+    order = parser.add_mutually_exclusive_group()
+    order.add_argument("--ascending", dest="ascending", action="store_const", const=True, default=None,
+                       help="Smaller is better (default: the search's _PERFORMANCE_SORT_ASC).")
+    order.add_argument("--descending", dest="ascending", action="store_const", const=False,
+                       help="Larger is better.")
     parser.add_argument("--seed_keys", default=None, metavar="K1,K2",
                         help="With --by_config: these grid keys are the seeds ('' for none).")
     parser.add_argument("--grid_module", default=None,
@@ -419,6 +424,8 @@ def report(args: argparse.Namespace, out: Any) -> int:
     from hpsearch.results import group_seeds
 
     frame = load(args.search, args.performance_key)
+    if args.ascending is not None:
+        frame.attrs["hpsearch"]["ascending"] = args.ascending
     seeds = seed_keys_arg(args.seed_keys, frame)
     plain_grouped = group_seeds(frame, seeds) if args.by_config else None
     failing = None

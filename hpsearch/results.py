@@ -346,8 +346,9 @@ def _hashable(value: Any) -> Any:
 
 
 def _group_key(values: dict[str, Any]) -> str:
-    """The configuration key (:func:`hpsearch.space.keys.config_key`) of a group's seed-free values,
-    missing values left out; the values came from JSON, so they need no check."""
+    """A stable key of a group's seed-free values, missing values left out, in the canonical form
+    of :func:`hpsearch.space.keys.config_key`. A whole float counts as the int it equals: a column
+    with gaps holds ints as floats, and 5 and 5.0 are one value (as hypnettorch compares them)."""
     from hpsearch.space.keys import KEY_LENGTH, to_plain
 
     config = {}
@@ -355,6 +356,8 @@ def _group_key(values: dict[str, Any]) -> str:
         value = to_plain(value)
         if value is None or isinstance(value, float) and math.isnan(value):
             continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         config[key] = value
     text = _KEY_JSON(config)
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:KEY_LENGTH]

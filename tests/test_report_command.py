@@ -83,6 +83,10 @@ def test_runs_json_is_ranked_by_the_performance_key(seeded):
     ascending = json.loads(hpsearch("report", str(seeded), "--format=json", "--performance_key=loss").stdout)
     losses = [r["summary"]["loss"] for r in ascending["runs"]]
     assert losses == sorted(losses, reverse=True)  # the search's order (descending) applies to the key given
+    ascending = json.loads(hpsearch("report", str(seeded), "--format=json", "--performance_key=loss",
+                                    "--ascending").stdout)
+    losses = [r["summary"]["loss"] for r in ascending["runs"]]
+    assert losses == sorted(losses) and ascending["ascending"] is True
 
 
 def test_by_config_file_is_written_by_the_driver_and_by_report(seeded, tmp_path):
@@ -185,3 +189,23 @@ def test_compare_refuses_bad_input(seeded):
     assert result.returncode == 2 and "SEARCH_A's performance key val_acc: no such summary key" in result.stderr
     result = hpsearch("compare", str(seeded))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_report_and_compare_are_subcommands():
+    from hpsearch.subcommands import subcommand
+
+    assert subcommand("report").__name__ == "report_main" and subcommand("compare").__name__ == "compare_main"
+    helped = hpsearch("report", "--help")
+    assert helped.returncode == 0 and "--by_config" in helped.stdout and "--performance_criteria" in helped.stdout
+
+
+def test_compare_two_hypnettorch_folders(tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(HNT, other)
+    summary = other / "sim_20261201121601_01" / "performance_overview.txt"  # lr 0.1, adam, seed 3
+    summary.write_text(summary.read_text().replace("acc 0.63", "acc 0.93"))
+    doc = json.loads(hpsearch("compare", str(HNT), str(other), "--format=json").stdout)
+    assert (doc["shared_total"], doc["only_in_a"], doc["only_in_b"]) == (4, 0, 0)
+    differences = {(e["config"]["lr"], e["config"]["opt"]): e["difference"] for e in doc["shared"]}
+    assert differences[(0.1, "adam")] == pytest.approx(0.1)  # (0.93 - 0.63) / 3 seeds
+    assert all(d == pytest.approx(0) for key, d in differences.items() if key != (0.1, "adam"))
