@@ -223,10 +223,13 @@ def performance_against(runs: pd.DataFrame, facts: SearchFacts, param: str, *,
     repeated = bool((stat(shown, key, "n") > 1).any())
     error = stat(shown, key, "std").fillna(0.0).to_numpy(dtype=float) if repeated else None
     many = len(shown) > 500
-    ax.errorbar(positions, means, yerr=error, fmt="o", markersize=3 if many else 6, color="C0",
-                alpha=0.35 if many else 0.8,
-                ecolor="C0", elinewidth=1.2, capsize=3,
-                label="configuration (mean ± std over seeds)" if repeated else "configuration")
+    bars = ax.errorbar(positions, means, yerr=error, fmt="o", markersize=3 if many else 6, color="C0",
+                       alpha=0.35 if many else 0.8, ecolor="C0", elinewidth=0.6 if many else 1.2,
+                       capsize=0 if many else 3,
+                       label="configuration (mean ± std over seeds)" if repeated else "configuration")
+    if many:  # thousands of bars would fill the plot: keep them a faint haze behind the points
+        for lines in bars.lines[2]:
+            lines.set_alpha(0.12)
     if len(shown):
         ax.plot(positions[:1], means[:1], marker="*", markersize=16, linestyle="none",
                 color=_BEST, zorder=5, label=f"best: {means[0]:.4g}")
