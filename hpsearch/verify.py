@@ -1,0 +1,420 @@
+"""``hpsearch verify SEARCH --top K --seeds S``: the best configurations again, with new seeds.
+
+A verification is an ordinary search: the original's copy of its grid module
+with ``--grid_config`` naming the explicit list of (configuration, new seed)
+runs, in ``<search>/verify_<K>x<S>/``. So the same driver, executors, store,
+report and resume run it, the grid module's settings (script, ``_OUT_ARG``,
+summary, performance key) are the original's, and a seed reaches the script as
+``--<seed_key>=<value>`` like any grid key. ``search.json`` there records the
+origin and the command (``verification``); repeating the command finds the
+folder and resumes it, so finished runs never run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from hpsearch import space
+from hpsearch.atomic import write_json_atomic
+from hpsearch.cli import EXIT_USAGE, _add, _Parser, settings_from_args
+from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.gridmodule import GridSpec, load_grid_module
+from hpsearch.options import OPTIONS, Group, Option, Resume
+from hpsearch.report import ranking_value
+from hpsearch.runs import RunStatus
+from hpsearch.searchdir import SETTINGS_FILE, saved_settings
+from hpsearch.seeds import new_seeds
+from hpsearch.space.keys import check_parameter_name
+from hpsearch.store import STORE_FILE, RunRecord, RunStore
+
+PROG = "hpsearch verify"
+DEFAULT_SEED_NAMES = ("random_seed", "seed", "rand_seed")
+GRID_FILE = "verify_grid.json"
+RECORD = "verification"  # the key of search.json that links a verification to its origin
+
+_RUN_GROUPS = (Group.RUNS, Group.GPUS, Group.CLUSTER, Group.SLURM, Group.LSF)
+_OTHER_FLAGS = ("quiet", "debug")
+_INHERITED = {"run_cwd", "python"}  # besides the run groups: where and how the original's runs ran
+
+
+def _verify_options() -> list[Option]:
+    """The flags a verification takes: how and where its runs run, not which runs they are."""
+    return [o for o in OPTIONS if not o.hidden and (o.group in _RUN_GROUPS or o.flag in _OTHER_FLAGS)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG, allow_abbrev=False,
+        description="Run the K best configurations of a search (grouped over seeds) again, each with S new seeds, "
+                    "in a verification search linked to it (SEARCH/verify_<K>x<S>/), and print mean ± std per "
+                    "configuration. Repeating the command resumes it: finished runs are not run again. Run and "
+                    "executor flags are those of a search; by default the original search's values.",
+    )
+    parser.add_argument("search", metavar="SEARCH", help="The search's folder, its id or a unique prefix of it.")
+    parser.add_argument("--top", type=int, required=True, metavar="K", help="How many of the best configurations.")
+    parser.add_argument("--seeds", type=int, required=True, metavar="S", help="New seeds per configuration.")
+    parser.add_argument("--seed_key", default=None, metavar="NAME",
+                        help="The parameter that takes the seed (passed as --NAME=<seed>); default: the grid "
+                             "module's _SEED_KEYS, else a grid key named random_seed, seed or rand_seed.")
+    groups: dict[Group, argparse._ArgumentGroup] = {}
+    for option in _verify_options():
+        if option.group not in groups:
+            groups[option.group] = parser.add_argument_group(option.group.value)
+        _add(groups[option.group], option)
+    return parser
+
+
+# --------------------------------------------------------------------------- the original search
+
+
+@dataclass
+class Origin:
+    """The search being verified, as its folder recorded it."""
+
+    folder: Path
+    saved: dict[str, Any]
+    module_copy: Path
+    run_cwd: Path
+    spec: GridSpec
+    records: list[RunRecord]
+
+    @property
+    def identity(self) -> str:
+        """What the seeds derive from: the search's start stamp and grid module, not its path,
+        so a moved folder gives the same seeds."""
+        return f"{self.saved.get('stamp') or self.folder.name}:{self.saved.get('grid_module', '')}"
+
+    def options(self) -> dict[str, Any]:
+        """The original's run and executor flags, the defaults of the verification."""
+        saved = self.saved.get("options") if isinstance(self.saved.get("options"), dict) else {}
+        allowed = {o.flag for o in _verify_options() if o.resume is not Resume.SESSION} | _INHERITED
+        options = {flag: value for flag, value in saved.items() if flag in allowed}
+        options["run_cwd"] = str(self.run_cwd)
+        return options
+
+
+def load_origin(text: str) -> Origin:
+    """The search named by ``text`` with its grid module copy loaded and its runs read.
+
+    Raises:
+        UsageError: Not a search folder, or no saved settings or grid module copy.
+    """
+    from hpsearch.service.snapshot import open_registry, resolve_search
+
+    folder = resolve_search(text, open_registry()).folder
+    saved = saved_settings(folder)
+    if saved is None:
+        raise UsageError(f"{folder}: no {SETTINGS_FILE} (a search made by hypnettorch or an older hpsearch "
+                         "cannot be verified: its grid module settings are not recorded)")
+    if isinstance(saved.get(RECORD), dict):
+        raise UsageError(f"{folder} is itself a verification (of {saved[RECORD].get('origin')}); "
+                         "verify the original search")
+    copy = folder / str(saved.get("module_file") or "")
+    if not saved.get("module_file") or not copy.is_file():
+        raise UsageError(f"{folder}: no copy of the grid module there ({SETTINGS_FILE} names "
+                         f"{saved.get('module_file')!r})")
+    run_cwd = Path(str((saved.get("options") or {}).get("run_cwd") or saved.get("run_cwd") or folder))
+    spec = load_grid_module(str(copy), search_path=[run_cwd])
+    return Origin(folder, saved, copy, run_cwd, spec, _records(folder))
+
+
+def _records(folder: Path) -> list[RunRecord]:
+    """Every run of the original search, also queued ones (their seeds are taken too)."""
+    if not (folder / STORE_FILE).is_file():
+        raise UsageError(f"{folder}: no {STORE_FILE}; continue the search once (hpsearch --resume {folder}) "
+                         "to rebuild it from the run folders")
+    with RunStore.open(folder, readonly=True) as store:
+        return store.records()
+
+
+def seed_keys_of(origin: Origin, given: str | None) -> tuple[str, list[str]]:
+    """(the key that takes the new seeds, every seed key a group ignores).
+
+    Raises:
+        UsageError: No seed key given and none in the grid, or a name that cannot be a flag.
+    """
+    declared = _declared_seed_keys(origin)
+    grid_keys = origin.spec.grid_keys
+    if given is not None:
+        try:
+            check_parameter_name(given, "--seed_key")
+        except HpsearchError as exc:
+            raise UsageError(str(exc)) from None
+        if given == origin.spec.out_arg:
+            raise UsageError(f"--seed_key {given!r} is the grid module's _OUT_ARG, which names the run folder")
+        return given, list(dict.fromkeys([given, *declared]))
+    if declared:
+        return declared[0], declared
+    raise UsageError(
+        f"{origin.module_copy}: the grid has no seed parameter (no _SEED_KEYS, and no grid key named "
+        f"{', '.join(DEFAULT_SEED_NAMES)}); pass --seed_key NAME or set _SEED_KEYS in the grid module"
+    )
+
+
+def _declared_seed_keys(origin: Origin) -> list[str]:
+    """``_SEED_KEYS`` of the grid module, else the grid keys with a usual seed name."""
+    import importlib
+
+    module = sys.modules.get(origin.spec.module_name) or importlib.import_module(origin.module_copy.stem)
+    declared = getattr(module, "_SEED_KEYS", None)
+    if declared:
+        return [str(key) for key in declared]
+    return [key for key in origin.spec.grid_keys if key in DEFAULT_SEED_NAMES]
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Candidate:
+    """One configuration of the original, grouped over its seeds."""
+
+    key: str  # config_key of the configuration without its seed keys
+    base: dict[str, Any]  # the best run's configuration
+    runs: list[RunRecord] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)  # performance of its done runs
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+
+def group_key(config: dict[str, Any], seed_keys: Sequence[str]) -> str:
+    return space.config_key({k: v for k, v in config.items() if k not in seed_keys})
+
+
+def best_groups(origin: Origin, seed_keys: Sequence[str], top: int) -> list[Candidate]:
+    """The ``top`` configurations by the mean of the performance key over their done runs.
+
+    Raises:
+        UsageError: No run of the search is done with a value of the performance key.
+    """
+    performance, ascending = origin.spec.performance_key, origin.spec.performance_sort_asc
+    sign = 1.0 if ascending else -1.0  # smaller is better after the sign
+    groups: dict[str, Candidate] = {}
+    best: dict[str, float] = {}
+    for record in origin.records:
+        key = group_key(record.config, seed_keys)
+        group = groups.setdefault(key, Candidate(key, record.config))
+        group.runs.append(record)
+        value = ranking_value((record.summary or {}).get(performance)) if record.status is RunStatus.DONE else None
+        if value is None:
+            continue
+        group.values.append(value)
+        if key not in best or sign * value < best[key]:
+            best[key], group.base = sign * value, record.config
+    ranked = [group for group in groups.values() if group.values]
+    if not ranked:
+        done = sum(1 for record in origin.records if record.status is RunStatus.DONE)
+        raise UsageError(f"{origin.folder}: no finished run with a value of {performance!r} yet "
+                         f"({done} of {len(origin.records)} runs done)")
+    ranked.sort(key=lambda group: sign * group.mean)
+    return ranked[:top]
+
+
+@dataclass
+class Planned:
+    """One configuration to verify: its group, the seeds it had and the new ones."""
+
+    key: str
+    base: dict[str, Any]
+    used: list[Any]
+    seeds: list[int]
+    original_keys: list[str]  # the original runs that count in its group
+
+    def configs(self, seed_key: str) -> list[dict[str, Any]]:
+        """The verification runs: the configuration with each new seed (a new key goes last)."""
+        return [{**self.base, seed_key: seed} for seed in self.seeds]
+
+
+def plan(origin: Origin, seed_key: str, seed_keys: Sequence[str], top: int, count: int) -> list[Planned]:
+    """The configurations to verify and their new seeds, the same for the same search and command."""
+    planned = []
+    seed_in_grid = seed_key in origin.spec.grid_keys
+    for group in best_groups(origin, seed_keys, top):
+        used = [run.config[seed_key] for run in group.runs if seed_key in run.config]
+        originals = [run.key for run in group.runs if seed_in_grid and seed_key in run.config]
+        planned.append(Planned(group.key, group.base, used, new_seeds(origin.identity, group.key, used, count),
+                               originals))
+    return planned
+
+
+# --------------------------------------------------------------------------- the verification folder
+
+
+def verification_folder(origin: Origin, top: int, seeds: int) -> Path:
+    return origin.folder / f"verify_{top}x{seeds}"
+
+
+def grid_document(planned: Sequence[Planned], seed_key: str) -> dict[str, Any]:
+    """The ``--grid_config`` of the verification: one single-valued grid per run, no conditions
+    (the original's conditions made these configurations already)."""
+    grid = [{name: [value] for name, value in config.items()} for item in planned for config in item.configs(seed_key)]
+    return {"grid": grid, "conditions": []}
+
+
+def record_of(origin: Origin, planned: Sequence[Planned], seed_key: str, top: int, seeds: int,
+              argv: Sequence[str]) -> dict[str, Any]:
+    """What ``search.json`` keeps of where the verification came from."""
+    return {
+        "origin": str(origin.folder), "origin_stamp": origin.saved.get("stamp"), "top": top, "seeds": seeds,
+        "seed_key": seed_key, "command": ["hpsearch", "verify", *argv], "cwd": os.getcwd(),
+        "configurations": [{"key": item.key, "config": item.base, "used_seeds": item.used, "seeds": item.seeds,
+                            "original_runs": item.original_keys} for item in planned],
+    }
+
+
+def existing_record(folder: Path) -> dict[str, Any] | None:
+    """The verification record of ``folder`` if a verification was set up there."""
+    try:
+        saved = saved_settings(folder) if folder.is_dir() else None
+    except UsageError:
+        return None
+    record = (saved or {}).get(RECORD)
+    return record if isinstance(record, dict) else None
+
+
+def write_record(folder: Path, record: dict[str, Any]) -> None:
+    """Add the record to the verification's ``search.json`` (later sessions keep it)."""
+    saved = saved_settings(folder) or {}
+    write_json_atomic(folder / SETTINGS_FILE, {**saved, RECORD: record})
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def verify_main(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    args = build_parser().parse_args(argv)
+    flags = {name: value for name, value in vars(args).items() if name not in ("search", "top", "seeds", "seed_key")}
+    debug = bool(flags.get("debug"))
+    try:
+        return _verify(args, flags, argv)
+    except HpsearchError as exc:
+        if debug:
+            raise
+        hint = getattr(exc, "resume_hint", "")
+        return _fail(f"{exc}" + (f"; continue with: {hint}" if hint else ""))
+    except (PermissionError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        if debug:
+            raise
+        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _verify(args: argparse.Namespace, flags: dict[str, Any], argv: list[str]) -> int:
+    for name in ("top", "seeds"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    origin = load_origin(args.search)
+    seed_key, seed_keys = seed_keys_of(origin, args.seed_key)
+    planned = plan(origin, seed_key, seed_keys, args.top, args.seeds)
+    folder = verification_folder(origin, args.top, args.seeds)
+    record = existing_record(folder)
+    if record is not None:
+        planned = _take_up(record, planned, seed_key, folder)
+        settings = settings_from_args({**flags, "resume": str(folder)}, ["verify", *argv], note=_note)
+    else:
+        settings = _new_settings(origin, folder, flags, argv)
+    code = _run(settings, origin, folder, planned, seed_key, args, argv, new=record is None)
+    if code in (0, 1):
+        print_summary(origin, folder, planned, seed_key, seed_keys)
+    return code
+
+
+def _note(line: str) -> None:
+    print(f"[hpsearch] {line}", file=sys.stderr)
+
+
+def _take_up(record: dict[str, Any], planned: list[Planned], seed_key: str, folder: Path) -> list[Planned]:
+    """An existing verification: it keeps the configurations it was made for."""
+    if record.get("seed_key") != seed_key:
+        raise UsageError(f"{folder} verifies with --seed_key {record.get('seed_key')!r}, not {seed_key!r}; "
+                         f"leave --seed_key out to continue it, or remove the folder")
+    kept = [Planned(item["key"], item["config"], item.get("used_seeds", []), item["seeds"],
+                    item.get("original_runs", [])) for item in record.get("configurations", [])]
+    if [item.key for item in kept] != [item.key for item in planned]:
+        _note(f"the best configurations of the search changed since {folder} was made; it continues with the "
+              f"ones it was made for (remove the folder to verify the new ones)")
+    return kept
+
+
+def _new_settings(origin: Origin, folder: Path, flags: dict[str, Any], argv: list[str]) -> Any:
+    """A new search in ``folder``: the original's grid module copy and run flags, the flags given."""
+    given = {
+        **origin.options(), **flags,
+        "grid_module": str(origin.module_copy), "grid_config": str(folder / GRID_FILE),
+        "out_dir": str(folder), "force_out_dir": True, "dont_force_new_dir": True, "deterministic_search": True,
+    }
+    return settings_from_args(given, ["verify", *argv], note=_note)
+
+
+def _run(settings: Any, origin: Origin, folder: Path, planned: list[Planned], seed_key: str,
+         args: argparse.Namespace, argv: list[str], *, new: bool) -> int:
+    """Check what can be checked, set the folder up if it is new, and run it with the search driver."""
+    from hpsearch.executors.factory import choose_executor
+    from hpsearch.gpu.probe import GpuProbe
+    from hpsearch.progress import Progress
+    from hpsearch.runner import create_search_folder, enumerate_configs, load_and_check, run_search
+
+    script = Path(settings.run_cwd) / origin.spec.script_name
+    if not script.is_file():
+        raise UsageError(f"{origin.spec.where}: attribute _SCRIPT_NAME {origin.spec.script_name!r} does not exist "
+                         f"under --run_cwd {settings.run_cwd}")
+    factory = choose_executor(settings, _note, GpuProbe.start(settings))
+    if new:
+        folder.mkdir(exist_ok=True)
+        write_json_atomic(folder / GRID_FILE, grid_document(planned, seed_key))
+        spec = load_and_check(settings)
+        progress = Progress(spec.performance_key, spec.performance_sort_asc, quiet=True)
+        create_search_folder(settings, spec, enumerate_configs(spec, settings), progress)
+        write_record(folder, record_of(origin, planned, seed_key, args.top, args.seeds, argv))
+        _note(f"verification of {origin.folder}: {len(planned)} configurations x {args.seeds} new seeds "
+              f"(--{seed_key}) in {folder}")
+    return run_search(settings, executor_factory=factory)
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+def print_summary(origin: Origin, folder: Path, planned: Sequence[Planned], seed_key: str,
+                  seed_keys: Sequence[str]) -> None:
+    """Mean ± std of the performance key per configuration, over its original and verification runs."""
+    performance = origin.spec.performance_key
+    with RunStore.open(folder, readonly=True) as store:
+        verification = store.records()
+    by_key = {record.key: record for record in origin.records}
+    print(f"{performance} per configuration (original runs with a seed in the grid + {folder.name}):")
+    for rank, item in enumerate(planned, 1):
+        runs = [by_key[key] for key in item.original_keys if key in by_key]
+        runs += [record for record in verification if group_key(record.config, seed_keys) == item.key]
+        values = [v for v in (ranking_value((r.summary or {}).get(performance)) for r in runs
+                              if r.status is RunStatus.DONE) if v is not None]
+        print(f"{rank:>3}  {_mean_std(values)}  n={len(values)}  {_describe(item.base, seed_keys)}")
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "no finished run"
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return f"{mean:.6g} ± nan"
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.6g} ± {std:.3g}"
+
+
+def _describe(config: dict[str, Any], seed_keys: Sequence[str]) -> str:
+    return " ".join(f"{name}={value!r}" for name, value in config.items() if name not in seed_keys)
