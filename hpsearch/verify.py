@@ -13,7 +13,6 @@ folder and resumes it, so finished runs never run again.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass, field

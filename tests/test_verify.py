@@ -261,3 +261,22 @@ def test_missing_folder_and_search_without_finished_runs_are_refused(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "no finished run" in result.stderr and str(out) in result.stderr
     assert listing(out) == before
+
+
+def test_a_verification_of_a_cluster_search_runs_on_its_scheduler(tmp_path, fake_lsf):
+    project = write_project(tmp_path / "p", {"score": [0.4, 0.7], "seed": [3]})
+    out = tmp_path / "search"
+    search(project, out, "--run_cluster", "--scheduler=lsf", "--num_jobs=2")
+    submitted = len(fake_lsf.calls("bsub"))
+    assert submitted == 2
+    result = verify(project, str(out), "--top", "1", "--seeds", "3", "--num_hours=2")
+    assert result.returncode == 0, result.stderr
+    calls = fake_lsf.calls("bsub")
+    assert len(calls) == submitted + 3
+    assert all(argv[argv.index("-W") + 1] == "2:00" for argv in calls[submitted:])  # a flag given to verify
+    folder = out / "verify_1x3"
+    assert all("--score=0.7" in argv for argv in argvs(folder)) and len(argvs(folder)) == 3
+    for run in run_folders(folder):
+        assert json.loads((run / "hpsearch_result.json").read_text())["backend"] == "lsf"
+    assert verify(project, str(out), "--top", "1", "--seeds", "3").returncode == 0
+    assert len(fake_lsf.calls("bsub")) == submitted + 3
