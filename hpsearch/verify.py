@@ -33,9 +33,11 @@ from hpsearch.space.keys import check_parameter_name
 from hpsearch.store import STORE_FILE, RunRecord, RunStore
 
 PROG = "hpsearch verify"
+_OWN = ("search", "top", "seeds", "seed_key", "submit")  # the flags of verify itself, not of the search
 DEFAULT_SEED_NAMES = ("random_seed", "seed", "rand_seed")
 GRID_FILE = "verify_grid.json"
 RECORD = "verification"  # the key of search.json that links a verification to its origin
+SUBMITTED = -1  # _run's answer when the service took the verification: no summary yet
 
 _RUN_GROUPS = (Group.RUNS, Group.GPUS, Group.CLUSTER, Group.SLURM, Group.LSF)
 _OTHER_FLAGS = ("quiet", "debug")
@@ -58,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("search", metavar="SEARCH", help="The search's folder, its id or a unique prefix of it.")
     parser.add_argument("--top", type=int, required=True, metavar="K", help="How many of the best configurations.")
     parser.add_argument("--seeds", type=int, required=True, metavar="S", help="New seeds per configuration.")
+    parser.add_argument("--submit", action="store_true",
+                        help="Hand the verification to the search service (hpsearch serve) instead of running it "
+                             "here; once it has ended, the same command without --submit prints mean ± std.")
     parser.add_argument("--seed_key", default=None, metavar="NAME",
                         help="The parameter that takes the seed (passed as --NAME=<seed>); default: the grid "
                              "module's _SEED_KEYS, else a grid key named random_seed, seed or rand_seed.")
@@ -296,7 +301,7 @@ def _fail(message: str) -> int:
 def verify_main(argv: Sequence[str]) -> int:
     argv = list(argv)
     args = build_parser().parse_args(argv)
-    flags = {name: value for name, value in vars(args).items() if name not in ("search", "top", "seeds", "seed_key")}
+    flags = flags_of(args)
     debug = bool(flags.get("debug"))
     try:
         return _verify(args, flags, argv)
@@ -329,6 +334,8 @@ def _verify(args: argparse.Namespace, flags: dict[str, Any], argv: list[str]) ->
     else:
         settings = _new_settings(origin, folder, flags, argv)
     code = _run(settings, origin, folder, planned, seed_key, args, argv, new=record is None)
+    if code == SUBMITTED:
+        return 0
     if code in (0, 1):
         print_summary(origin, folder, planned, seed_key, seed_keys)
     return code
@@ -373,6 +380,8 @@ def _run(settings: Any, origin: Origin, folder: Path, planned: list[Planned], se
     if not script.is_file():
         raise UsageError(f"{origin.spec.where}: attribute _SCRIPT_NAME {origin.spec.script_name!r} does not exist "
                          f"under --run_cwd {settings.run_cwd}")
+    if args.submit:
+        _check_service()
     factory = choose_executor(settings, _note, GpuProbe.start(settings))
     if new:
         folder.mkdir(exist_ok=True)
@@ -383,7 +392,50 @@ def _run(settings: Any, origin: Origin, folder: Path, planned: list[Planned], se
         write_record(folder, record_of(origin, planned, seed_key, args.top, args.seeds, argv))
         _note(f"verification of {origin.folder}: {len(planned)} configurations x {args.seeds} new seeds "
               f"(--{seed_key}) in {folder}")
+    if args.submit and not _all_done(folder):
+        from hpsearch.service.commands import submit_main
+
+        code = submit_main(["--resume", str(folder), *_flag_argv(flags_of(args))])
+        if code == 0:
+            print(f"when it has ended, the same command without --submit prints mean ± std per configuration "
+                  f"(and starts nothing)", file=sys.stderr)
+            return SUBMITTED
+        return code
     return run_search(settings, executor_factory=factory)
+
+
+def _check_service() -> None:
+    """Before anything is created: a service must be there to take the verification."""
+    from hpsearch.service import protocol
+    from hpsearch.service.commands import START_HINT
+    from hpsearch.service.paths import state_paths
+
+    try:
+        protocol.call(state_paths().socket, {"op": "ping"}, timeout=5.0)
+    except protocol.ServiceUnavailable:
+        raise UsageError(f"--submit: no hpsearch service is running; {START_HINT}") from None
+
+
+def flags_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The search flags given on the command line (only those: defaults are not in the namespace)."""
+    return {name: value for name, value in vars(args).items() if name not in _OWN}
+
+
+def _flag_argv(flags: dict[str, Any]) -> list[str]:
+    """The search flags as a command line, for ``hpsearch submit``."""
+    words = []
+    for flag, value in flags.items():
+        if isinstance(value, bool):
+            words.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            words.append(f"--{flag}={value}")
+    return words
+
+
+def _all_done(folder: Path) -> bool:
+    with RunStore.open(folder, readonly=True) as store:
+        counts = store.counts()
+    return sum(counts.values()) > 0 and set(counts) <= {RunStatus.DONE}
 
 
 # --------------------------------------------------------------------------- the summary

@@ -280,3 +280,30 @@ def test_a_verification_of_a_cluster_search_runs_on_its_scheduler(tmp_path, fake
         assert json.loads((run / "hpsearch_result.json").read_text())["backend"] == "lsf"
     assert verify(project, str(out), "--top", "1", "--seeds", "3").returncode == 0
     assert len(fake_lsf.calls("bsub")) == submitted + 3
+
+
+def test_submit_hands_the_verification_to_the_service_and_a_repeat_prints_the_summary(tmp_path):
+    from tests.test_service import Serve
+
+    project = write_project(tmp_path / "p", {"score": [0.4, 0.7], "seed": [3]})
+    out = tmp_path / "search"
+    search(project, out, "--visible_gpus=-1")
+    refused = verify(project, str(out), "--top", "1", "--seeds", "2", "--submit")
+    assert refused.returncode == 2 and "no hpsearch service is running" in refused.stderr
+    assert not list(out.glob("verify_*"))
+    service = Serve(tmp_path, dict(os.environ))
+    try:
+        service.start("--visible_gpus=-1", "--num_jobs=2")
+        submitted = verify(project, str(out), "--top", "1", "--seeds", "2", "--submit")
+        assert submitted.returncode == 0, submitted.stderr
+        search_id, folder = submitted.stdout.split()
+        assert Path(folder) == out / "verify_1x2"
+        wait_until(lambda: len(list(Path(folder).glob("sim_*/hpsearch_result.json"))) == 2, "the two runs")
+        wait_until(lambda: service.run("status", search_id).returncode == 0
+                   and "finished" in service.run("status", search_id).stdout, "the search to finish")
+        shown = verify(project, str(out), "--top", "1", "--seeds", "2")
+        assert shown.returncode == 0, shown.stderr
+        assert [n for *_, n in _printed(shown.stdout)] == [3]
+        assert len(argvs(Path(folder))) == 2
+    finally:
+        service.stop()
