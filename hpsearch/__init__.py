@@ -10,4 +10,14 @@ from hpsearch.space.api import *  # noqa: F401,F403  (the search-space construct
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", *_api.__all__]
+__all__ = ["__version__", "load_results", "group_seeds", *_api.__all__]
+
+
+def __getattr__(name: str):
+    """``hpsearch.load_results`` and ``hpsearch.group_seeds``, imported when first used:
+    they need pandas, which ``import hpsearch`` (and every driver) does without."""
+    if name in ("load_results", "group_seeds"):
+        from hpsearch import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'hpsearch' has no attribute {name!r}")

@@ -41,6 +41,8 @@ class GridSpec:
     performance_eval: Callable | None = None
     argparse_handle: Callable | None = None
     strip_outer_quotes: bool = True
+    seed_keys: list[str] | None = None
+    """``_SEED_KEYS``: the grid keys that only pick a seed (None: those named random_seed, seed, rand_seed)."""
     warnings: list[str] = field(default_factory=list)
     search_space: space.SearchSpace | None = None
 
@@ -73,6 +75,7 @@ class GridSpec:
             "performance_sort_asc": self.performance_sort_asc,
             "grid_keys": self.grid_keys,
             "strip_outer_quotes": self.strip_outer_quotes,
+            "seed_keys": self.seed_keys,
         }
 
 
@@ -181,7 +184,7 @@ def _read_attributes(module: ModuleType, where: str) -> dict[str, Any]:
     missing = [attr for attr in REQUIRED if not hasattr(module, attr)]
     if missing:
         raise GridModuleError(f"{where}: missing attribute {', '.join(missing)}")
-    optional = ("_OUT_ARG", "_PERFORMANCE_KEY", "_PERFORMANCE_SORT_ASC", "_STRIP_OUTER_QUOTES", *HANDLES)
+    optional = ("_OUT_ARG", "_PERFORMANCE_KEY", "_PERFORMANCE_SORT_ASC", "_STRIP_OUTER_QUOTES", "_SEED_KEYS", *HANDLES)
     return {attr: getattr(module, attr) for attr in (*REQUIRED, *optional) if hasattr(module, attr)}
 
 
@@ -253,6 +256,7 @@ def _build_spec(name: str, module_file: Path, attrs: dict[str, Any], where: str)
                 f"{where}: conditions[{condition.number}] (action) sets {out_arg!r}, which is _OUT_ARG; "
                 f"hpsearch sets --{out_arg} itself"
             )
+    seed_keys = _seed_keys(attrs, compiled.keys(), where)
     warnings = [f"{where}: {message}" for message in [*space.dropped_warnings(compiled), *compiled.warnings]]
     return GridSpec(
         module_name=name,
@@ -269,6 +273,21 @@ def _build_spec(name: str, module_file: Path, attrs: dict[str, Any], where: str)
         performance_eval=attrs.get("_PERFORMANCE_EVAL_HANDLE"),
         argparse_handle=attrs.get("_ARGPARSE_HANDLE"),
         strip_outer_quotes=bool(attrs.get("_STRIP_OUTER_QUOTES", True)),
+        seed_keys=seed_keys,
         warnings=warnings,
         search_space=compiled,
     )
+
+
+def _seed_keys(attrs: dict[str, Any], grid_keys: list[str], where: str) -> list[str] | None:
+    """``_SEED_KEYS``: a list of grid keys (None or missing: the default of hpsearch.results)."""
+    value = attrs.get("_SEED_KEYS")
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(key, str) and key for key in value):
+        raise GridModuleError(f"{where}: attribute _SEED_KEYS must be a list of grid key names, got {value!r}")
+    unknown = [key for key in value if key not in grid_keys]
+    if unknown:
+        raise GridModuleError(f"{where}: attribute _SEED_KEYS names {unknown[0]!r}, which is not a grid key "
+                              f"(grid keys: {', '.join(grid_keys)})")
+    return list(dict.fromkeys(value))

@@ -498,6 +498,12 @@ class RunStore:
         rows = self._query("SELECT run_dir, summary FROM runs WHERE status = ? ORDER BY idx", (RunStatus.DONE.value,))
         return [(run_dir, _json_or_none(summary)) for run_dir, summary in rows]
 
+    def result_rows(self) -> list[tuple]:
+        """Every run as (index, key, config JSON, run folder, status, attempts, where, started, ended,
+        reason, summary JSON), by index: undecoded, for :func:`hpsearch.results.load_results`."""
+        return self._query("SELECT idx, key, config, run_dir, status, attempts, location, started, ended, "
+                           "reason, summary FROM runs ORDER BY idx")
+
     # ---- read-only queries for status views (few rows decoded, whatever the size of the search)
 
     @contextmanager

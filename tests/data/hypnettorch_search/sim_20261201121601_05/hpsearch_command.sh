@@ -1,0 +1,2 @@
+#!/bin/sh
+python3 train.py --lr=0.01 --opt=bad --random_seed=3 --out_dir=out/hnt_search/sim_20261201121601_05
