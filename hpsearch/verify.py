@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,7 +30,7 @@ from hpsearch.runs import RunStatus
 from hpsearch.searchdir import SETTINGS_FILE, saved_settings
 from hpsearch.seeds import new_seeds
 from hpsearch.space.keys import check_parameter_name
-from hpsearch.store import STORE_FILE, RunRecord, RunStore
+from hpsearch.store import STORE_FILE, RunStore
 
 PROG = "hpsearch verify"
 _OWN = ("search", "top", "seeds", "seed_key", "submit")  # the flags of verify itself, not of the search
@@ -86,7 +86,8 @@ class Origin:
     module_copy: Path
     run_cwd: Path
     spec: GridSpec
-    records: list[RunRecord]
+    runs: Any  # load_results' frame
+    configs: dict[str, dict[str, Any]]  # every run's stored configuration, by key
 
     @property
     def identity(self) -> str:
@@ -109,6 +110,7 @@ def load_origin(text: str) -> Origin:
     Raises:
         UsageError: Not a search folder, or no saved settings or grid module copy.
     """
+    from hpsearch.results import load_results
     from hpsearch.service.snapshot import open_registry, resolve_search
 
     folder = resolve_search(text, open_registry()).folder
@@ -125,16 +127,18 @@ def load_origin(text: str) -> Origin:
                          f"{saved.get('module_file')!r})")
     run_cwd = Path(str((saved.get("options") or {}).get("run_cwd") or saved.get("run_cwd") or folder))
     spec = load_grid_module(str(copy), search_path=[run_cwd])
-    return Origin(folder, saved, copy, run_cwd, spec, _records(folder))
+    return Origin(folder, saved, copy, run_cwd, spec, load_results(folder), _stored_configs(folder))
 
 
-def _records(folder: Path) -> list[RunRecord]:
-    """Every run of the original search, also queued ones (their seeds are taken too)."""
-    if not (folder / STORE_FILE).is_file():
-        raise UsageError(f"{folder}: no {STORE_FILE}; continue the search once (hpsearch --resume {folder}) "
-                         "to rebuild it from the run folders")
-    with RunStore.open(folder, readonly=True) as store:
-        return store.records()
+def _stored_configs(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every run's configuration as stored (before quotes are stripped), by key; queued runs too."""
+    if (folder / STORE_FILE).is_file():
+        with RunStore.open(folder, readonly=True) as store:
+            return {record.key: record.config for record in store.records()}
+    from hpsearch.runfolders import read_run_folder, run_folders
+
+    runs = (read_run_folder(path) for path in run_folders(folder))
+    return {run.key: run.config for run in runs if run is not None}
 
 
 def seed_keys_of(origin: Origin, given: str | None) -> tuple[str, list[str]]:
@@ -143,8 +147,9 @@ def seed_keys_of(origin: Origin, given: str | None) -> tuple[str, list[str]]:
     Raises:
         UsageError: No seed key given and none in the grid, or a name that cannot be a flag.
     """
-    declared = _declared_seed_keys(origin)
-    grid_keys = origin.spec.grid_keys
+    from hpsearch.results import seed_keys_of as declared_seed_keys
+
+    declared = declared_seed_keys(origin.spec.grid_keys, origin.spec.seed_keys)
     if given is not None:
         try:
             check_parameter_name(given, "--seed_key")
@@ -161,73 +166,15 @@ def seed_keys_of(origin: Origin, given: str | None) -> tuple[str, list[str]]:
     )
 
 
-def _declared_seed_keys(origin: Origin) -> list[str]:
-    """``_SEED_KEYS`` of the grid module, else the grid keys with a usual seed name."""
-    import importlib
-
-    module = sys.modules.get(origin.spec.module_name) or importlib.import_module(origin.module_copy.stem)
-    declared = getattr(module, "_SEED_KEYS", None)
-    if declared:
-        return [str(key) for key in declared]
-    return [key for key in origin.spec.grid_keys if key in DEFAULT_SEED_NAMES]
-
-
 # --------------------------------------------------------------------------- the plan
-
-
-@dataclass
-class Candidate:
-    """One configuration of the original, grouped over its seeds."""
-
-    key: str  # config_key of the configuration without its seed keys
-    base: dict[str, Any]  # the best run's configuration
-    runs: list[RunRecord] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)  # performance of its done runs
-
-    @property
-    def mean(self) -> float:
-        return sum(self.values) / len(self.values)
-
-
-def group_key(config: dict[str, Any], seed_keys: Sequence[str]) -> str:
-    return space.config_key({k: v for k, v in config.items() if k not in seed_keys})
-
-
-def best_groups(origin: Origin, seed_keys: Sequence[str], top: int) -> list[Candidate]:
-    """The ``top`` configurations by the mean of the performance key over their done runs.
-
-    Raises:
-        UsageError: No run of the search is done with a value of the performance key.
-    """
-    performance, ascending = origin.spec.performance_key, origin.spec.performance_sort_asc
-    sign = 1.0 if ascending else -1.0  # smaller is better after the sign
-    groups: dict[str, Candidate] = {}
-    best: dict[str, float] = {}
-    for record in origin.records:
-        key = group_key(record.config, seed_keys)
-        group = groups.setdefault(key, Candidate(key, record.config))
-        group.runs.append(record)
-        value = ranking_value((record.summary or {}).get(performance)) if record.status is RunStatus.DONE else None
-        if value is None:
-            continue
-        group.values.append(value)
-        if key not in best or sign * value < best[key]:
-            best[key], group.base = sign * value, record.config
-    ranked = [group for group in groups.values() if group.values]
-    if not ranked:
-        done = sum(1 for record in origin.records if record.status is RunStatus.DONE)
-        raise UsageError(f"{origin.folder}: no finished run with a value of {performance!r} yet "
-                         f"({done} of {len(origin.records)} runs done)")
-    ranked.sort(key=lambda group: sign * group.mean)
-    return ranked[:top]
 
 
 @dataclass
 class Planned:
     """One configuration to verify: its group, the seeds it had and the new ones."""
 
-    key: str
-    base: dict[str, Any]
+    key: str  # group_seeds' group_key: the configuration without its seeds
+    base: dict[str, Any]  # the configuration of the group's best run, as stored
     used: list[Any]
     seeds: list[int]
     original_keys: list[str]  # the original runs that count in its group
@@ -236,17 +183,57 @@ class Planned:
         """The verification runs: the configuration with each new seed (a new key goes last)."""
         return [{**self.base, seed_key: seed} for seed in self.seeds]
 
+    def run_keys(self, seed_key: str) -> list[str]:
+        return [space.config_key(config) for config in self.configs(seed_key)]
+
 
 def plan(origin: Origin, seed_key: str, seed_keys: Sequence[str], top: int, count: int) -> list[Planned]:
-    """The configurations to verify and their new seeds, the same for the same search and command."""
-    planned = []
+    """The ``top`` configurations by :func:`~hpsearch.results.group_seeds` (the ranking of ``report
+    --by_config``) that have a done run, with new seeds: the same for the same search and command.
+
+    Raises:
+        UsageError: No run of the search is done with a value of the performance key.
+    """
+    from hpsearch.results import group_seeds
+
+    runs = origin.runs
+    columns = runs.attrs["hpsearch"]["columns"]
+    performance = runs.attrs["hpsearch"]["performance_key"]
+    value_of = _done_values(runs, performance, columns)
+    groups = group_seeds(runs, [key for key in seed_keys if key in runs.columns])
     seed_in_grid = seed_key in origin.spec.grid_keys
-    for group in best_groups(origin, seed_keys, top):
-        used = [run.config[seed_key] for run in group.runs if seed_key in run.config]
-        originals = [run.key for run in group.runs if seed_in_grid and seed_key in run.config]
-        planned.append(Planned(group.key, group.base, used, new_seeds(origin.identity, group.key, used, count),
-                               originals))
+    sign = 1.0 if origin.spec.performance_sort_asc else -1.0
+    planned = []
+    for group_key, keys in zip(groups["group_key"], groups["config_keys"]):
+        done = [key for key in keys if key in value_of]
+        if not done:
+            continue
+        best = min(done, key=lambda key: sign * value_of[key])
+        configs = [origin.configs[key] for key in keys if key in origin.configs]
+        used = [config[seed_key] for config in configs if seed_key in config]
+        originals = [key for key in keys if seed_in_grid and seed_key in origin.configs.get(key, {})]
+        planned.append(Planned(group_key, origin.configs[best], used,
+                               new_seeds(origin.identity, group_key, used, count), originals))
+        if len(planned) == top:
+            break
+    if not planned:
+        done = int((runs[columns["status"]] == RunStatus.DONE.value).sum())
+        raise UsageError(f"{origin.folder}: no finished run with a value of {performance!r} yet "
+                         f"({done} of {len(runs)} runs done)")
     return planned
+
+
+def _done_values(runs: Any, performance: str | None, columns: dict[str, str]) -> dict[str, float]:
+    """The ranking value of the performance key of every done run, by configuration key."""
+    if performance is None:
+        return {}
+    values = {}
+    for key, status, value in zip(runs[columns["config_key"]].tolist(), runs[columns["status"]].tolist(),
+                                  runs[performance].tolist()):
+        number = ranking_value(value) if status == RunStatus.DONE.value else None
+        if number is not None:
+            values[key] = number
+    return values
 
 
 # --------------------------------------------------------------------------- the verification folder
@@ -337,7 +324,7 @@ def _verify(args: argparse.Namespace, flags: dict[str, Any], argv: list[str]) ->
     if code == SUBMITTED:
         return 0
     if code in (0, 1):
-        print_summary(origin, folder, planned, seed_key, seed_keys)
+        print_summary(origin, folder, planned, seed_key)
     return code
 
 
@@ -441,30 +428,52 @@ def _all_done(folder: Path) -> bool:
 # --------------------------------------------------------------------------- the summary
 
 
-def print_summary(origin: Origin, folder: Path, planned: Sequence[Planned], seed_key: str,
-                  seed_keys: Sequence[str]) -> None:
-    """Mean ± std of the performance key per configuration, over its original and verification runs."""
-    performance = origin.spec.performance_key
-    with RunStore.open(folder, readonly=True) as store:
-        verification = store.records()
-    by_key = {record.key: record for record in origin.records}
-    print(f"{performance} per configuration (original runs with a seed in the grid + {folder.name}):")
-    for rank, item in enumerate(planned, 1):
-        runs = [by_key[key] for key in item.original_keys if key in by_key]
-        runs += [record for record in verification if group_key(record.config, seed_keys) == item.key]
-        values = [v for v in (ranking_value((r.summary or {}).get(performance)) for r in runs
-                              if r.status is RunStatus.DONE) if v is not None]
-        print(f"{rank:>3}  {_mean_std(values)}  n={len(values)}  {_describe(item.base, seed_keys)}")
+def print_summary(origin: Origin, folder: Path, planned: Sequence[Planned], seed_key: str) -> None:
+    """Mean ± std of the performance key per configuration over its original runs (when their seed was
+    in the grid) and its verification runs, by :func:`~hpsearch.results.group_seeds`, best first."""
+    import pandas
+
+    from hpsearch.results import group_seeds, load_results
+
+    performance = origin.spec.performance_key or "value"
+    added = load_results(folder)
+    parts = []
+    for number, item in enumerate(planned):
+        parts.append(_part(origin.runs, item.original_keys, number, "original", performance))
+        parts.append(_part(added, item.run_keys(seed_key), number, "new", performance))
+    frame = pandas.concat(parts, ignore_index=True)
+    stats = group_seeds(frame, [], grid_keys=[_GROUP], summary_keys=[performance], performance_key=performance,
+                        ascending=origin.spec.performance_sort_asc)
+    done = frame[frame["status"] == RunStatus.DONE.value].groupby([_GROUP, "part"]).size()
+    print(f"{performance}: mean ± std over seeds (done runs of the original with a seed in its grid + those of "
+          f"{folder}), best first")
+    print(f"{'rank':>4}  {'was':>3}  {'mean ± std':<24} {'n':<14} configuration")
+    for rank, row in enumerate(stats.to_dict("records"), 1):
+        number = row[_GROUP]
+        mean, std = row.get(f"{performance}_mean"), row.get(f"{performance}_std")
+        old, new = int(done.get((number, "original"), 0)), int(done.get((number, "new"), 0))
+        text = "no finished run" if old + new == 0 else f"{mean:.6g} ± {std:.3g}"
+        count = f"n={old + new} ({old} + {new})"
+        print(f"{rank:>4}  {number + 1:>3}  {text:<24} {count:<14} {_describe(planned[number].base, [seed_key])}")
 
 
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "no finished run"
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return f"{mean:.6g} ± nan"
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{mean:.6g} ± {std:.3g}"
+_GROUP = "verified_configuration"
+
+
+def _part(runs: Any, keys: Sequence[str], number: int, part: str, performance: str) -> Any:
+    """The runs of ``keys`` in a frame of load_results, as the rows group_seeds gets: the group's number,
+    and the ranking value of the performance key (a list's last element)."""
+    import pandas
+
+    columns = runs.attrs["hpsearch"]["columns"]
+    rows = runs[runs[columns["config_key"]].isin(list(keys))]
+    name = runs.attrs["hpsearch"]["performance_key"]
+    values = [ranking_value(v) for v in rows[name].tolist()] if name in rows.columns else [None] * len(rows)
+    return pandas.DataFrame({
+        _GROUP: number, "part": part, "status": rows[columns["status"]].tolist(),
+        "config_key": rows[columns["config_key"]].tolist(), "run_dir": rows[columns["run_dir"]].tolist(),
+        performance: pandas.Series(values, dtype="float64"),
+    })
 
 
 def _describe(config: dict[str, Any], seed_keys: Sequence[str]) -> str:

@@ -165,9 +165,10 @@ def _toy_project(tmp_path: Path, grid: str) -> Path:
     return project
 
 
-def _printed(stdout: str) -> list[tuple[float, float, int]]:
-    rows = re.findall(r"^\s*\d+\s+(\S+) ± (\S+)\s+n=(\d+)", stdout, flags=re.M)
-    return [(float(mean), float(std), int(n)) for mean, std, n in rows]
+def _printed(stdout: str) -> list[tuple[int, float, float, int]]:
+    """(rank in the original search, mean, std, n) of each printed configuration, in printed order."""
+    rows = re.findall(r"^\s*\d+\s+(\d+)\s+(\S+) ± (\S+)\s+n=(\d+)", stdout, flags=re.M)
+    return [(int(was), float(mean), float(std), int(n)) for was, mean, std, n in rows]
 
 
 def _independent(frames: list[pd.DataFrame], keys: list[str], top_keys: list[tuple]) -> list[tuple[float, float, int]]:
@@ -193,7 +194,10 @@ def test_printed_mean_and_std_equal_an_independent_computation(tmp_path):
     expected = _independent([original, added], keys, top)
     printed = _printed(result.stdout)
     assert [n for *_, n in printed] == [5, 5]  # 2 original seeds + 3 new ones
-    for (mean, std, n), (want_mean, want_std, want_n) in zip(printed, expected):
+    assert sorted(was for was, *_ in printed) == [1, 2]
+    assert [mean for _, mean, _, _ in printed] == sorted((mean for _, mean, _, _ in printed), reverse=True)
+    for was, mean, std, n in printed:
+        want_mean, want_std, want_n = expected[was - 1]
         assert n == want_n
         assert mean == pytest.approx(want_mean, rel=1e-5) and std == pytest.approx(want_std, rel=1e-2)
 
