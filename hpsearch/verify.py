@@ -34,14 +34,12 @@ from hpsearch.store import STORE_FILE, RunStore
 
 PROG = "hpsearch verify"
 _OWN = ("search", "top", "seeds", "seed_key", "submit")  # the flags of verify itself, not of the search
-DEFAULT_SEED_NAMES = ("random_seed", "seed", "rand_seed")
 GRID_FILE = "verify_grid.json"
 RECORD = "verification"  # the key of search.json that links a verification to its origin
 SUBMITTED = -1  # _run's answer when the service took the verification: no summary yet
 
 _RUN_GROUPS = (Group.RUNS, Group.GPUS, Group.CLUSTER, Group.SLURM, Group.LSF)
 _OTHER_FLAGS = ("quiet", "debug")
-_INHERITED = {"run_cwd", "python"}  # besides the run groups: where and how the original's runs ran
 
 
 def _verify_options() -> list[Option]:
@@ -91,14 +89,14 @@ class Origin:
 
     @property
     def identity(self) -> str:
-        """What the seeds derive from: the search's start stamp and grid module, not its path,
-        so a moved folder gives the same seeds."""
-        return f"{self.saved.get('stamp') or self.folder.name}:{self.saved.get('grid_module', '')}"
+        """What the seeds derive from: the search's start stamp and grid module file, not its path
+        (a moved folder gives the same seeds) nor the module's name (a resume records it as a path)."""
+        return f"{self.saved.get('stamp') or self.folder.name}:{self.saved.get('module_file', '')}"
 
     def options(self) -> dict[str, Any]:
         """The original's run and executor flags, the defaults of the verification."""
         saved = self.saved.get("options") if isinstance(self.saved.get("options"), dict) else {}
-        allowed = {o.flag for o in _verify_options() if o.resume is not Resume.SESSION} | _INHERITED
+        allowed = {o.flag for o in _verify_options() if o.resume is not Resume.SESSION}
         options = {flag: value for flag, value in saved.items() if flag in allowed}
         options["run_cwd"] = str(self.run_cwd)
         return options
@@ -147,7 +145,7 @@ def seed_keys_of(origin: Origin, given: str | None) -> tuple[str, list[str]]:
     Raises:
         UsageError: No seed key given and none in the grid, or a name that cannot be a flag.
     """
-    from hpsearch.results import seed_keys_of as declared_seed_keys
+    from hpsearch.results import DEFAULT_SEED_KEYS, seed_keys_of as declared_seed_keys
 
     declared = declared_seed_keys(origin.spec.grid_keys, origin.spec.seed_keys)
     if given is not None:
@@ -162,7 +160,7 @@ def seed_keys_of(origin: Origin, given: str | None) -> tuple[str, list[str]]:
         return declared[0], declared
     raise UsageError(
         f"{origin.module_copy}: the grid has no seed parameter (no _SEED_KEYS, and no grid key named "
-        f"{', '.join(DEFAULT_SEED_NAMES)}); pass --seed_key NAME or set _SEED_KEYS in the grid module"
+        f"{', '.join(DEFAULT_SEED_KEYS)}); pass --seed_key NAME or set _SEED_KEYS in the grid module"
     )
 
 
