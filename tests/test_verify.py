@@ -311,3 +311,9 @@ def test_submit_hands_the_verification_to_the_service_and_a_repeat_prints_the_su
         assert len(argvs(Path(folder))) == 2
     finally:
         service.stop()
+
+
+def test_verify_is_a_subcommand():
+    from hpsearch.subcommands import subcommand
+
+    assert subcommand("verify").__name__ == "verify_main"
