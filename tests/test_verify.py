@@ -286,6 +286,13 @@ def test_a_verification_of_a_cluster_search_runs_on_its_scheduler(tmp_path, fake
     assert len(fake_lsf.calls("bsub")) == submitted + 3
 
 
+def _registry_state(search_id: str) -> str:
+    from hpsearch.service.registry import Registry
+
+    with Registry.open() as registry:
+        return registry.get(search_id).state
+
+
 def test_submit_hands_the_verification_to_the_service_and_a_repeat_prints_the_summary(tmp_path):
     from tests.test_service import Serve
 
@@ -303,8 +310,7 @@ def test_submit_hands_the_verification_to_the_service_and_a_repeat_prints_the_su
         search_id, folder = submitted.stdout.split()
         assert Path(folder) == out / "verify_1x2"
         wait_until(lambda: len(list(Path(folder).glob("sim_*/hpsearch_result.json"))) == 2, "the two runs")
-        wait_until(lambda: service.run("status", search_id).returncode == 0
-                   and "finished" in service.run("status", search_id).stdout, "the search to finish")
+        wait_until(lambda: _registry_state(search_id) == "finished", "the search to finish")
         shown = verify(project, str(out), "--top", "1", "--seeds", "2")
         assert shown.returncode == 0, shown.stderr
         assert [n for *_, n in _printed(shown.stdout)] == [3]
