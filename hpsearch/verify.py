@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 from hpsearch import space
 from hpsearch.atomic import write_json_atomic
+from hpsearch.command import received_config
 from hpsearch.cli import EXIT_USAGE, _add, _Parser, settings_from_args
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.gridmodule import GridSpec, load_grid_module
@@ -375,8 +376,9 @@ def _run(settings: Any, origin: Origin, folder: Path, planned: list[Planned], se
         progress = Progress(spec.performance_key, spec.performance_sort_asc, quiet=True)
         create_search_folder(settings, spec, enumerate_configs(spec, settings), progress)
         write_record(folder, record_of(origin, planned, seed_key, args.top, args.seeds, argv))
-        _note(f"verification of {origin.folder}: {len(planned)} configurations x {args.seeds} new seeds "
-              f"(--{seed_key}) in {folder}")
+        if not settings.quiet:
+            _note(f"verification of {origin.folder}: {len(planned)} configurations x {args.seeds} new seeds "
+                  f"(--{seed_key}) in {folder}")
     if args.submit and not _all_done(folder):
         from hpsearch.service.commands import submit_main
 
@@ -452,7 +454,8 @@ def print_summary(origin: Origin, folder: Path, planned: Sequence[Planned], seed
         old, new = int(done.get((number, "original"), 0)), int(done.get((number, "new"), 0))
         text = "no finished run" if old + new == 0 else f"{mean:.6g} ± {std:.3g}"
         count = f"n={old + new} ({old} + {new})"
-        print(f"{rank:>4}  {number + 1:>3}  {text:<24} {count:<14} {_describe(planned[number].base, [seed_key])}")
+        shown = _describe(received_config(planned[number].base, origin.spec.strip_outer_quotes), [seed_key])
+        print(f"{rank:>4}  {number + 1:>3}  {text:<24} {count:<14} {shown}")
 
 
 _GROUP = "verified_configuration"
