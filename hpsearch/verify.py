@@ -208,6 +208,9 @@ def plan(origin: Origin, seed_key: str, seed_keys: Sequence[str], top: int, coun
         if not done:
             continue
         best = min(done, key=lambda key: sign * value_of[key])
+        if best not in origin.configs:
+            raise UsageError(f"{origin.folder}: the configuration of run {best} is neither in {STORE_FILE} nor "
+                             f"in a run folder")
         configs = [origin.configs[key] for key in keys if key in origin.configs]
         used = [config[seed_key] for config in configs if seed_key in config]
         originals = [key for key in keys if seed_in_grid and seed_key in origin.configs.get(key, {})]
@@ -312,6 +315,8 @@ def _verify(args: argparse.Namespace, flags: dict[str, Any], argv: list[str]) ->
     origin = load_origin(args.search)
     seed_key, seed_keys = seed_keys_of(origin, args.seed_key)
     planned = plan(origin, seed_key, seed_keys, args.top, args.seeds)
+    if len(planned) < args.top:
+        _note(f"only {len(planned)} configurations of {origin.folder} have a done run; verifying those")
     folder = verification_folder(origin, args.top, args.seeds)
     record = existing_record(folder)
     if record is not None:

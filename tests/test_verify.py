@@ -323,3 +323,12 @@ def test_verify_is_a_subcommand():
     from hpsearch.subcommands import subcommand
 
     assert subcommand("verify").__name__ == "verify_main"
+
+
+def test_top_beyond_the_configurations_with_a_done_run_verifies_those(finished):
+    project, out = finished
+    result = verify(project, str(out), "--top", "5", "--seeds", "1", "--visible_gpus=-1")
+    assert result.returncode == 0, result.stderr
+    assert "only 2 configurations" in result.stderr
+    assert len(argvs(out / "verify_5x1")) == 2 and len(_printed(result.stdout)) == 2
+    assert json.loads((out / "verify_5x1" / "search.json").read_text())["options"]["visible_gpus"] == "-1"
