@@ -233,6 +233,17 @@ def test_seed_keys_of_the_grid_module_are_used(tmp_path):
     assert [n for *_, n in _printed(result.stdout)] == [3]
 
 
+@pytest.fixture(scope="module")
+def cpu_search(tmp_path_factory):
+    """One finished CPU search for the tests that must leave it as it is; its registry in its own folder."""
+    root = tmp_path_factory.mktemp("cpu_search")
+    env = {**os.environ, "HPSEARCH_STATE_DIR": str(root / "state"), "HPSEARCH_CLAIMS_DIR": str(root / "claims")}
+    project = write_project(root / "p", {"score": [0.3, 0.9], "seed": [1, 2]})
+    out = root / "search"
+    search(project, out, "--visible_gpus=-1", "--num_jobs=2", env=env)
+    return project, out, env
+
+
 @pytest.mark.parametrize("args, words", [
     (["--top", "0", "--seeds", "3"], ["--top", "at least 1"]),
     (["--top", "2", "--seeds", "-1"], ["--seeds", "at least 1"]),
@@ -243,10 +254,10 @@ def test_seed_keys_of_the_grid_module_are_used(tmp_path):
     (["--top", "2", "--seeds", "3", "--grid_module=x"], ["--grid_module"]),
     (["--top", "2", "--seeds", "3", "--num_jobs=0"], ["--num_jobs", "at least 1"]),
 ])
-def test_bad_input_is_one_line_exit_2_and_creates_nothing(finished, args, words):
-    project, out = finished
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(cpu_search, args, words):
+    project, out, env = cpu_search
     before = listing(out)
-    result = verify(project, str(out), *args)
+    result = verify(project, str(out), *args, env=env)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     for word in words:
