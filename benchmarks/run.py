@@ -33,6 +33,7 @@ from benchmarks.figures import WorkloadResult, render_table, tally  # noqa: E402
 from benchmarks.launch import launch_overhead  # noqa: E402
 from benchmarks.loaded import loaded_exit  # noqa: E402
 from benchmarks.polling import gpu_polling  # noqa: E402
+from benchmarks.results_load import results_load  # noqa: E402
 from benchmarks.scale import scale  # noqa: E402
 from benchmarks.status import status_json  # noqa: E402
 from benchmarks.service import service_overhead  # noqa: E402
@@ -49,6 +50,7 @@ WORKLOADS: dict[str, tuple[str, Workload]] = {
     "loaded": ("6. end of a search beside CPU hogs", loaded_exit),
     "status": ("7. status --json of a 20,000-run search", status_json),
     "service": ("8. searches through the service against one foreground search", service_overhead),
+    "results": ("9. load_results and group_seeds of a 20,000-run search", results_load),
 }
 LEFT_OUT_BY_QUICK = {"hypnettorch": "left out by --quick (about a minute); name it with --only to run it"}
 RESULTS = REPO / "benchmarks" / "results.json"

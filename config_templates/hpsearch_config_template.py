@@ -108,6 +108,11 @@ _SUMMARY_PARSER_HANDLE = None
 _PERFORMANCE_KEY = "acc_test"
 _PERFORMANCE_SORT_ASC = False
 
+# Optional. The grid keys that only pick a random seed: `hpsearch report --by_config` and
+# hpsearch.group_seeds fold runs that differ only in them into mean +- std. None (the
+# default) takes the grid keys named random_seed, seed or rand_seed.
+_SEED_KEYS = None
+
 
 def _performance_is_good(summary_dict, performance_criteria):
     """Tell whether a finished run meets ``--performance_criteria`` of hpsearch_postprocessing.

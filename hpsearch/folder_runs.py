@@ -43,8 +43,11 @@ class FolderRun:
 
 def read_run(folder: Path, reader: SummaryReader, strip_quotes: bool = True) -> ReportRow | None:
     """The row of one run folder; None (with a warning) if its ``hpsearch_run.json`` is unreadable."""
-    run = read_folder_run(folder, reader, strip_quotes)
-    return None if run is None else run.row
+    run = read_run_folder(folder)
+    if run is None:
+        _warn(f"{folder}: {RUN_INFO_FILE} is unreadable; folder skipped")
+        return None
+    return _row(run, folder, reader, strip_quotes)
 
 
 def read_folder_run(folder: Path, reader: SummaryReader, strip_quotes: bool = True) -> FolderRun | None:
@@ -54,10 +57,13 @@ def read_folder_run(folder: Path, reader: SummaryReader, strip_quotes: bool = Tr
         _warn(f"{folder}: {RUN_INFO_FILE} is unreadable; folder skipped")
         return None
     result, job = run.result or {}, run.job or {}
+    attempt = result.get("attempt", job.get("attempt"))
+    if not isinstance(attempt, int) or isinstance(attempt, bool):
+        attempt = run.previous_attempts() + 1  # a folder of an older hpsearch
     return FolderRun(
         row=_row(run, folder, reader, strip_quotes),
         index=run.index,
-        attempt=_int(result.get("attempt", job.get("attempt")), run.previous_attempts() + 1),
+        attempt=attempt,
         where=job.get("where") if isinstance(job.get("where"), str) else None,
         started=_number(result.get("started", job.get("started"))),
         ended=_number(result.get("ended")),
@@ -77,10 +83,6 @@ def _row(run: RunFolder, folder: Path, reader: SummaryReader, strip_quotes: bool
         return ReportRow(key, config, RunStatus.DONE.value, None, str(folder), summary)
     problem = problem or f"not finished (finished {(summary or {}).get('finished')})"
     return ReportRow(key, config, UNFINISHED, f"running or interrupted: {problem}", str(folder), summary)
-
-
-def _int(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _number(value: Any) -> float | None:

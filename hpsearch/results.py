@@ -15,6 +15,7 @@ both is in docs/results.md.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -36,6 +37,9 @@ DEFAULT_SEED_KEYS = ("random_seed", "seed", "rand_seed")
 STATS = ("n", "mean", "std", "min", "max")
 GROUP_COLUMNS = ("group_key", "n_runs")
 LIST_COLUMNS = ("seeds", "config_keys", "run_dirs")
+# The canonical form of hpsearch.space.keys.canonical_json, as one reusable encoder.
+_KEY_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True,
+                             default=str).encode
 
 
 # --------------------------------------------------------------------------- load_results
@@ -278,12 +282,12 @@ def group_seeds(df: "pandas.DataFrame", seed_keys: Sequence[str] | str | None = 
 
     out[name("group_key")] = [_group_key(row) for row in out.to_dict("records")]
     status = df[own["status"]].astype(str)
-    counts = pandas.crosstab(codes.to_numpy(), status.to_numpy()).reindex(range(groups), fill_value=0)
+    code_array = codes.to_numpy()
+    status_array = status.to_numpy()
     statuses = [s.value for s in RunStatus] + sorted(set(status) - {s.value for s in RunStatus})
-    out[name("n_runs")] = counts.sum(axis=1).to_numpy() if groups else []
+    out[name("n_runs")] = numpy.bincount(code_array, minlength=groups).astype("int64")
     for value in statuses:
-        out[name(f"n_{value}")] = (counts[value].to_numpy() if value in counts.columns
-                                   else numpy.zeros(groups, dtype="int64"))
+        out[name(f"n_{value}")] = numpy.bincount(code_array[status_array == value], minlength=groups).astype("int64")
     code_list = codes.tolist()
     seed_values = (list(zip(*(df[key].tolist() for key in seeds))) if len(seeds) > 1
                    else df[seeds[0]].tolist() if seeds else [None] * len(df))
@@ -342,19 +346,21 @@ def _hashable(value: Any) -> Any:
 
 
 def _group_key(values: dict[str, Any]) -> str:
-    """The configuration key of a group's seed-free values (missing values left out)."""
-    from hpsearch.space.keys import config_key, to_plain
+    """A stable key of a group's seed-free values, missing values left out, in the canonical form
+    of :func:`hpsearch.space.keys.config_key`. A whole float counts as the int it equals: a column
+    with gaps holds ints as floats, and 5 and 5.0 are one value (as hypnettorch compares them)."""
+    from hpsearch.space.keys import KEY_LENGTH, to_plain
 
     config = {}
     for key, value in values.items():
         value = to_plain(value)
         if value is None or isinstance(value, float) and math.isnan(value):
             continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         config[key] = value
-    try:
-        return config_key(config)
-    except HpsearchError:
-        return config_key({key: str(value) for key, value in config.items()})
+    text = _KEY_JSON(config)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:KEY_LENGTH]
 
 
 def _numeric_kind(column: "pandas.Series") -> tuple[str | None, Any]:

@@ -92,6 +92,7 @@ class RunTable:
             "ascending": bool(self.ascending),
             "seed_keys": list(self.seed_keys) if self.seed_keys is not None else None,
             "columns": dict(zip(OWN_COLUMNS, own_names)),
+            "summary_names": {name: str(key) for key, name in zip(summary, summary_names)},
         }
         return frame
 

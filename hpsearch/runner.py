@@ -242,6 +242,18 @@ class SearchDriver:
         self.progress.set_counts(self._counts)
         self.progress.show(force=force)
 
+    def _refresh_by_config(self) -> None:
+        """``search_results_by_config.csv`` next to the final CSV, for a search with seed parameters
+        (only then: it costs pandas' import and a read of the store)."""
+        from hpsearch.by_config import BY_CONFIG_FILE, has_seed_keys, refresh_by_config
+
+        if self.settings.generate_only or not has_seed_keys(self.spec.grid_keys, self.spec.seed_keys):
+            return
+        try:
+            refresh_by_config(self.folder.path)
+        except (HpsearchError, OSError, ValueError) as exc:
+            self.progress.message(f"warning: {BY_CONFIG_FILE} not written: {exc}")
+
     def _finish(self) -> None:
         """Stop following runs, record what was cut short, write the report."""
         cancel = self.stop_signal is not None and self._should_cancel()
@@ -252,6 +264,7 @@ class SearchDriver:
             outcomes = []
         self._collect(outcomes, stopping=True)
         self.report.close()
+        self._refresh_by_config()
         self._show_progress(force=True)
         self.progress.close()
         if self.failing_fast and self.stop_signal is None:

@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, str] = {
     "list": "hpsearch.service.views:list_main",
     "find": "hpsearch.service.views:find_main",
     "logs": "hpsearch.service.views:logs_main",
+    "report": "hpsearch.report_command:report_main",
+    "compare": "hpsearch.compare_command:compare_main",
     "verify": "hpsearch.verify:verify_main",
 }
 

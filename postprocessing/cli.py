@@ -17,8 +17,9 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Sequence, TextIO
 
+from hpsearch.criteria import parse_criteria
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.runs import RunStatus
 from hpsearch.report import ReportRow, ResultsReport
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rebuild the results table of an hpsearch search folder from its run folders.",
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", help="The search folder.")
-    parser.add_argument("--performance_criteria", type=_criteria, default=None, metavar="X",
+    parser.add_argument("--performance_criteria", type=parse_criteria, default=None, metavar="X",
                         help="List the done runs for which the grid module's _PERFORMANCE_EVAL_HANDLE"
                              "(summary_dict, X) is false (X is passed as a number if it is one).")
     parser.add_argument("--set_aside", action="store_true",
@@ -54,14 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"Where to write the table (default: OUT_DIR/{RESULTS_FILE}; "
                              "printed to stdout if OUT_DIR cannot be written).")
     return parser
-
-
-def _criteria(text: str) -> Any:
-    """hypnettorch passed a float; a criterion that is no number is passed as the string."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

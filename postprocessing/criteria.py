@@ -8,20 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from hpsearch.errors import GridModuleError, UsageError
+from hpsearch.criteria import passes, require_handle
+from hpsearch.errors import UsageError
 from hpsearch.runs import RunStatus
 from hpsearch.report import ReportRow
 from hpsearch.runfolders import SET_ASIDE_FOLDER
-
-
-def hypnettorch_summary(summary: dict[str, Any]) -> dict[str, list[Any]]:
-    """The summary in the shape hypnettorch handed to ``_PERFORMANCE_EVAL_HANDLE``.
-
-    hypnettorch's parser returned ``{key: [value]}``, so existing criteria read
-    ``float(summary_dict['acc'][0])``; we keep that shape, with numbers (a
-    list-valued entry is the list, wrapped the same way).
-    """
-    return {key: [value] for key, value in summary.items()}
 
 
 def failing_runs(rows: Sequence[ReportRow], handle: Callable | None, criteria: Any, where: str) -> list[ReportRow]:
@@ -30,25 +21,9 @@ def failing_runs(rows: Sequence[ReportRow], handle: Callable | None, criteria: A
     Raises:
         GridModuleError: The grid module has no handle, or the handle raised.
     """
-    if handle is None:
-        raise GridModuleError(
-            f"--performance_criteria needs _PERFORMANCE_EVAL_HANDLE, which {where or 'the grid module'} "
-            "does not define"
-        )
-    failing = []
-    for row in rows:
-        if row.status != RunStatus.DONE.value or row.summary is None:
-            continue
-        try:
-            passed = handle(hypnettorch_summary(row.summary), criteria)
-        except Exception as exc:
-            raise GridModuleError(
-                f"_PERFORMANCE_EVAL_HANDLE of {where or 'the grid module'} failed on {row.run_dir}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
-        if not passed:
-            failing.append(row)
-    return failing
+    handle = require_handle(handle, where)
+    return [row for row in rows if row.status == RunStatus.DONE.value and row.summary is not None
+            and not passes(handle, row.summary, criteria, where, row.run_dir)]
 
 
 def set_aside(rows: Sequence[ReportRow], out_dir: Path) -> list[ReportRow]:

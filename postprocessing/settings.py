@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Callable
 
-from hpsearch.errors import GridModuleError, UsageError
+from hpsearch.criteria import module_copy, module_handle
+from hpsearch.errors import UsageError
 from hpsearch.gridmodule import import_grid_module, load_grid_module
 from hpsearch.searchdir import SETTINGS_FILE, saved_settings
 
@@ -56,11 +56,11 @@ def load_search_info(out_dir: Path, grid_module: str | None, search_path: list[P
     run_cwd = data.get("run_cwd")
     search_path = [*search_path, *([Path(run_cwd)] if run_cwd and Path(run_cwd).is_dir() else [])]
     info = _info_from_settings(settings_path, data)
-    module_name = grid_module or _module_copy(out_dir, data)
+    module_name = grid_module or module_copy(out_dir, data)
     if module_name:
         module = import_grid_module(module_name, search_path)
-        info.summary_parser = _handle(module, "_SUMMARY_PARSER_HANDLE", module_name)
-        info.performance_eval = _handle(module, "_PERFORMANCE_EVAL_HANDLE", module_name)
+        info.summary_parser = module_handle(module, "_SUMMARY_PARSER_HANDLE", module_name)
+        info.performance_eval = module_handle(module, "_PERFORMANCE_EVAL_HANDLE", module_name)
         info.module_where = f"grid module {module_name}"
     return info
 
@@ -81,21 +81,6 @@ def _info_from_settings(path: Path, data: dict[str, Any]) -> SearchInfo:
         strip_quotes=bool(data.get("strip_outer_quotes", True)),
         grid_keys=list(data.get("grid_keys") or []),
     )
-
-
-def _module_copy(out_dir: Path, data: dict[str, Any]) -> str | None:
-    """Path of the grid module's copy in the search folder, if it is there."""
-    name = data.get("module_file")
-    if isinstance(name, str) and name and (out_dir / name).is_file():
-        return str(out_dir / name)
-    return None
-
-
-def _handle(module: ModuleType, attribute: str, module_name: str) -> Callable | None:
-    value = getattr(module, attribute, None)
-    if value is not None and not callable(value):
-        raise GridModuleError(f"grid module {module_name}: attribute {attribute} must be a function or None")
-    return value
 
 
 def _info_from_module(name: str, search_path: list[Path]) -> SearchInfo:

@@ -25,7 +25,7 @@ args = parser.parse_args()
 if args.opt == "bad" and (args.random_seed == 2 or args.lr == 0.01):
     print("diverged", file=sys.stderr)
     sys.exit(3)
-acc = 1 - abs(args.lr - 0.1) - 0.1 * (args.opt == "sgd") + OFFSET + 0.01 * args.random_seed
+acc = 1 - abs(args.lr - 0.1) - 0.1 * (args.opt == "sgd") - 0.003 * (args.opt == "bad") + OFFSET + 0.01 * args.random_seed
 curve = [round(acc * (i + 1) / 4, 6) for i in range(2 + args.random_seed % 2)]  # ragged over seeds
 with open(args.out_dir + "/performance_overview.txt", "w") as f:
     f.write(f"val_acc {acc}\\nval_curve {' '.join(map(str, curve))}\\nloss {1 - acc}\\nfinished 1\\n")

@@ -106,3 +106,11 @@ def test_cpu_hogs_of_the_loaded_workload_stop_by_themselves():
     with cpu_hogs(1, lifetime=60) as (running,):
         assert running.poll() is None
     assert running.poll() is not None  # ended with the workload, not after its lifetime
+
+
+def test_results_workload_reports_its_figures(tmp_path):
+    result = run_workload("results", Context(tmp_path, quick=True, scale_runs=40), chosen=True)
+    assert result.error is None and result.details["runs"] == 40
+    figures = {figure.name: figure.value for figure in result.figures}
+    assert set(figures) == {"load_results_s", "load_over_read_sql", "group_seeds_s"}
+    assert all(value > 0 and math.isfinite(value) for value in figures.values())
