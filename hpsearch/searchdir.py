@@ -119,6 +119,7 @@ def save_settings(folder: Path, settings: dict[str, Any], module_file: Path) -> 
     if not sessions and "driver_argv" in old:  # written by an hpsearch that kept no history
         sessions = [{"argv": old["driver_argv"]}]
     merged = {
+        **old,  # what this session does not set stays (e.g. the record of a verification's origin)
         **settings,
         "driver_argv": old.get("driver_argv", argv),
         "options": _merged_options(old.get("options"), settings.get("options")),

@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "report": "hpsearch.report_command:report_main",
     "compare": "hpsearch.compare_command:compare_main",
     "plot": "hpsearch.plot_command:plot_main",
+    "verify": "hpsearch.verify:verify_main",
 }
 
 Command = Callable[[Sequence[str]], int]
