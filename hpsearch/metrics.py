@@ -33,8 +33,9 @@ SOURCES = ("summary", "json_file", "stdout_json", "stdout_regex")
 """The values of ``_METRICS["source"]``; ``summary`` is hypnettorch's summary file (the default)."""
 
 TAKES = ("last", "all")
-MAX_SCAN_BYTES = 256 * 1024 * 1024
-"""How far from the end of a file the last JSON object or regex match is looked for."""
+MAX_SCAN_BYTES = 64 * 1024 * 1024
+"""How much of the end of a file is searched for the last JSON object or regex match (and
+streamed for ``all``): the driver reads it when the run ends, so its cost must stay small."""
 MAX_LINE_BYTES = 1024 * 1024
 """A longer line is skipped: no metric line is that long, and it would cost memory."""
 MAX_ALL_VALUES = 100_000
@@ -317,9 +318,12 @@ def _lines_from_end(path: Path, what: str) -> Iterator[str]:
 
 
 def _lines_forward(path: Path, what: str) -> Iterator[str]:
-    """The lines of ``path`` in order, each read with a length cap (memory stays bounded)."""
+    """The lines of the last :data:`MAX_SCAN_BYTES` of ``path`` in order, each read with a
+    length cap (memory stays bounded); a line cut by that window is left out."""
     with _open_regular(path, what) as handle:
-        skipping = False
+        start = max(0, handle.seek(0, os.SEEK_END) - MAX_SCAN_BYTES)
+        handle.seek(max(0, start - 1))
+        skipping = start > 0 and handle.read(1) != b"\n"  # the window begins inside a line
         while True:
             line = handle.readline(MAX_LINE_BYTES + 1)
             if not line:

@@ -170,6 +170,8 @@ def test_overlong_lines_are_skipped_and_the_scan_is_bounded(tmp_path, monkeypatc
     source = metrics_source({"source": "stdout_json", "keys": ["val_acc"]})
     assert source.read(tmp_path) == {"val_acc": 1}
     monkeypatch.setattr(metrics, "MAX_SCAN_BYTES", 200)  # the object lies before the last 200 bytes
+    assert list(metrics._lines_from_end(path, "stdout")) == ["end"]
+    assert list(metrics._lines_forward(path, "stdout")) == ["end\n"]  # the cut line is left out
     with pytest.raises(IncompleteSummary, match="no JSON object in stdout.txt"):
         source.read(tmp_path)
 
