@@ -306,9 +306,10 @@ def test_metrics_make_the_summary_attributes_optional(tmp_path):
     spec = load_grid_module(str(path))
     assert spec.summary_keywords == ["acc", "loss"] and spec.performance_key == "acc"
     assert spec.settings()["metrics"]["source"] == "stdout_regex"
-    path.write_text("grid = {'lr': [0.1]}\nconditions = []\n_SCRIPT_NAME = 'train.py'\n")
-    with pytest.raises(GridModuleError, match="missing attribute _SUMMARY_FILENAME, _SUMMARY_KEYWORDS"):
-        load_grid_module(str(path))
+    for metrics in ("", "_METRICS = {'source': 'summary'}\n"):
+        path.write_text(f"grid = {{'lr': [0.1]}}\nconditions = []\n_SCRIPT_NAME = 'train.py'\n{metrics}")
+        with pytest.raises(GridModuleError, match="missing attribute _SUMMARY_FILENAME, _SUMMARY_KEYWORDS"):
+            load_grid_module(str(path))
 
 
 def test_yaml_without_pyyaml_is_refused(monkeypatch):
