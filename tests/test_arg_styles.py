@@ -316,3 +316,15 @@ def test_yaml_without_pyyaml_is_refused(monkeypatch):
     monkeypatch.setitem(sys.modules, "yaml", None)
     with pytest.raises(StyleError, match="needs PyYAML"):
         arg_style("yaml")
+
+
+def test_list_shows_the_words_of_the_style(tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "grid_cfg.py").write_text("grid = {'optim.lr': [1e-05], 'name': ['a b'], '+seed': [1]}\n"
+                                        "conditions = []\n_SCRIPT_NAME = 'app.py'\n_ARG_STYLE = 'hydra'\n"
+                                        "_METRICS = {'source': 'stdout_json', 'keys': ['a']}\n")
+    result = run_hpsearch(["--grid_module=grid_cfg", "--list", "--format=json"], folder, env=env_without_gpus())
+    assert result.returncode == 0, result.stderr
+    [item] = json.loads(result.stdout)["configurations"]
+    assert item["flags"] == ["optim.lr=1e-05", "name='a b'", "+seed=1"]
