@@ -318,8 +318,8 @@ def _lines_from_end(path: Path, what: str) -> Iterator[str]:
 
 
 def _lines_forward(path: Path, what: str) -> Iterator[str]:
-    """The lines of the last :data:`MAX_SCAN_BYTES` of ``path`` in order, each read with a
-    length cap (memory stays bounded); a line cut by that window is left out."""
+    """The lines (without their line break) of the last :data:`MAX_SCAN_BYTES` of ``path`` in order,
+    each read with a length cap (memory stays bounded); a line cut by that window is left out."""
     with _open_regular(path, what) as handle:
         start = max(0, handle.seek(0, os.SEEK_END) - MAX_SCAN_BYTES)
         handle.seek(max(0, start - 1))
@@ -334,4 +334,4 @@ def _lines_forward(path: Path, what: str) -> Iterator[str]:
             elif not complete and len(line) > MAX_LINE_BYTES:
                 skipping = True
             else:
-                yield line.decode("utf-8", errors="replace")
+                yield line.rstrip(b"\n").decode("utf-8", errors="replace")

@@ -166,12 +166,12 @@ def test_overlong_lines_are_skipped_and_the_scan_is_bounded(tmp_path, monkeypatc
     path = tmp_path / "stdout.txt"
     path.write_text('{"val_acc": 1}\n' + "x" * 500 + '{"val_acc": 2}\n' + "y" * 300 + "\nend\n")
     assert list(metrics._lines_from_end(path, "stdout")) == ["end", '{"val_acc": 1}']
-    assert [line.rstrip("\n") for line in metrics._lines_forward(path, "stdout")] == ['{"val_acc": 1}', "end"]
+    assert list(metrics._lines_forward(path, "stdout")) == ['{"val_acc": 1}', "end"]
     source = metrics_source({"source": "stdout_json", "keys": ["val_acc"]})
     assert source.read(tmp_path) == {"val_acc": 1}
     monkeypatch.setattr(metrics, "MAX_SCAN_BYTES", 200)  # the object lies before the last 200 bytes
     assert list(metrics._lines_from_end(path, "stdout")) == ["end"]
-    assert list(metrics._lines_forward(path, "stdout")) == ["end\n"]  # the cut line is left out
+    assert list(metrics._lines_forward(path, "stdout")) == ["end"]  # the cut line is left out
     with pytest.raises(IncompleteSummary, match="no JSON object in stdout.txt"):
         source.read(tmp_path)
 
