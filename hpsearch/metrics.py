@@ -86,7 +86,7 @@ class MetricsSource:
         if self.source == "stdout_regex":
             found = _regex_metrics(path, self.patterns, self.take)
         elif self.source == "stdout_json":
-            found = _last_json_object(path, "stdout")
+            found = _last_json_object(path, STDOUT_FILE)
         elif self.file.endswith(".jsonl"):
             found = _last_json_object(path, f"metrics file {self.file}")
         else:
@@ -94,15 +94,15 @@ class MetricsSource:
         found = {str(key): value for key, value in found.items()}
         missing = [key for key in self.keys if key not in found]
         if missing:
-            raise IncompleteSummary(f"metrics not found: {', '.join(missing)} ({self._looked(found)})", found)
+            raise IncompleteSummary(f"metrics not found: {', '.join(missing)} ({self._looked(found, missing)})", found)
         return found
 
-    def _looked(self, found: Mapping[str, Any]) -> str:
+    def _looked(self, found: Mapping[str, Any], missing: list[str]) -> str:
         """Where the missing metrics were looked for, for the run's reason."""
         if self.source == "stdout_regex":
-            return f"no line of {self.file} matched"
+            return f"no line of {self.file} matched {'it' if len(missing) == 1 else 'them'}"
         if found:
-            return f"the last JSON object in {self.file} lacks them"
+            return f"the last JSON object in {self.file} lacks {'it' if len(missing) == 1 else 'them'}"
         return f"no JSON object in {self.file}"
 
 
@@ -238,7 +238,7 @@ def _regex_metrics(path: Path, patterns: tuple[re.Pattern, ...], take: Mapping[s
     if any(how == "all" for how in take.values()):
         return _regex_forward(path, patterns, take)
     found: dict[str, Any] = {}
-    for line in _lines_from_end(path, "stdout"):
+    for line in _lines_from_end(path, STDOUT_FILE):
         for pattern in reversed(patterns):
             for match in reversed(list(pattern.finditer(line))):
                 for key, text in match.groupdict().items():
@@ -252,7 +252,7 @@ def _regex_metrics(path: Path, patterns: tuple[re.Pattern, ...], take: Mapping[s
 def _regex_forward(path: Path, patterns: tuple[re.Pattern, ...], take: Mapping[str, str]) -> dict[str, Any]:
     last: dict[str, Any] = {}
     every: dict[str, deque] = {key: deque(maxlen=MAX_ALL_VALUES) for key, how in take.items() if how == "all"}
-    for line in _lines_forward(path, "stdout"):
+    for line in _lines_forward(path, STDOUT_FILE):
         for pattern in patterns:
             for match in pattern.finditer(line):
                 for key, text in match.groupdict().items():
@@ -277,13 +277,13 @@ def _open_regular(path: Path, what: str) -> BinaryIO:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise SummaryError(f"no {what} ({Path(path).name})") from None
+        raise SummaryError(f"no {what}") from None
     except OSError as exc:
         raise SummaryError(f"{what} unreadable: {exc.strerror or exc}") from None
     handle = os.fdopen(fd, "rb")
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         handle.close()
-        raise SummaryError(f"{what}: {Path(path).name} is not a regular file")
+        raise SummaryError(f"{what} is not a regular file")
     return handle
 
 

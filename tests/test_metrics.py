@@ -103,10 +103,10 @@ def test_store_rebuilt_on_resume_keeps_the_metrics_and_runs_nothing_again(tmp_pa
 
 
 @pytest.mark.parametrize("name, reason", [
-    ("json_file", "metrics not found: val_acc (the last JSON object in metrics.json lacks them)"),
-    ("jsonl", "metrics not found: val_acc (the last JSON object in metrics.jsonl lacks them)"),
-    ("stdout_json", "metrics not found: val_acc (the last JSON object in stdout.txt lacks them)"),
-    ("stdout_regex", "metrics not found: val_acc (no line of stdout.txt matched)"),
+    ("json_file", "metrics not found: val_acc (the last JSON object in metrics.json lacks it)"),
+    ("jsonl", "metrics not found: val_acc (the last JSON object in metrics.jsonl lacks it)"),
+    ("stdout_json", "metrics not found: val_acc (the last JSON object in stdout.txt lacks it)"),
+    ("stdout_regex", "metrics not found: val_acc (no line of stdout.txt matched it)"),
 ])
 def test_a_run_without_its_metrics_failed_with_the_reason(tmp_path, name, reason):
     folder = project(tmp_path, name, {"where": [WHERE.get(name, name)], "lr": [0.5], "missing": [True, False]})
@@ -130,8 +130,10 @@ def test_metrics_found_but_a_failing_exit_is_still_a_failure(tmp_path):
 
 def test_a_missing_metrics_file_is_named():
     source = metrics_source(SOURCES["json_file"])
-    with pytest.raises(SummaryError, match="no metrics file metrics.json"):
+    with pytest.raises(SummaryError, match="^no metrics file metrics.json$"):
         source.read(Path("/nonexistent"))
+    with pytest.raises(SummaryError, match="^no stdout.txt$"):
+        metrics_source(SOURCES["stdout_json"]).read(Path("/nonexistent"))
 
 
 # --------------------------------------------------------------------------- bounded reading
