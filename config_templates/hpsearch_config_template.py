@@ -97,6 +97,17 @@ _SUMMARY_KEYWORDS = ["acc_test", "loss_test", "finished"]
 # hpsearch adds it last; it must not be a grid parameter.
 _OUT_ARG = "out_dir"
 
+# Optional. How a configuration reaches the script (default "hypnettorch": --key=value, True as
+# a bare --key, False left out). Others: "argparse", "hydra", "hpman", "json", "yaml", "gin",
+# or {"style": "json", "flag": "--config"}; see docs/scripts.md.
+# _ARG_STYLE = "argparse"
+
+# Optional. Where the metrics come from when the script writes no summary file (then
+# _SUMMARY_FILENAME and _SUMMARY_KEYWORDS are not needed); see docs/scripts.md.
+# _METRICS = {"source": "json_file", "file": "metrics.json", "keys": ["acc_test", "loss_test"]}
+# _METRICS = {"source": "stdout_json", "keys": ["acc_test"]}
+# _METRICS = {"source": "stdout_regex", "patterns": [r"acc_test=(?P<acc_test>\S+)"], "take": "last"}
+
 # Optional. None uses the built-in summary parser. Otherwise a function
 # f(out_dir, cmd_ident) -> {keyword: [value, ...]} that reads the results of the run in
 # out_dir itself (cmd_ident identifies the run); it must return every keyword of

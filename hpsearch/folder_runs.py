@@ -22,7 +22,6 @@ from hpsearch.report import ReportRow
 from hpsearch.runfolders import RunFolder, read_run_folder
 from hpsearch.searchdir import COMMANDS_FILE, RUN_INFO_FILE, STORE_FILE
 from hpsearch.store import RunRecord, RunStore
-from hpsearch.summary import finished_flag
 from hpsearch.verdict import SummaryReader, judge
 
 UNFINISHED = "unfinished"
@@ -79,7 +78,8 @@ def _row(run: RunFolder, folder: Path, reader: SummaryReader, strip_quotes: bool
         verdict = judge(Outcome(key, run.exit_code), folder, index, reader)
         return ReportRow(key, config, verdict.status.value, verdict.reason, str(folder), verdict.summary)
     summary, problem = _summary(folder, index, reader)
-    if summary is not None and finished_flag(summary):
+    complete = problem is None or reader.metrics is None  # a summary saying "finished 1" counts as before
+    if summary is not None and complete and reader.finished(summary):
         return ReportRow(key, config, RunStatus.DONE.value, None, str(folder), summary)
     problem = problem or f"not finished (finished {(summary or {}).get('finished')})"
     return ReportRow(key, config, UNFINISHED, f"running or interrupted: {problem}", str(folder), summary)

@@ -17,9 +17,13 @@ from types import ModuleType
 from typing import Any, Callable
 
 from hpsearch import space
+from hpsearch.argstyle import ArgStyle, HYDRA_RUN_DIR, StyleError, arg_style
 from hpsearch.errors import GridModuleError, HpsearchError, SpaceError
+from hpsearch.metrics import MetricsSource, metrics_source
 
 REQUIRED = ("grid", "conditions", "_SCRIPT_NAME", "_SUMMARY_FILENAME", "_SUMMARY_KEYWORDS")
+SUMMARY_ATTRIBUTES = ("_SUMMARY_FILENAME", "_SUMMARY_KEYWORDS")
+"""Required unless ``_METRICS`` names another source than the summary file."""
 HANDLES = ("_SUMMARY_PARSER_HANDLE", "_PERFORMANCE_EVAL_HANDLE", "_ARGPARSE_HANDLE")
 
 
@@ -43,6 +47,10 @@ class GridSpec:
     strip_outer_quotes: bool = True
     seed_keys: list[str] | None = None
     """``_SEED_KEYS``: the grid keys that only pick a seed (None: those named random_seed, seed, rand_seed)."""
+    arg_style: ArgStyle = field(default_factory=ArgStyle)
+    metrics: MetricsSource | None = None
+    """None: the summary file (``_SUMMARY_FILENAME``); else ``_METRICS``'s source, whose keys are
+    :attr:`summary_keywords` and whose file is :attr:`summary_filename`."""
     warnings: list[str] = field(default_factory=list)
     search_space: space.SearchSpace | None = None
 
@@ -76,6 +84,8 @@ class GridSpec:
             "grid_keys": self.grid_keys,
             "strip_outer_quotes": self.strip_outer_quotes,
             "seed_keys": self.seed_keys,
+            "arg_style": self.arg_style.settings(),
+            "metrics": None if self.metrics is None else self.metrics.settings(),
         }
 
 
@@ -181,10 +191,15 @@ def load_grid_module(
 
 
 def _read_attributes(module: ModuleType, where: str) -> dict[str, Any]:
-    missing = [attr for attr in REQUIRED if not hasattr(module, attr)]
+    needed = REQUIRED
+    metrics = getattr(module, "_METRICS", None)
+    if metrics is not None and not (isinstance(metrics, dict) and metrics.get("source") == "summary"):
+        needed = tuple(attr for attr in REQUIRED if attr not in SUMMARY_ATTRIBUTES)  # no summary file to name
+    missing = [attr for attr in needed if not hasattr(module, attr)]
     if missing:
         raise GridModuleError(f"{where}: missing attribute {', '.join(missing)}")
-    optional = ("_OUT_ARG", "_PERFORMANCE_KEY", "_PERFORMANCE_SORT_ASC", "_STRIP_OUTER_QUOTES", "_SEED_KEYS", *HANDLES)
+    optional = ("_OUT_ARG", "_PERFORMANCE_KEY", "_PERFORMANCE_SORT_ASC", "_STRIP_OUTER_QUOTES", "_SEED_KEYS", *HANDLES,
+                "_ARG_STYLE", "_METRICS", *SUMMARY_ATTRIBUTES)
     return {attr: getattr(module, attr) for attr in (*REQUIRED, *optional) if hasattr(module, attr)}
 
 
@@ -221,22 +236,44 @@ def _json_grid_config(raw: bytes) -> Any:
         return None
 
 
-def _build_spec(name: str, module_file: Path, attrs: dict[str, Any], where: str) -> GridSpec:
+def _summary_attributes(attrs: dict[str, Any], where: str) -> tuple[str, list[str]]:
+    """``_SUMMARY_FILENAME`` and ``_SUMMARY_KEYWORDS``, checked (the summary file is the metrics' source)."""
     keywords = attrs["_SUMMARY_KEYWORDS"]
     if not isinstance(keywords, (list, tuple)) or not all(isinstance(k, str) and k for k in keywords):
         raise GridModuleError(f"{where}: attribute _SUMMARY_KEYWORDS must be a list of non-empty strings")
     if "finished" not in keywords:
         raise GridModuleError(f"{where}: attribute _SUMMARY_KEYWORDS must contain 'finished' (got {list(keywords)})")
-    for attr in ("_SCRIPT_NAME", "_SUMMARY_FILENAME"):
-        if not isinstance(attrs[attr], str) or not attrs[attr].strip():
-            raise GridModuleError(f"{where}: attribute {attr} must be a non-empty string")
-    out_arg = attrs.get("_OUT_ARG") or "out_dir"
+    if not isinstance(attrs["_SUMMARY_FILENAME"], str) or not attrs["_SUMMARY_FILENAME"].strip():
+        raise GridModuleError(f"{where}: attribute _SUMMARY_FILENAME must be a non-empty string")
+    return attrs["_SUMMARY_FILENAME"], list(keywords)
+
+
+def _build_spec(name: str, module_file: Path, attrs: dict[str, Any], where: str) -> GridSpec:
+    if not isinstance(attrs["_SCRIPT_NAME"], str) or not attrs["_SCRIPT_NAME"].strip():
+        raise GridModuleError(f"{where}: attribute _SCRIPT_NAME must be a non-empty string")
+    try:
+        style = arg_style(attrs.get("_ARG_STYLE"))
+    except StyleError as exc:
+        raise GridModuleError(f"{where}: attribute _ARG_STYLE: {exc}") from None
+    try:
+        metrics = metrics_source(attrs.get("_METRICS"))
+    except ValueError as exc:
+        raise GridModuleError(f"{where}: attribute _METRICS: {exc}") from None
+    if metrics is None:
+        filename, keywords = _summary_attributes(attrs, where)
+    else:
+        if attrs.get("_SUMMARY_PARSER_HANDLE") is not None:
+            raise GridModuleError(f"{where}: attributes _METRICS and _SUMMARY_PARSER_HANDLE both say where the "
+                                  "metrics come from; keep one")
+        filename, keywords = metrics.file, list(metrics.keys)
+    out_arg = attrs.get("_OUT_ARG") or (HYDRA_RUN_DIR if style.name == "hydra" else "out_dir")
     if not isinstance(out_arg, str):
         raise GridModuleError(f"{where}: attribute _OUT_ARG must be a string")
     performance_key = attrs.get("_PERFORMANCE_KEY") or keywords[0]
     if performance_key not in keywords:
+        names = "_SUMMARY_KEYWORDS" if metrics is None else "the keys of _METRICS"
         raise GridModuleError(
-            f"{where}: attribute _PERFORMANCE_KEY {performance_key!r} is not in _SUMMARY_KEYWORDS {list(keywords)}"
+            f"{where}: attribute _PERFORMANCE_KEY {performance_key!r} is not in {names} {list(keywords)}"
         )
     for attr in HANDLES:
         if attrs.get(attr) is not None and not callable(attrs[attr]):
@@ -257,6 +294,11 @@ def _build_spec(name: str, module_file: Path, attrs: dict[str, Any], where: str)
                 f"hpsearch sets --{out_arg} itself"
             )
     seed_keys = _seed_keys(attrs, compiled.keys(), where)
+    for key in compiled.keys():
+        try:
+            style.check_key(key)
+        except StyleError as exc:
+            raise GridModuleError(f"{where}: attribute _ARG_STYLE {style.name!r}: {exc}") from None
     warnings = [f"{where}: {message}" for message in [*space.dropped_warnings(compiled), *compiled.warnings]]
     return GridSpec(
         module_name=name,
@@ -264,7 +306,7 @@ def _build_spec(name: str, module_file: Path, attrs: dict[str, Any], where: str)
         grid=attrs["grid"],
         conditions=list(conditions or []),
         script_name=attrs["_SCRIPT_NAME"],
-        summary_filename=attrs["_SUMMARY_FILENAME"],
+        summary_filename=filename,
         summary_keywords=list(keywords),
         out_arg=out_arg,
         summary_parser=attrs.get("_SUMMARY_PARSER_HANDLE"),
@@ -274,6 +316,8 @@ def _build_spec(name: str, module_file: Path, attrs: dict[str, Any], where: str)
         argparse_handle=attrs.get("_ARGPARSE_HANDLE"),
         strip_outer_quotes=bool(attrs.get("_STRIP_OUTER_QUOTES", True)),
         seed_keys=seed_keys,
+        arg_style=style,
+        metrics=metrics,
         warnings=warnings,
         search_space=compiled,
     )

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from hpsearch import space
-from hpsearch.command import render_argv
+from hpsearch.argstyle import StyleError
+from hpsearch.atomic import write_text_atomic
 from hpsearch.errors import GridModuleError, HpsearchError, SpaceError, SubmissionError, UsageError
 from hpsearch.executors.base import Executor, Wakeup
 from hpsearch.executors.factory import ExecutorFactory, choose_executor
@@ -93,12 +94,17 @@ def enumerate_configs(spec: GridSpec, settings: SearchSettings) -> list[dict[str
         raise SpaceError(f"{spec.where}: {exc}") from None
     if not configs:
         raise GridModuleError(f"{spec.where}: the grid and conditions yield no configuration")
+    try:  # a value the arg style cannot carry (a NaN for gin, say) stops us before anything is created
+        for config in configs:
+            spec.arg_style.check_config(config, spec.strip_outer_quotes)
+    except StyleError as exc:
+        raise GridModuleError(f"{spec.where}: attribute _ARG_STYLE {spec.arg_style.name!r}: {exc}") from None
     return configs
 
 
 def run_argv(settings: SearchSettings, spec: GridSpec, search_dir: Path, record: RunRecord) -> list[str]:
     """The argument list of one run; the output-folder flag names its run folder."""
-    return render_argv(
+    return spec.arg_style.argv(
         settings.python,
         spec.script_name,
         record.config,
@@ -138,7 +144,7 @@ class SearchDriver:
         self.wakeup = wakeup
         self.progress = progress
         self.run_cwd = Path(settings.run_cwd).resolve()
-        self.reader = SummaryReader(spec.summary_filename, spec.summary_keywords, spec.summary_parser)
+        self.reader = SummaryReader(spec.summary_filename, spec.summary_keywords, spec.summary_parser, spec.metrics)
         layout = ReportLayout(
             path=str(folder.results_path),
             grid_keys=spec.grid_keys,
@@ -325,6 +331,7 @@ class SearchDriver:
             run_dir,
             {"key": record.key, "index": record.index, "config": record.config, "argv": argv, "cwd": str(self.run_cwd)},
         )
+        self._write_config_file(run_dir, record)
         return LaunchSpec(
             key=record.key,
             name=record.run_dir,
@@ -334,6 +341,14 @@ class SearchDriver:
             env={"HPSEARCH_SEARCH_DIR": str(self.folder.path)},
             timeout=self.settings.timeout,
         )
+
+    def _write_config_file(self, run_dir: Path, record: RunRecord) -> None:
+        """The file of a file arg style (``config.json``, ``config.yaml``, ``config.gin``), in
+        the run folder before the run (or its cluster job) starts."""
+        name = self.spec.arg_style.config_file
+        if name is not None:
+            text = self.spec.arg_style.file_text(record.config, self.spec.strip_outer_quotes) or ""
+            write_text_atomic(run_dir / name, text, durable=False)
 
     def _argv(self, record: RunRecord) -> list[str]:
         return run_argv(self.settings, self.spec, self.folder.path, record)
@@ -582,7 +597,7 @@ def _open_store(folder: SearchFolder, spec: GridSpec, progress: Progress) -> Run
         store = RunStore.open(folder.path, check=True)
     try:
         if sum(store.counts().values()) == 0 and run_folders(folder.path):
-            reader = SummaryReader(spec.summary_filename, spec.summary_keywords, spec.summary_parser)
+            reader = SummaryReader(spec.summary_filename, spec.summary_keywords, spec.summary_parser, spec.metrics)
             rebuilt = rebuild_store(store, folder.path, reader, _saved_stamp(folder.path))
             progress.message(f"run store rebuilt from {rebuilt.describe()}, because {why}; "
                              "ended runs are kept, the others run again in their folders")

@@ -2,7 +2,8 @@
 
 An executor only knows how a process or job ended; whether the *run* is done
 also needs its summary file. A run is done when it exited 0 and its summary
-says ``finished 1`` (also when its time limit struck while it was exiting, or
+says ``finished 1`` (with a grid module's ``_METRICS``: when every configured
+metric was found; see :mod:`hpsearch.metrics`), also when its time limit struck while it was exiting, or
 while processes it left behind were stopped); everything else is a failure
 with a reason a user can act on: it names the run's ``stderr.txt`` and quotes
 its last non-empty line. The same rule serves every executor, so it lives
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from hpsearch.errors import SummaryError
+from hpsearch.metrics import MetricsSource
 from hpsearch.runs import STDERR_FILE, Outcome, RunStatus, last_lines
 from hpsearch.summary import IncompleteSummary, finished_flag, load_custom_summary, parse_summary
 
@@ -33,16 +35,26 @@ class Verdict:
 
 @dataclass(frozen=True)
 class SummaryReader:
-    """How to read a run folder's summary: the built-in parser or the module's handle."""
+    """How to read a run folder's summary: the built-in parser, the module's handle, or ``_METRICS``."""
 
     filename: str
     keywords: Sequence[str]
     custom: Callable | None = None
+    metrics: MetricsSource | None = None
 
     def read(self, run_dir: Path, index: int) -> dict[str, Any]:
+        if self.metrics is not None:
+            return self.metrics.read(run_dir)
         if self.custom is not None:
             return load_custom_summary(self.custom, run_dir, index)
         return parse_summary(run_dir / self.filename, self.keywords)
+
+    def finished(self, summary: dict[str, Any] | None) -> bool:
+        """Whether a summary that was read says the run completed: ``finished 1``, or, for
+        ``_METRICS``, having been read at all (every metric was found)."""
+        if self.metrics is not None:
+            return summary is not None
+        return finished_flag(summary or {})
 
 
 def signal_name(number: int) -> str:
@@ -57,15 +69,16 @@ def judge(outcome: Outcome, run_dir: Path, index: int, reader: SummaryReader) ->
     if outcome.interrupted:
         return Verdict(RunStatus.INTERRUPTED, _with_state("interrupted", outcome), None)
     summary, summary_problem = _try_summary(run_dir, index, reader)
-    status, reason = _failure(outcome, summary, summary_problem)
+    status, reason = _failure(outcome, summary, summary_problem, reader)
     if status is RunStatus.DONE:
         return Verdict(status, None, summary)
     return Verdict(status, _with_stderr(reason, run_dir), summary)
 
 
-def _failure(outcome: Outcome, summary: dict | None, summary_problem: str | None) -> tuple[RunStatus, str]:
+def _failure(outcome: Outcome, summary: dict | None, summary_problem: str | None,
+             reader: SummaryReader) -> tuple[RunStatus, str]:
     """The status and the reason before the stderr quote (DONE and "" for a success)."""
-    if outcome.exit_code == 0 and summary_problem is None and finished_flag(summary or {}):
+    if outcome.exit_code == 0 and summary_problem is None and reader.finished(summary):
         # Finished, even if the time limit struck as it exited or while a process it left was stopped.
         return RunStatus.DONE, ""
     if outcome.timed_out:
@@ -79,7 +92,7 @@ def _failure(outcome: Outcome, summary: dict | None, summary_problem: str | None
         return RunStatus.FAILED, _with_state(f"exit code {outcome.exit_code}", outcome)
     if summary_problem is not None:
         return RunStatus.FAILED, summary_problem
-    if not finished_flag(summary or {}):
+    if not reader.finished(summary):
         return RunStatus.FAILED, f"not finished (finished {(summary or {}).get('finished')})"
     return RunStatus.DONE, ""
 

@@ -122,7 +122,7 @@ def print_table(info: SearchInfo, rows: Sequence[ReportRow], stream: TextIO) -> 
 
 def collect_rows(out_dir: Path, info: SearchInfo) -> list[ReportRow]:
     """One row per run folder, plus one per planned run whose folder is missing."""
-    reader = SummaryReader(info.summary_filename, info.summary_keywords, info.summary_parser)
+    reader = SummaryReader(info.summary_filename, info.summary_keywords, info.summary_parser, info.metrics)
     folders = run_folders(out_dir)
     rows = [row for row in (read_run(folder, reader, info.strip_quotes) for folder in folders) if row is not None]
     return rows + missing_runs(out_dir, {folder.name for folder in folders}, info.out_arg, info.strip_quotes)
