@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "list": "hpsearch.service.views:list_main",
     "find": "hpsearch.service.views:find_main",
     "logs": "hpsearch.service.views:logs_main",
+    "init": "hpsearch.init_command:init_main",
 }
 
 Command = Callable[[Sequence[str]], int]
