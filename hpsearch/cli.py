@@ -241,7 +241,7 @@ def _check_out_dir(out_dir: str) -> None:
 def print_listing(settings: SearchSettings, fmt: str) -> None:
     from hpsearch.runner import list_configurations  # deferred, see main()
 
-    from hpsearch.command import received_config, render_flags
+    from hpsearch.command import received_config
 
     spec, items = list_configurations(settings)
     for warning in spec.warnings:
@@ -250,7 +250,7 @@ def print_listing(settings: SearchSettings, fmt: str) -> None:
     if fmt == "json":
         json.dump({"grid_module": spec.module_name, "count": len(items),
                    "configurations": [{"key": key, "config": received_config(config, strip),
-                                       "flags": render_flags(config, strip_quotes=strip)} for key, config in items]},
+                                       "flags": spec.arg_style.words(config, strip)} for key, config in items]},
                   sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
         return
