@@ -179,7 +179,10 @@ def _hp_flag(param: Hyperparameter) -> Flag:
     hints = param.hints or {}
     value = param.default
     option = "--" + param.name.replace("_", "-")
-    if isinstance(value, bool):
+    if param.default_text is not None:  # hpman's NotLiteralEvaluable sentinel is the default hpargparse sees
+        kind = type_name = "NotLiteralEvaluable"
+        choices = hints.get("choices")
+    elif isinstance(value, bool):
         kind, type_name, choices = "bool", "str2bool", [True, False]
     else:
         kind = "type_func" if isinstance(value, (list, dict)) else type(value).__name__
