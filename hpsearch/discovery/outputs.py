@@ -15,7 +15,7 @@ from hpsearch.discovery.flags import Discovery, Flag
 # Normalised names (lower case, dashes as underscores) of output-folder flags, most telling first.
 OUT_NAMES = (
     "out_dir", "output_dir", "outdir", "output_folder", "out_folder", "save_dir", "savedir", "save_folder",
-    "log_dir", "logdir", "logs_dir", "checkpoint_dir", "ckpt_dir", "checkpoint_path", "exp_dir",
+    "outf", "log_dir", "logdir", "logs_dir", "checkpoint_dir", "ckpt_dir", "checkpoint_path", "exp_dir",
     "experiment_dir", "work_dir", "workdir", "results_dir", "result_dir", "run_dir", "model_dir",
     "output_path", "out_path", "save_path", "output", "out",
 )
