@@ -286,8 +286,9 @@ def _open_regular(path: Path, what: str) -> BinaryIO:
     return handle
 
 
-def _lines_from_end(path: Path, what: str, limit: int = MAX_SCAN_BYTES) -> Iterator[str]:
-    """The non-empty lines of ``path``, last first, from its last ``limit`` bytes; over-long lines skipped."""
+def _lines_from_end(path: Path, what: str) -> Iterator[str]:
+    """The non-empty lines of ``path``, last first, from its last :data:`MAX_SCAN_BYTES`; over-long lines skipped."""
+    limit = MAX_SCAN_BYTES
     with _open_regular(path, what) as handle:
         position = handle.seek(0, os.SEEK_END)
         stop = max(0, position - limit)
