@@ -144,7 +144,8 @@ def add_hpman(discovery: Discovery, script: Path) -> None:
         discovery.flags += hpargparse_flags(list(params.values()), binds[0])
     else:
         discovery.flags += [_unbound(param) for param in params.values()]
-        discovery.notes.append("hpman hyperparameters without hpargparse.bind: the script reads no flag for them")
+        names = ", ".join(params) or "none"
+        discovery.notes.append(f"hpman hyperparameters ({names}) without hpargparse.bind: no flag sets them")
 
 
 def _unbound(param: Hyperparameter) -> Flag:
