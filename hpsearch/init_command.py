@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from hpsearch.atomic import write_text_atomic
-from hpsearch.discovery import ScriptError, discover
+from hpsearch.discovery import Discovery, ScriptError, discover
 from hpsearch.discovery.exact import TIMEOUT
 from hpsearch.discovery.outputs import guess_metrics, output_flag
 from hpsearch.discovery.static import read_script
@@ -108,7 +108,7 @@ def _script_problem(script: Path) -> str:
     return ""
 
 
-def _summary(out: Path, discovery, hint: str) -> None:
+def _summary(out: Path, discovery: Discovery, hint: str) -> None:
     method = "its parser" if discovery.method == "exact" else "its source"
     flag = output_flag(discovery)
     print(f"wrote {out}: {len(discovery.parameters)} flags of {discovery.script} (read from {method})"

@@ -105,8 +105,10 @@ class _Entry:
 
 
 class _Writer:
-    def __init__(self, discovery: Discovery, metrics: MetricsGuess, script_name: str, command: str) -> None:
+    def __init__(self, discovery: Discovery, metrics: MetricsGuess, script_name: str, command: str,
+                 module_hint: str) -> None:
         self.discovery = discovery
+        self.module_hint = module_hint
         self.metrics = metrics
         self.script_name = script_name
         self.command = command
@@ -311,7 +313,7 @@ class _Writer:
         lines = ['"""Grid module for ' + self.script_name + ", written by `" + self.command + "`.",
                  "",
                  f"Its flags were found {how}."]
-        lines += [f"Note: {note}" for note in discovery.notes]
+        lines += [f"Note: {note}".replace("\\", "\\\\") for note in discovery.notes]
         lines += ["",
                   "As written it runs one configuration: the script's defaults. To sweep, give an entry",
                   "more values (suggestions stand beside them) or uncomment more lines. Run it with:",
@@ -320,8 +322,6 @@ class _Writer:
                   '"""']
         return [line.replace('"""', "'''") if 0 < index < len(lines) - 1 else line
                 for index, line in enumerate(lines)]
-
-    module_hint = "THIS_FILE.py"
 
     def text(self) -> str:
         grid = self.grid_lines()
@@ -345,7 +345,6 @@ def _literal(value: Any) -> str:
 def grid_module_text(discovery: Discovery, metrics: MetricsGuess, *, script_name: str, command: str,
                      module_hint: str) -> Scaffold:
     """The grid module for the discovered script, and the warnings to print with it."""
-    writer = _Writer(discovery, metrics, script_name, command)
-    writer.module_hint = module_hint
+    writer = _Writer(discovery, metrics, script_name, command, module_hint)
     text = writer.text()
     return Scaffold(text, writer.warnings)

@@ -82,6 +82,7 @@ def test_hpman_module_runs_with_the_hpman_style_and_stdout_json(tmp_path):
     run = hpsearch("--grid_module=hpsearch_hpman_train.py", "--visible_gpus=-1", "--out_dir=out",
                    "--force_out_dir", "--deterministic_search", cwd=folder)
     assert run.returncode == 0, run.stderr
+    assert "warning" not in run.stderr  # hpman's names are spelled as hpargparse's flags
     table = pd.read_csv(folder / "out" / "search_results.csv", sep=";").sort_values("dropout")
     assert list(table["status"]) == ["done", "done"]
     assert list(table["val_acc"]) == pytest.approx([0.1 + 0.1, 0.1 + 0.3])  # the values reached the script

@@ -12,7 +12,7 @@ refused. If the script ends, or fails, without parsing, RESULT_JSON says why.
 
 import sys
 
-sys.path[0] = ""  # replaced below by the script's folder; nothing next to this file may shadow a module
+del sys.path[0]  # this file's folder: nothing next to it may shadow a module (the script's folder comes below)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -106,7 +106,7 @@ def _no_network(*_args, **_kwargs):
 
 def main():
     result, script = sys.argv[1], sys.argv[2]
-    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     sys.argv = [script]
     original_init = argparse.ArgumentParser.__init__
     original_parse = argparse.ArgumentParser.parse_known_args

@@ -89,7 +89,7 @@ class _Reader:
         self.complete = True
         self.parser_found = False
         self.allow_abbrev = True
-        self.help_flag = False  # argparse adds -h/--help unless add_help=False
+        self.help_at: tuple[int, int] | None = None  # argparse adds -h/--help unless add_help=False
         self.hpargparse_calls: list[ast.Call] = []
 
     # ---- helpers
@@ -124,6 +124,7 @@ class _Reader:
     def read(self) -> list[Flag]:
         self._bindings()
         flags: list[Flag] = []
+        positions: list[tuple[int, int]] = []
         calls = positioned([node for node in ast.walk(self.tree) if isinstance(node, ast.Call)])
         for call in calls:
             func = call.func
@@ -135,15 +136,19 @@ class _Reader:
                 flag = self._flag(call)
                 if flag is not None:
                     flags.append(flag)
+                    positions.append((call.lineno, call.col_offset))
+            elif self._is_parser_class(name):
+                self._parser_made(call, name)
             elif name == "set_defaults" and isinstance(func, ast.Attribute) and not self.receiver_is_sub(func.value):
                 self._set_defaults(call, flags)
             elif name == "bind" and self._is_hpargparse(func):
                 self.hpargparse_calls.append(call)
             else:
                 self._handed_over(call, name)
-        if self.help_flag:
-            flags.insert(0, Flag(["-h", "--help"], "help", "help", default="==SUPPRESS==", nargs=0,
-                                 help="show this help message and exit"))
+        if self.help_at is not None:  # where argparse adds it: when the first parser with a help flag is made
+            at = sum(1 for position in positions if position < self.help_at)
+            flags.insert(at, Flag(["-h", "--help"], "help", "help", default="==SUPPRESS==", nargs=0,
+                                  help="show this help message and exit"))
         if self.subcommands:
             self.notes.append(f"subcommands {', '.join(self.subcommands)}: their flags are not listed "
                               "(hpsearch passes one command line per run)")
@@ -159,8 +164,7 @@ class _Reader:
             func = value.func
             attr = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
             names = [ast.unparse(target) for target in targets]
-            if attr.endswith("ArgumentParser") or attr in self.classes and self._parser_class(attr):
-                self._parser_made(value, attr)
+            if self._is_parser_class(attr):
                 self.parsers.update(names)
             elif attr == "add_parser":
                 self.sub.update(names)
@@ -168,6 +172,9 @@ class _Reader:
                     self.subcommands.append(str(value.args[0].value))
             elif attr in ("add_argument_group", "add_mutually_exclusive_group") and isinstance(func, ast.Attribute):
                 (self.sub if self.receiver_is_sub(func.value) else self.parsers).update(names)
+
+    def _is_parser_class(self, name: str) -> bool:
+        return name.endswith("ArgumentParser") or name in self.classes and self._parser_class(name)
 
     def _parser_class(self, name: str) -> bool:
         for node in ast.walk(self.tree):
@@ -180,7 +187,8 @@ class _Reader:
         if constructor != "ArgumentParser" and constructor not in self.classes:
             self.incomplete(f"its parser is a {constructor}, which may add flags this reading cannot see")
         if not any(keyword.arg == "add_help" and self.value(keyword.value) is False for keyword in call.keywords):
-            self.help_flag = True
+            where = (call.lineno, call.col_offset)
+            self.help_at = where if self.help_at is None else min(self.help_at, where)
         for keyword in call.keywords:
             if keyword.arg == "allow_abbrev" and self.value(keyword.value) is False:
                 self.allow_abbrev = False
