@@ -155,12 +155,14 @@ class _Writer:
             return (flag.default if isinstance(flag.default, bool) else False), ""
         if flag.action in ("append", "extend"):
             return None, f"action={flag.action!r}: give each value as its own flag, which no grid entry does"
+        if self.style == "hpman" and flag.origin != "hpman" and "_" in (flag.key or ""):
+            return None, f"hpman style would write --{(flag.key or '').replace('_', '-')}"
+        if (isinstance(flag.default, list) or flag.nargs not in (None, "?")) and self.style == "hypnettorch":
+            return None, "a list: _ARG_STYLE = 'argparse' passes it as --key a b"
         if not flag.default_is_value:
             return None, ""
         if flag.default is None or flag.default == "==SUPPRESS==":
             return None, ""
-        if self.style == "hpman" and flag.origin != "hpman" and "_" in (flag.key or ""):
-            return None, f"hpman style would write --{(flag.key or '').replace('_', '-')}"
         if flag.kind == "bool":
             if self.style == "hpman":
                 return flag.default, ""
@@ -168,9 +170,7 @@ class _Writer:
                 return None, "type=bool turns any text into True (leave the flag out for False)"
             return str(flag.default).lower(), ""
         if isinstance(flag.default, list) or flag.nargs not in (None, "?"):
-            if self.style in ("argparse", "hpman"):
-                return flag.default, ""
-            return None, "a list: _ARG_STYLE = 'argparse' passes it as --key a b"
+            return flag.default, ""  # argparse and hpman styles carry lists
         if flag.choices is not None and flag.default not in flag.choices:
             return None, ""
         if isinstance(flag.default, float) and not math.isfinite(flag.default):
