@@ -15,8 +15,7 @@ import difflib
 from pathlib import Path
 
 from hpsearch.discovery import Discovery, Flag, static_discovery
-from hpsearch.discovery.outputs import normalised
-from hpsearch.scaffold import sweep_category
+from hpsearch.discovery.names import normalised, sweep_category
 
 CHECKED_STYLES = ("hypnettorch", "argparse", "hpman")  # the styles that pass grid keys as flags
 

@@ -16,19 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpsearch.discovery.flags import EXACT, Discovery, Flag
-from hpsearch.discovery.outputs import SUMMARY_FILE, MetricsGuess, normalised, output_flag
+from hpsearch.discovery.names import normalised, sweep_category
+from hpsearch.discovery.outputs import SUMMARY_FILE, MetricsGuess, output_flag
 
-_SWEEPS: dict[str, tuple[str, ...]] = {
-    "lr": ("lr", "learning_rate", "base_lr", "init_lr", "initial_lr", "max_lr", "lr0"),
-    "batch": ("batch_size", "bs", "train_batch_size", "per_device_train_batch_size", "batch", "mini_batch_size"),
-    "weight_decay": ("weight_decay", "wd", "l2", "l2_reg", "weight_decay_rate"),
-    "dropout": ("dropout", "dropout_rate", "dropout_prob", "drop", "drop_rate", "p_dropout", "hidden_dropout_prob",
-                "attention_dropout", "attention_probs_dropout_prob"),
-    "seed": ("seed", "random_seed", "rand_seed"),
-    "momentum": ("momentum",),
-    "warmup": ("warmup_steps", "num_warmup_steps", "warmup", "warmup_epochs"),
-    "optimizer": ("optimizer", "optim", "opt"),
-}
 _LOWER_IS_BETTER = ("loss", "err", "error", "ppl", "perplexity", "mse", "mae", "rmse", "nll", "cer", "wer", "fid")
 _HELP_WIDTH = 90
 
@@ -72,14 +62,6 @@ def suggestion(flag: Flag, category: str) -> list | None:
         return sorted({0.0, float(default), 0.9 if default != 0.9 else 0.99})
     if category == "warmup" and isinstance(default, int):
         return sorted({0, default, max(100, default * 2)})
-    return None
-
-
-def sweep_category(flag: Flag, key: str) -> str | None:
-    names = {normalised(key), normalised(flag.dest)}
-    for category, spellings in _SWEEPS.items():
-        if names & set(spellings):
-            return category
     return None
 
 
@@ -128,6 +110,9 @@ class _Writer:
         comment = self.describe(flag)
         if key is None:
             where = "positional argument" if not flag.options else f"{'/'.join(flag.options)} (short option only)"
+            if flag.required:
+                self.warnings.append(f"the script requires {where} {flag.dest}, which no grid key can give: "
+                                     "give it a default in the script, or a --flag")
             return _Entry(None, None, f"{where} {flag.dest}: {comment}", problem="no grid key can set it")
         value, problem = self.grid_value(flag)
         entry = _Entry(key, None if problem else [] if value is None else [value], comment, problem=problem)
@@ -178,7 +163,8 @@ class _Writer:
         return flag.default, ""
 
     def describe(self, flag: Flag) -> str:
-        parts = [flag.action if flag.kind == "switch" else flag.type or "str"]
+        parts = [flag.action if flag.kind == "switch" else "BooleanOptionalAction"
+                 if flag.action == "boolean_optional" else flag.type or "str"]
         if flag.kind == "switch":
             parts[0] += f": True passes {flag.long_options[0] if flag.long_options else flag.options[0]}" \
                 if flag.options else ""
@@ -240,7 +226,7 @@ class _Writer:
         if self.style == "hydra":
             return []
         if self.out is not None:
-            return [f"# The script's output-folder flag: each run gets its own folder through it.",
+            return ["# The script's output-folder flag: each run gets its own folder through it.",
                     f"_OUT_ARG = {_literal(self.out.key)}"]
         self.warnings.append("no output-folder flag found (--out_dir, --output-dir, --save_dir, --logdir, ...): "
                              "set _OUT_ARG to the flag that tells the script where to write")

@@ -202,3 +202,26 @@ def test_scripts_whose_flags_cannot_be_discovered_get_no_warning(tmp_path):
     (folder / "toy_train.py").write_text("import sys\nprint(sys.argv)\n")
     result = hpsearch("--grid_module=grid.py", "--list", cwd=folder)
     assert result.returncode == 0 and "warning" not in result.stderr
+
+
+def test_static_option_and_a_script_in_a_subfolder(tmp_path):
+    folder = project(tmp_path)
+    (folder / "src").mkdir()
+    shutil.copy(SCRIPTS / "hf_glue_no_trainer.py", folder / "src" / "run_glue.py")
+    result = hpsearch("init", "src/run_glue.py", "--static", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    text = (folder / "hpsearch_run_glue.py").read_text()
+    assert "Its flags were found by reading the script's source." in text
+    assert "Note:" not in text  # the exact route was not tried, so there is nothing to explain
+    assert load_grid_module(str(folder / "hpsearch_run_glue.py")).script_name == "src/run_glue.py"
+
+
+def test_required_positional_argument_is_a_warning(tmp_path):
+    folder = project(tmp_path)
+    (folder / "train.py").write_text("import argparse\np = argparse.ArgumentParser()\np.add_argument('data')\n"
+                                     "p.add_argument('--lr', type=float, default=0.1)\np.add_argument('--out_dir')\n"
+                                     "p.parse_args()\n")
+    result = hpsearch("init", "train.py", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert "the script requires positional argument data, which no grid key can give" in result.stderr
+    assert load_grid_module(str(folder / "hpsearch_train.py")).grid == {"lr": [0.1]}

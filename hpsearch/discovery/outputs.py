@@ -11,23 +11,13 @@ import re
 from dataclasses import dataclass, field
 
 from hpsearch.discovery.flags import Discovery, Flag
+from hpsearch.discovery.names import OUT_NAMES, normalised
 
-# Normalised names (lower case, dashes as underscores) of output-folder flags, most telling first.
-OUT_NAMES = (
-    "out_dir", "output_dir", "outdir", "output_folder", "out_folder", "save_dir", "savedir", "save_folder",
-    "outf", "log_dir", "logdir", "logs_dir", "checkpoint_dir", "ckpt_dir", "checkpoint_path", "exp_dir",
-    "experiment_dir", "work_dir", "workdir", "results_dir", "result_dir", "run_dir", "model_dir",
-    "output_path", "out_path", "save_path", "output", "out",
-)
 SUMMARY_FILE = "performance_overview.txt"  # hypnettorch's summary file name
 _METRIC_WORDS = ("metric", "result", "eval", "score", "summary", "stats", "perf", "acc", "loss")
 _NOT_METRICS = ("config", "args", "hparam", "param", "vocab", "token", "label", "setting", "option")
 _KEY_VALUE = re.compile(r"([A-Za-z_][\w./-]*)=$")
 _SUMMARY_LINE = re.compile(r"^([A-Za-z_]\w*) ")
-
-
-def normalised(name: str) -> str:
-    return name.lower().lstrip("-").replace("-", "_")
 
 
 def output_flag(discovery: Discovery) -> Flag | None:
