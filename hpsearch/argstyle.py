@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hpsearch.command import received_value, render_flags
+from hpsearch.command import received_value, render_argv, render_flags
 
 STYLES = ("hypnettorch", "argparse", "hydra", "hpman", "json", "yaml", "gin")
 FILE_STYLES = {"json": ("config.json", "--config"), "yaml": ("config.yaml", "--config"),
@@ -94,9 +94,12 @@ class ArgStyle:
     def argv(self, python: str, script: str, config: Mapping[str, Any], *, out_arg: str, run_dir: str,
              strip_quotes: bool = True) -> list[str]:
         """The complete argument list of one run, output folder last."""
-        words = self.words(config, strip_quotes)
+        if self.name == "hypnettorch":
+            return render_argv(python, script, config, out_arg=out_arg, run_dir=run_dir, strip_quotes=strip_quotes)
         if self.name in FILE_STYLES:
             words = [self.flag, f"{run_dir.rstrip('/')}/{self.config_file}"]
+        else:
+            words = self.words(config, strip_quotes)
         if self.name == "hydra":
             out = [f"{HYDRA_RUN_DIR}={hydra_value(run_dir)}"]
             if out_arg != HYDRA_RUN_DIR:

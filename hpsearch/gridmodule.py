@@ -189,8 +189,9 @@ def load_grid_module(
 
 def _read_attributes(module: ModuleType, where: str) -> dict[str, Any]:
     needed = REQUIRED
-    if getattr(module, "_METRICS", None) is not None:  # another source: no summary file needed
-        needed = tuple(attr for attr in REQUIRED if attr not in SUMMARY_ATTRIBUTES)
+    metrics = getattr(module, "_METRICS", None)
+    if metrics is not None and not (isinstance(metrics, dict) and metrics.get("source") == "summary"):
+        needed = tuple(attr for attr in REQUIRED if attr not in SUMMARY_ATTRIBUTES)  # no summary file to name
     missing = [attr for attr in needed if not hasattr(module, attr)]
     if missing:
         raise GridModuleError(f"{where}: missing attribute {', '.join(missing)}")

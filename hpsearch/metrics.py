@@ -33,8 +33,9 @@ SOURCES = ("summary", "json_file", "stdout_json", "stdout_regex")
 """The values of ``_METRICS["source"]``; ``summary`` is hypnettorch's summary file (the default)."""
 
 TAKES = ("last", "all")
-MAX_SCAN_BYTES = 256 * 1024 * 1024
-"""How far from the end of a file the last JSON object or regex match is looked for."""
+MAX_SCAN_BYTES = 64 * 1024 * 1024
+"""How much of the end of a file is searched for the last JSON object or regex match (and
+streamed for ``all``): the driver reads it when the run ends, so its cost must stay small."""
 MAX_LINE_BYTES = 1024 * 1024
 """A longer line is skipped: no metric line is that long, and it would cost memory."""
 MAX_ALL_VALUES = 100_000
@@ -85,7 +86,7 @@ class MetricsSource:
         if self.source == "stdout_regex":
             found = _regex_metrics(path, self.patterns, self.take)
         elif self.source == "stdout_json":
-            found = _last_json_object(path, "stdout")
+            found = _last_json_object(path, STDOUT_FILE)
         elif self.file.endswith(".jsonl"):
             found = _last_json_object(path, f"metrics file {self.file}")
         else:
@@ -93,15 +94,15 @@ class MetricsSource:
         found = {str(key): value for key, value in found.items()}
         missing = [key for key in self.keys if key not in found]
         if missing:
-            raise IncompleteSummary(f"metrics not found: {', '.join(missing)} ({self._looked(found)})", found)
+            raise IncompleteSummary(f"metrics not found: {', '.join(missing)} ({self._looked(found, missing)})", found)
         return found
 
-    def _looked(self, found: Mapping[str, Any]) -> str:
+    def _looked(self, found: Mapping[str, Any], missing: list[str]) -> str:
         """Where the missing metrics were looked for, for the run's reason."""
         if self.source == "stdout_regex":
-            return f"no line of {self.file} matched"
+            return f"no line of {self.file} matched {'it' if len(missing) == 1 else 'them'}"
         if found:
-            return f"the last JSON object in {self.file} lacks them"
+            return f"the last JSON object in {self.file} lacks {'it' if len(missing) == 1 else 'them'}"
         return f"no JSON object in {self.file}"
 
 
@@ -237,7 +238,7 @@ def _regex_metrics(path: Path, patterns: tuple[re.Pattern, ...], take: Mapping[s
     if any(how == "all" for how in take.values()):
         return _regex_forward(path, patterns, take)
     found: dict[str, Any] = {}
-    for line in _lines_from_end(path, "stdout"):
+    for line in _lines_from_end(path, STDOUT_FILE):
         for pattern in reversed(patterns):
             for match in reversed(list(pattern.finditer(line))):
                 for key, text in match.groupdict().items():
@@ -251,7 +252,7 @@ def _regex_metrics(path: Path, patterns: tuple[re.Pattern, ...], take: Mapping[s
 def _regex_forward(path: Path, patterns: tuple[re.Pattern, ...], take: Mapping[str, str]) -> dict[str, Any]:
     last: dict[str, Any] = {}
     every: dict[str, deque] = {key: deque(maxlen=MAX_ALL_VALUES) for key, how in take.items() if how == "all"}
-    for line in _lines_forward(path, "stdout"):
+    for line in _lines_forward(path, STDOUT_FILE):
         for pattern in patterns:
             for match in pattern.finditer(line):
                 for key, text in match.groupdict().items():
@@ -276,13 +277,13 @@ def _open_regular(path: Path, what: str) -> BinaryIO:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise SummaryError(f"no {what} ({Path(path).name})") from None
+        raise SummaryError(f"no {what}") from None
     except OSError as exc:
         raise SummaryError(f"{what} unreadable: {exc.strerror or exc}") from None
     handle = os.fdopen(fd, "rb")
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         handle.close()
-        raise SummaryError(f"{what}: {Path(path).name} is not a regular file")
+        raise SummaryError(f"{what} is not a regular file")
     return handle
 
 
@@ -317,9 +318,12 @@ def _lines_from_end(path: Path, what: str) -> Iterator[str]:
 
 
 def _lines_forward(path: Path, what: str) -> Iterator[str]:
-    """The lines of ``path`` in order, each read with a length cap (memory stays bounded)."""
+    """The lines (without their line break) of the last :data:`MAX_SCAN_BYTES` of ``path`` in order,
+    each read with a length cap (memory stays bounded); a line cut by that window is left out."""
     with _open_regular(path, what) as handle:
-        skipping = False
+        start = max(0, handle.seek(0, os.SEEK_END) - MAX_SCAN_BYTES)
+        handle.seek(max(0, start - 1))
+        skipping = start > 0 and handle.read(1) != b"\n"  # the window begins inside a line
         while True:
             line = handle.readline(MAX_LINE_BYTES + 1)
             if not line:
@@ -330,4 +334,4 @@ def _lines_forward(path: Path, what: str) -> Iterator[str]:
             elif not complete and len(line) > MAX_LINE_BYTES:
                 skipping = True
             else:
-                yield line.decode("utf-8", errors="replace")
+                yield line.rstrip(b"\n").decode("utf-8", errors="replace")

@@ -306,12 +306,25 @@ def test_metrics_make_the_summary_attributes_optional(tmp_path):
     spec = load_grid_module(str(path))
     assert spec.summary_keywords == ["acc", "loss"] and spec.performance_key == "acc"
     assert spec.settings()["metrics"]["source"] == "stdout_regex"
-    path.write_text("grid = {'lr': [0.1]}\nconditions = []\n_SCRIPT_NAME = 'train.py'\n")
-    with pytest.raises(GridModuleError, match="missing attribute _SUMMARY_FILENAME, _SUMMARY_KEYWORDS"):
-        load_grid_module(str(path))
+    for metrics in ("", "_METRICS = {'source': 'summary'}\n"):
+        path.write_text(f"grid = {{'lr': [0.1]}}\nconditions = []\n_SCRIPT_NAME = 'train.py'\n{metrics}")
+        with pytest.raises(GridModuleError, match="missing attribute _SUMMARY_FILENAME, _SUMMARY_KEYWORDS"):
+            load_grid_module(str(path))
 
 
 def test_yaml_without_pyyaml_is_refused(monkeypatch):
     monkeypatch.setitem(sys.modules, "yaml", None)
     with pytest.raises(StyleError, match="needs PyYAML"):
         arg_style("yaml")
+
+
+def test_list_shows_the_words_of_the_style(tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "grid_cfg.py").write_text("grid = {'optim.lr': [1e-05], 'name': ['a b'], '+seed': [1]}\n"
+                                        "conditions = []\n_SCRIPT_NAME = 'app.py'\n_ARG_STYLE = 'hydra'\n"
+                                        "_METRICS = {'source': 'stdout_json', 'keys': ['a']}\n")
+    result = run_hpsearch(["--grid_module=grid_cfg", "--list", "--format=json"], folder, env=env_without_gpus())
+    assert result.returncode == 0, result.stderr
+    [item] = json.loads(result.stdout)["configurations"]
+    assert item["flags"] == ["optim.lr=1e-05", "name='a b'", "+seed=1"]

@@ -103,10 +103,10 @@ def test_store_rebuilt_on_resume_keeps_the_metrics_and_runs_nothing_again(tmp_pa
 
 
 @pytest.mark.parametrize("name, reason", [
-    ("json_file", "metrics not found: val_acc (the last JSON object in metrics.json lacks them)"),
-    ("jsonl", "metrics not found: val_acc (the last JSON object in metrics.jsonl lacks them)"),
-    ("stdout_json", "metrics not found: val_acc (the last JSON object in stdout.txt lacks them)"),
-    ("stdout_regex", "metrics not found: val_acc (no line of stdout.txt matched)"),
+    ("json_file", "metrics not found: val_acc (the last JSON object in metrics.json lacks it)"),
+    ("jsonl", "metrics not found: val_acc (the last JSON object in metrics.jsonl lacks it)"),
+    ("stdout_json", "metrics not found: val_acc (the last JSON object in stdout.txt lacks it)"),
+    ("stdout_regex", "metrics not found: val_acc (no line of stdout.txt matched it)"),
 ])
 def test_a_run_without_its_metrics_failed_with_the_reason(tmp_path, name, reason):
     folder = project(tmp_path, name, {"where": [WHERE.get(name, name)], "lr": [0.5], "missing": [True, False]})
@@ -130,8 +130,10 @@ def test_metrics_found_but_a_failing_exit_is_still_a_failure(tmp_path):
 
 def test_a_missing_metrics_file_is_named():
     source = metrics_source(SOURCES["json_file"])
-    with pytest.raises(SummaryError, match="no metrics file metrics.json"):
+    with pytest.raises(SummaryError, match="^no metrics file metrics.json$"):
         source.read(Path("/nonexistent"))
+    with pytest.raises(SummaryError, match="^no stdout.txt$"):
+        metrics_source(SOURCES["stdout_json"]).read(Path("/nonexistent"))
 
 
 # --------------------------------------------------------------------------- bounded reading
@@ -166,10 +168,12 @@ def test_overlong_lines_are_skipped_and_the_scan_is_bounded(tmp_path, monkeypatc
     path = tmp_path / "stdout.txt"
     path.write_text('{"val_acc": 1}\n' + "x" * 500 + '{"val_acc": 2}\n' + "y" * 300 + "\nend\n")
     assert list(metrics._lines_from_end(path, "stdout")) == ["end", '{"val_acc": 1}']
-    assert [line.rstrip("\n") for line in metrics._lines_forward(path, "stdout")] == ['{"val_acc": 1}', "end"]
+    assert list(metrics._lines_forward(path, "stdout")) == ['{"val_acc": 1}', "end"]
     source = metrics_source({"source": "stdout_json", "keys": ["val_acc"]})
     assert source.read(tmp_path) == {"val_acc": 1}
     monkeypatch.setattr(metrics, "MAX_SCAN_BYTES", 200)  # the object lies before the last 200 bytes
+    assert list(metrics._lines_from_end(path, "stdout")) == ["end"]
+    assert list(metrics._lines_forward(path, "stdout")) == ["end"]  # the cut line is left out
     with pytest.raises(IncompleteSummary, match="no JSON object in stdout.txt"):
         source.read(tmp_path)
 
