@@ -309,3 +309,43 @@ def test_timm_style_config_parser_then_main_parser(tmp_path, monkeypatch):
     assert by_dest["scale"].default == [0.08, 1.0] and by_dest["scale"].nargs == "+"
     assert by_dest["decay_rate"].options == ["--decay-rate", "--dr"]
     assert by_dest["data"].options == [] and not by_dest["data"].required
+
+
+def test_parser_subclass_from_another_module_exact_only(tmp_path, monkeypatch):
+    """HuggingFace's HfArgumentParser adds flags from dataclasses: only the running parser shows them."""
+    (tmp_path / "hfargs.py").write_text(textwrap.dedent('''
+        import argparse, dataclasses
+
+        class DataclassArgumentParser(argparse.ArgumentParser):
+            def __init__(self, types):
+                super().__init__()
+                for kind in types:
+                    for item in dataclasses.fields(kind):
+                        self.add_argument(f"--{item.name}", type=item.type, default=item.default)
+
+            def parse_args_into_dataclasses(self):
+                return self.parse_known_args()
+    '''))
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent('''
+        import dataclasses
+        from hfargs import DataclassArgumentParser
+
+        @dataclasses.dataclass
+        class TrainingArguments:
+            learning_rate: float = 5e-5
+            output_dir: str = "out"
+
+        def main():
+            parser = DataclassArgumentParser((TrainingArguments,))
+            parser.parse_args_into_dataclasses()
+
+        if __name__ == "__main__":
+            main()
+    '''))
+    static, exact = discover(script, exact=False), discover(script)
+    assert not static.complete and "DataclassArgumentParser" in static.notes[0]
+    assert exact.method == "exact"
+    assert [flag.options for flag in exact.parameters] == [["--learning_rate"], ["--output_dir"]]
+    assert [flag.default for flag in exact.parameters] == [5e-5, "out"]
+    assert_same(exact, own_parser(script, monkeypatch))
