@@ -225,3 +225,29 @@ def test_required_positional_argument_is_a_warning(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "the script requires positional argument data, which no grid key can give" in result.stderr
     assert load_grid_module(str(folder / "hpsearch_train.py")).grid == {"lr": [0.1]}
+
+
+def test_boolean_optional_script_gets_the_argparse_style_and_its_lists_run(tmp_path):
+    folder = project(tmp_path)
+    (folder / "train.py").write_text(
+        "import argparse, json, os\n"
+        "p = argparse.ArgumentParser()\n"
+        "p.add_argument('--lr', type=float, default=0.1)\n"
+        "p.add_argument('--augment', action=argparse.BooleanOptionalAction, default=True)\n"
+        "p.add_argument('--layers', type=int, nargs='+', default=[4])\n"
+        "p.add_argument('--save-dir', default='.')\n"
+        "a = p.parse_args()\n"
+        "with open(os.path.join(a.save_dir, 'metrics.json'), 'w') as f:\n"
+        "    json.dump({'val_loss': a.lr + sum(a.layers), 'augmented': a.augment}, f)\n")
+    assert hpsearch("init", "train.py", cwd=folder).returncode == 0
+    module = folder / "hpsearch_train.py"
+    text = module.read_text()
+    assert "_ARG_STYLE = 'argparse'" in text and "_OUT_ARG = 'save-dir'" in text
+    assert "# 'layers': [[4]],  # int; default: [4]; nargs='+'" in text
+    module.write_text(text.replace("# 'layers': [[4]],", "'layers': [[1, 2]],").replace(
+        "# 'augment': [True],", "'augment': [False],"))
+    result = hpsearch("--grid_module=hpsearch_train.py", "--visible_gpus=-1", "--out_dir=out", "--force_out_dir",
+                      cwd=folder)
+    assert result.returncode == 0, result.stderr
+    row = pd.read_csv(folder / "out" / "search_results.csv", sep=";").iloc[0]
+    assert (row["status"], row["val_loss"], row["augmented"]) == ("done", pytest.approx(3.1), False)
