@@ -181,6 +181,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("random_seed", _S, 42, "Seed of the shuffle and of all sampling.", int, resume=Resume.FIXED, dest="seed"),
     Option("strict_conditions", _S, False, "Conditions naming keys missing from the grid are errors "
            "(otherwise they are dropped with a warning).", bool),
+    Option("strict_flags", _S, False, "Grid keys the training script does not accept (read from its argparse/"
+           "hpman flags) are errors (otherwise a warning each).", bool),
     Option("allow_unknown_condition_keys", _S, False, "Deprecated, no effect (conditions naming unknown keys are "
            "dropped with a warning unless --strict_conditions).", bool, resume=Resume.SESSION),
     Option("list", _S, False, "Dry run: print the configurations that would run, with their keys, and exit.", bool,

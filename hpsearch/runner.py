@@ -76,7 +76,20 @@ def load_and_check(settings: SearchSettings, *, need_script: bool = True) -> Gri
             f"{spec.where}: attribute _SCRIPT_NAME {spec.script_name!r} does not exist under "
             f"--run_cwd {run_cwd.resolve()}"
         )
+    if script.is_file():
+        _check_flags(spec, script, strict=settings.strict_flags)
     return spec
+
+
+def _check_flags(spec: GridSpec, script: Path, *, strict: bool) -> None:
+    """Grid keys the script does not accept: a warning each, or with --strict_flags an error."""
+    from hpsearch.flagcheck import unaccepted_keys  # deferred: reads the script's source only when it exists
+
+    problems = unaccepted_keys(spec.grid_keys, spec.out_arg, spec.arg_style.name, script)
+    if problems and strict:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise GridModuleError(f"{spec.where}: {problems[0]}{more} (refused because of --strict_flags)")
+    spec.warnings += [f"{spec.where}: {problem}" for problem in problems]
 
 
 def enumerate_configs(spec: GridSpec, settings: SearchSettings) -> list[dict[str, Any]]:

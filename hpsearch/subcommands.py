@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "compare": "hpsearch.compare_command:compare_main",
     "plot": "hpsearch.plot_command:plot_main",
     "verify": "hpsearch.verify:verify_main",
+    "init": "hpsearch.init_command:init_main",
 }
 
 Command = Callable[[Sequence[str]], int]
