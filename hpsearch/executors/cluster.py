@@ -414,6 +414,8 @@ class ClusterExecutor(Executor):
         if not cancel or not self._jobs:
             return []
         targets = self.query_ids(self._jobs)
+        # read before cancelling: a job script writes the code of the run the cancel kills, too
+        ended = {job_id: read_exit_code(job.run_dir) for job_id, job in self._jobs.items()}
         argv = [self.cancel_tool, *targets]
         try:
             result = run_tool(argv)
@@ -424,7 +426,7 @@ class ClusterExecutor(Executor):
             logger.warning("%s", failure(result))
         outcomes = []
         for job in self._jobs.values():
-            recorded = read_exit_code(job.run_dir)
+            recorded = ended[job.job_id]
             if recorded is not None:
                 outcomes.append(Outcome(job.key, recorded, backend_state="ended before it was cancelled"))
             else:
