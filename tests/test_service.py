@@ -361,7 +361,8 @@ def drivers_of(folder: Path) -> list[psutil.Process]:
 
 
 def test_serve_stop_leaves_runs_running_and_next_serve_adopts_them(serve, tmp_path):
-    project = write_project(tmp_path / "proj", {"i": list(range(4)), "sleep": [4.0]})
+    release = tmp_path / "release"  # the runs wait for it: they are surely running when the service stops
+    project = write_project(tmp_path / "proj", {"i": list(range(4)), "sleep": [0.5], "wait_for": [str(release)]})
     log = tmp_path / "runs.log"
     serve.env = {**serve.env, "HPSEARCH_TEST_LOG": str(log)}
     serve.start("--visible_gpus=-1", "--num_jobs=2")
@@ -377,6 +378,7 @@ def test_serve_stop_leaves_runs_running_and_next_serve_adopts_them(serve, tmp_pa
     running = [e["pid"] for e in events if e["event"] == "start" and e["i"] not in ended]
     assert running and all(psutil.pid_exists(pid) for pid in running)  # the runs outlive the stopped service
     serve.start("--visible_gpus=-1", "--num_jobs=2")
+    release.touch()
     wait_for(lambda: registry_state(serve, search_id) == "finished", 120, "the search to finish after restart")
     assert set(_statuses(folder).values()) == {"done"}
     events = [json.loads(line) for line in log.read_text().splitlines()]

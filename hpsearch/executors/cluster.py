@@ -100,10 +100,15 @@ def outcome_for(key: str, run_dir: Path | None, state: JobState | None) -> Outco
     exit_code = recorded
     if exit_code is None and state.ending is Ending.EXITED:
         exit_code = state.exit_code
+    signal = state.signal if exit_code is None else None
+    if state.ending is not Ending.EXITED and recorded is not None and recorded > 128:
+        # the script outlived the run the scheduler killed and recorded 128+N; whether it got
+        # that far is a race, so the outcome is the signal either way
+        exit_code, signal = None, state.signal or recorded - 128
     return Outcome(
         key,
         exit_code,
-        signal=state.signal if exit_code is None else None,
+        signal=signal,
         timed_out=state.ending is Ending.TIMED_OUT,
         interrupted=state.ending is Ending.INTERRUPTED,
         backend_state=state.state,
