@@ -12,4 +12,7 @@ venv=${HPSEARCH_VENV:-.venv}
 if [ "${HPSEARCH_SKIP_SLURM:-0}" != 1 ]; then
   bash scripts/slurm-local.sh start || echo "scripts/test.sh: local Slurm not started; Slurm tests will be skipped" >&2
 fi
-exec "$venv/bin/python" -m pytest "$@"
+# The tests run in parallel worker processes (pytest-xdist; the rules for tests are in tests/conftest.py):
+# most of them wait on runs, schedulers and services, so 4 workers overlap the waits on 2 cores.
+# HPSEARCH_TEST_WORKERS=0 (or -n 0 among the arguments) runs them all in one process.
+exec "$venv/bin/python" -m pytest -n "${HPSEARCH_TEST_WORKERS:-4}" --dist loadgroup "$@"

@@ -15,6 +15,7 @@ import pytest
 from hpsearch.errors import GpuQueryError
 from hpsearch.gpu.allocate import Reservation, effective_used, plan_slots
 from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading
+from tests.fakes.fakegpu import STATE_ENV
 
 # ---- monitor (real GPUtil, fake nvidia-smi on PATH)
 
@@ -76,7 +77,8 @@ def test_unreadable_values_make_a_gpu_invalid_not_a_crash(fake_gpus):
 def test_runs_show_up_in_the_fake_readings(fake_gpus, tmp_path):
     fake_gpus.configure(2, per_run_memory=3000, per_run_load=0.25)
     script = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import time; time.sleep(30)'])"
-    env = {"HPSEARCH_RUN_KEY": "k1", "CUDA_VISIBLE_DEVICES": "1", "PATH": "/usr/bin:/bin"}
+    env = {"HPSEARCH_RUN_KEY": "k1", "CUDA_VISIBLE_DEVICES": "1", "PATH": "/usr/bin:/bin",
+           STATE_ENV: str(fake_gpus.state_path)}  # the fake counts only the runs of its own state file
     # The run's own child carries the same key and must not be counted twice.
     run = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
     try:

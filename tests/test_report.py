@@ -142,9 +142,9 @@ def test_20000_rows_write_fast(tmp_path):
     for i in range(20_000):
         report.set_row(row(f"sim_{i:05d}", i / 20_000, curve=[0.1, 0.2]) if i % 10 else
                        row(f"sim_{i:05d}", status="failed", reason="exit code 1"))
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: what writing costs, not what other processes take of the cores
     report.write()
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert len(read(report)) == 20_000
 
 

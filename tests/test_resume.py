@@ -167,7 +167,8 @@ def test_lsf_search_resumed_alone_adopts_its_jobs_and_runs_nothing_locally(tmp_p
 
 
 def test_generate_only_then_submit_sh_keeps_the_cap_and_resume_alone_submits_nothing(tmp_path, fake_lsf):  # noqa: F811
-    project = write_project(tmp_path / "p", {"sleep": [2], "i": [1, 2, 3, 4, 5]})
+    release = tmp_path / "release"  # the runs wait for it: the first two surely overlap, however slow the machine
+    project = write_project(tmp_path / "p", {"wait_for": [str(release)], "sleep": [0.5], "i": [1, 2, 3, 4, 5]})
     out = tmp_path / "search"
     log = tmp_path / "events.log"
     env = dict(os.environ, HPSEARCH_TEST_LOG=str(log), HPSEARCH_SUBMIT_POLL="0.1")
@@ -176,7 +177,15 @@ def test_generate_only_then_submit_sh_keeps_the_cap_and_resume_alone_submits_not
     assert "keeps at most --num_jobs of them in the queue" in generated.stderr
     assert f"hpsearch --resume {out}" in generated.stderr
     assert "at most 2 of them queued or running" in (out / "submit.sh").read_text()
-    subprocess.run(["bash", str(out / "submit.sh")], check=True, env=env, capture_output=True, timeout=120)
+    submit = subprocess.Popen(["bash", str(out / "submit.sh")], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: sum(start_events(log).values()) >= 2)
+        release.touch()
+        assert submit.wait(timeout=120) == 0
+    finally:
+        release.touch()
+        submit.kill()
     _wait_for(lambda: len(list(out.glob("sim_*/exit_code.txt"))) == 5)
     assert most_at_once(run_intervals(out)) == 2  # 5 at once without the cap
     collected = run_hpsearch(["--resume", str(out)], tmp_path, env=env)

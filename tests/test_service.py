@@ -232,21 +232,27 @@ def registry_state(_serve: Serve, search_id: str) -> str:
 
 
 def test_second_search_gets_slots_within_a_run_and_both_run_side_by_side(gpu_serve, tmp_path):
-    project = write_project(tmp_path / "proj", {"i": list(range(8)), "sleep": [3.0]})
+    release = tmp_path / "release"  # A's first runs hold the GPUs until B's driver waits for a slot
+    project = write_project(tmp_path / "proj", {"i": list(range(8)), "sleep": [3.0], "wait_for": [str(release)]})
     write_project(project, {"i": list(range(4)), "sleep": [3.0]}, module="grid_b")
     gpu_serve.start("--max_num_jobs_per_gpu=1")
     common = (f"--run_cwd={project}", "--sim_startup_time=0")
     id_a, folder_a = gpu_serve.submit("--grid_module=grid_cfg", *common, f"--out_dir={tmp_path / 'a'}")
-    wait_for(lambda: started(folder_a) >= 4, 60, "search A to fill the 4 GPUs")
-    submitted_b = time.time()
-    id_b, folder_b = gpu_serve.submit("--grid_module=grid_b", *common, f"--out_dir={tmp_path / 'b'}")
+    try:
+        wait_for(lambda: started(folder_a) >= 4, 60, "search A to fill the 4 GPUs")
+        id_b, folder_b = gpu_serve.submit("--grid_module=grid_b", *common, f"--out_dir={tmp_path / 'b'}")
+        wait_for(lambda: any(s["id"] == id_b and s["waiting"] for s in gpu_serve.call({"op": "status"})["searches"]),
+                 60, "search B to wait for a slot")
+    finally:
+        release.touch()
+    released = time.time()
     for search_id in (id_a, id_b):
         wait_for(lambda: registry_state(gpu_serve, search_id) == "finished", 180, "both searches to finish")
     runs_a, runs_b = traces(folder_a), traces(folder_b)
     assert (len(runs_a), len(runs_b)) == (8, 4)
     first_b = min(run["start"] for run in runs_b)
-    # B's first run starts once one of A's runs has ended: about one run's length after it was submitted
-    assert first_b - submitted_b < 3.0 + 6.0, (first_b - submitted_b)
+    # B's first run starts once one of A's runs has ended: about one run's length after A's runs went on
+    assert first_b - released < 3.0 + 6.0, (first_b - released)
     assert first_b < max(run["start"] for run in runs_a)  # not after A had started all its runs
     # side by side: some run of A was running while one of B ran
     assert any(a["start"] < b["end"] and b["start"] < a["end"] for a in runs_a for b in runs_b)
@@ -260,22 +266,26 @@ def test_second_search_gets_slots_within_a_run_and_both_run_side_by_side(gpu_ser
 
 
 def test_pause_unpause_cancel_and_resume(serve, tmp_path):
-    project = write_project(tmp_path / "proj", {"i": list(range(6)), "sleep": [1.0]})
+    release = tmp_path / "release"  # while it is missing, started runs wait: the search cannot end before the cancel
+    project = write_project(tmp_path / "proj", {"i": list(range(6)), "sleep": [1.0], "wait_for": [str(release)]})
     serve.start("--visible_gpus=-1", "--num_jobs=2")
     search_id, folder = serve.submit("--grid_module=grid_cfg", f"--run_cwd={project}", f"--out_dir={tmp_path / 'o'}")
     wait_for(lambda: started(folder) >= 1, 60, "a first run")
     assert serve.run("pause", search_id[:4]).returncode == 0
     assert registry_state(serve, search_id) == "paused"
     before = started(folder)
+    release.touch()
     wait_for(lambda: len(traces(folder)) >= before, 30, "the running runs to end")
     time.sleep(1.5)  # a paused search must stay put; nothing to wait on but time
     assert started(folder) == before
+    release.unlink()
     assert serve.run("unpause", search_id).returncode == 0
     wait_for(lambda: started(folder) > before, 30, "runs after unpause")
     assert serve.run("cancel", str(folder)).returncode == 0
     wait_for(lambda: registry_state(serve, search_id) == "cancelled", 60, "the search to be cancelled")
     interrupted = _statuses(folder)
-    assert "running" not in interrupted.values()
+    assert "running" not in interrupted.values() and "interrupted" in interrupted.values()
+    release.touch()
     assert serve.run("unpause", search_id).returncode == 0
     wait_for(lambda: registry_state(serve, search_id) == "finished", 120, "the search to finish after unpause")
     statuses = _statuses(folder)
@@ -351,7 +361,8 @@ def drivers_of(folder: Path) -> list[psutil.Process]:
 
 
 def test_serve_stop_leaves_runs_running_and_next_serve_adopts_them(serve, tmp_path):
-    project = write_project(tmp_path / "proj", {"i": list(range(4)), "sleep": [4.0]})
+    release = tmp_path / "release"  # the runs wait for it: they are surely running when the service stops
+    project = write_project(tmp_path / "proj", {"i": list(range(4)), "sleep": [0.5], "wait_for": [str(release)]})
     log = tmp_path / "runs.log"
     serve.env = {**serve.env, "HPSEARCH_TEST_LOG": str(log)}
     serve.start("--visible_gpus=-1", "--num_jobs=2")
@@ -367,6 +378,7 @@ def test_serve_stop_leaves_runs_running_and_next_serve_adopts_them(serve, tmp_pa
     running = [e["pid"] for e in events if e["event"] == "start" and e["i"] not in ended]
     assert running and all(psutil.pid_exists(pid) for pid in running)  # the runs outlive the stopped service
     serve.start("--visible_gpus=-1", "--num_jobs=2")
+    release.touch()
     wait_for(lambda: registry_state(serve, search_id) == "finished", 120, "the search to finish after restart")
     assert set(_statuses(folder).values()) == {"done"}
     events = [json.loads(line) for line in log.read_text().splitlines()]

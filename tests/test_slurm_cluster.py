@@ -62,7 +62,7 @@ def slurm_cluster(tmp_path_factory):
     os.environ["SLURM_CONF"] = f"{base}/slurm.conf"
     yield
     ours = str(tmp_path_factory.getbasetemp())
-    leftovers = [job_id for job_id, workdir in squeue("-o", "%A|%Z") if workdir.startswith(ours)]
+    leftovers = [job_id for job_id, workdir in squeue("-o", "%A|%Z") if workdir.startswith(ours + os.sep)]
     if leftovers:
         subprocess.run(["scancel", *leftovers], capture_output=True)
     if previous is None:

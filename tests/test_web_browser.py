@@ -26,6 +26,8 @@ from hpsearch.web.provider import RegistryProvider  # noqa: E402
 from hpsearch.web.server import start_server  # noqa: E402
 from tests.web_helpers import RecordingActions, counts, finished_search, records, register, running_search  # noqa: E402
 
+pytestmark = pytest.mark.xdist_group("browser")  # one chromium and one pair of searches for the module, not one per worker
+
 TOKEN = "browser-test-token"
 TIMEOUT_MS = 60_000
 

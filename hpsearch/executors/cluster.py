@@ -100,10 +100,15 @@ def outcome_for(key: str, run_dir: Path | None, state: JobState | None) -> Outco
     exit_code = recorded
     if exit_code is None and state.ending is Ending.EXITED:
         exit_code = state.exit_code
+    signal = state.signal if exit_code is None else None
+    if state.ending is not Ending.EXITED and recorded is not None and recorded > 128:
+        # the script outlived the run the scheduler killed and recorded 128+N; whether it got
+        # that far is a race, so the outcome is the signal either way
+        exit_code, signal = None, state.signal or recorded - 128
     return Outcome(
         key,
         exit_code,
-        signal=state.signal if exit_code is None else None,
+        signal=signal,
         timed_out=state.ending is Ending.TIMED_OUT,
         interrupted=state.ending is Ending.INTERRUPTED,
         backend_state=state.state,
@@ -414,6 +419,8 @@ class ClusterExecutor(Executor):
         if not cancel or not self._jobs:
             return []
         targets = self.query_ids(self._jobs)
+        # read before cancelling: a job script writes the code of the run the cancel kills, too
+        ended = {job_id: read_exit_code(job.run_dir) for job_id, job in self._jobs.items()}
         argv = [self.cancel_tool, *targets]
         try:
             result = run_tool(argv)
@@ -424,7 +431,7 @@ class ClusterExecutor(Executor):
             logger.warning("%s", failure(result))
         outcomes = []
         for job in self._jobs.values():
-            recorded = read_exit_code(job.run_dir)
+            recorded = ended[job.job_id]
             if recorded is not None:
                 outcomes.append(Outcome(job.key, recorded, backend_state="ended before it was cancelled"))
             else:
