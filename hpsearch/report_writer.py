@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Callable, Iterable
 
-from hpsearch.atomic import remove_temps
+from hpsearch.atomic import remove_temps, write_json_atomic
 from hpsearch.report import ReportRow, ResultsReport
 
 NICENESS = 10
@@ -126,6 +126,7 @@ class WriterProcess:
         """Start the helper; raises OSError if it cannot be started."""
         if not sys.executable:
             raise OSError("no Python executable to start the report writer with")
+        stop_orphan(Path(layout.path))
         package_parent = str(Path(__file__).resolve().parent.parent)
         proc = subprocess.Popen(
             [sys.executable, "-c", _BOOT, package_parent],
@@ -134,6 +135,7 @@ class WriterProcess:
             start_new_session=True,  # a Ctrl-C meant for the driver must not cut the last write short
         )
         _lower_priority(proc.pid)
+        _record_writer(Path(layout.path), proc.pid)
         writer = cls(proc)
         header = {"layout": asdict(layout), "interval": interval}
         if not writer.send(json.dumps(header).encode() + b"\n"):
@@ -169,6 +171,46 @@ class WriterProcess:
         except OSError:
             pass
         remove_temps(path, self.proc.pid)
+
+
+def _writer_record(path: Path) -> Path:
+    return path.with_name(f".{path.name}.writer.json")
+
+
+def _record_writer(path: Path, pid: int) -> None:
+    """Note the helper's pid and start time beside the table, for :func:`stop_orphan` of a later driver."""
+    import psutil
+
+    try:
+        started = psutil.Process(pid).create_time()
+        write_json_atomic(_writer_record(path), {"pid": pid, "started": started}, durable=False)
+    except (OSError, psutil.Error):
+        pass  # without the note, a resumed driver cannot stop this helper early; it still ends within seconds
+
+
+def stop_orphan(path: Path) -> None:
+    """Kill the helper a killed driver of this search left behind, before a new driver writes the table.
+
+    An orphaned helper makes its last write when it notices its input has
+    ended; at nice +10 on a busy machine that can land after the resumed
+    driver's final table and put an older one in its place. The new driver
+    writes every row from the store, so the orphan's last write is not needed.
+    """
+    import psutil
+
+    record = _writer_record(path)
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        proc = psutil.Process(int(data["pid"]))
+        if abs(proc.create_time() - float(data["started"])) > 0.01:
+            return  # the pid was reused: not our helper
+        if not any("hpsearch.report_writer" in part for part in proc.cmdline()):
+            return
+        proc.kill()
+        proc.wait(KILL_TIMEOUT)
+        remove_temps(path, proc.pid)
+    except (OSError, ValueError, TypeError, KeyError, psutil.Error):
+        return
 
 
 def _lower_priority(pid: int) -> None:

@@ -294,3 +294,33 @@ def test_a_real_driver_killed_with_9_leaves_no_report_writer_behind(tmp_path):
     done = set(table.loc[table["status"] == "done", "config_key"])
     assert done <= ended and len(done) >= len(ended) - 2  # short of at most one round, not yet passed on
     assert lived < SOON, f"the report writer lived {lived:.2f} s after the driver"
+
+
+def test_a_resumed_driver_stops_the_report_writer_its_killed_predecessor_left(tmp_path):
+    """The orphan's last write must not land after the resumed driver's final table (it would be older)."""
+    from tests.helpers import hpsearch_cmd, write_project
+
+    project = write_project(tmp_path / "p", {"sleep": [0.2], "i": list(range(12))})
+    out = tmp_path / "search"
+    argv = hpsearch_cmd("--grid_module=grid_cfg", f"--out_dir={out}", "--force_out_dir", "--dont_force_new_dir",
+                        "--visible_gpus=-1", "--num_jobs=2")
+    driver = subprocess.Popen(argv, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: len(list(out.glob("sim_*/hpsearch_result.json"))) >= 2, timeout=120)
+        (helper,) = [p for p in psutil.Process(driver.pid).children() if "hpsearch.report_writer" in " ".join(p.cmdline())]
+        helper.suspend()  # a starved helper: it has not made its last write yet
+        driver.kill()
+        driver.wait(30)
+    finally:
+        driver.kill()
+    resumed = subprocess.run(hpsearch_cmd("--resume", str(out)), cwd=project, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    try:
+        assert gone(helper), "the orphaned report writer outlived the resumed driver"
+    finally:
+        if not gone(helper):  # without the fix: let it make its late write, which the table check below catches
+            helper.resume()
+            wait_for(lambda: gone(helper), timeout=30)
+    table = pd.read_csv(out / "search_results.csv", sep=";")
+    assert len(table) == 12 and set(table["status"]) == {"done"}
