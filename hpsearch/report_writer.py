@@ -171,6 +171,10 @@ class WriterProcess:
         except OSError:
             pass
         remove_temps(path, self.proc.pid)
+        try:
+            _writer_record(path).unlink()
+        except OSError:
+            pass
 
 
 def _writer_record(path: Path) -> Path:

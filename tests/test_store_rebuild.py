@@ -130,7 +130,8 @@ def test_store_deleted_mid_way_reruns_only_the_unfinished_in_their_folders(tmp_p
         wait_for(lambda: out.is_dir() and len(run_folders(out)) == 3
                  and sum((f / "hpsearch_result.json").is_file() for f in run_folders(out)) == 2, 60)
         wait_for(lambda: (out / folder_names(out)[2] / "hpsearch_job.json").is_file(), 30)
-        hanging = wait_for(lambda: training_processes(driver.pid), 30)
+        hanging = wait_for(lambda: [proc for proc in training_processes(driver.pid) if alive(proc)
+                                    and "--i=3" in " ".join(proc.cmdline())], 30)  # not a fork on its way out
     finally:
         driver.kill()
         driver.wait()
