@@ -439,16 +439,25 @@ class SearchDriver:
         self._harvest()
 
     def _harvest(self) -> None:
-        """Collect runs whose job scripts were submitted by hand (``--generate_only``)."""
-        outcomes = []
+        """Collect runs whose job scripts were submitted by hand (``--generate_only``),
+        and adopt runs an earlier driver started but died before recording."""
+        outcomes, adopted = [], 0
         for record in self.store.records([RunStatus.QUEUED]):
-            harvested = self.executor.harvest(record.key, self.folder.path / record.run_dir)
+            run_dir = self.folder.path / record.run_dir
+            harvested = self.executor.harvest(record.key, run_dir)
             if harvested is None:
                 continue
             handle, outcome = harvested
-            self.store.mark_running(record.key, handle, time.time())
+            now = time.time()
+            self.store.mark_running(record.key, handle, now)
             self._move(RunStatus.QUEUED, RunStatus.RUNNING)
-            outcomes.append(outcome)
+            if outcome is None:  # still running: the executor follows it now
+                record_job(run_dir, _job_facts(handle, record.attempts + 1, now))
+                adopted += 1
+            else:
+                outcomes.append(outcome)
+        if adopted:
+            self.progress.message(f"re-attaching to {adopted} runs the previous driver started but had not recorded")
         self._collect(outcomes)
 
 
