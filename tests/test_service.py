@@ -374,23 +374,60 @@ def test_serve_stop_leaves_runs_running_and_next_serve_adopts_them(serve, tmp_pa
     assert Counter(e["i"] for e in events if e["event"] == "done") == Counter(range(4))
 
 
-def test_cluster_search_through_the_service(serve, tmp_path):
+def lsf_elements(env: dict[str, str]) -> dict[str, str]:
+    """The fake LSF's jobs as bjobs prints them: {"101[2]": "PSUSP", ...}."""
+    done = subprocess.run(["bjobs", "-a", "-noheader", "-o", "jobid jobindex stat delimiter='|'"], env=env,
+                          capture_output=True, text=True)
+    found = {}
+    for line in done.stdout.splitlines():
+        job, index, stat = line.strip().split("|")
+        found[f"{job}[{index}]"] = stat
+    return found
+
+
+def bjobs_calls(state: Path) -> int:
+    log = state / "calls.log"
+    return sum('"bjobs"' in line for line in log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_pause_of_a_cluster_search_holds_its_waiting_jobs_and_unpause_releases_them(serve, tmp_path):
+    """An LSF job array capped at 1 running: one element runs, three wait (PEND). Pause: the three are
+    bstop'ed (PSUSP, LSF's held pending state) and the running one goes on to its end; none of the held ones
+    starts. Unpause: bresume, and the search finishes with every configuration run once."""
     from tests.helpers import FAKES
 
-    lsf = FAKES / "lsf"
     env = dict(serve.env)
-    env["PATH"] = f"{lsf}{os.pathsep}{env['PATH']}"
+    env["PATH"] = f"{FAKES / 'lsf'}{os.pathsep}{env['PATH']}"
     env["FAKE_LSF_STATE"] = str(tmp_path / "lsf_state")
+    env["HPSEARCH_TEST_LOG"] = str(tmp_path / "runs.log")
     serve.env = env
-    project = write_project(tmp_path / "proj", {"i": [1, 2, 3]})
+    gate = tmp_path / "release"
+    project = write_project(tmp_path / "proj", {"i": [1, 2, 3, 4], "wait_for": [str(gate)]})
     serve.start("--visible_gpus=-1")
     search_id, folder = serve.submit("--grid_module=grid_cfg", f"--run_cwd={project}", f"--out_dir={tmp_path / 'o'}",
-                                     "--run_cluster", "--scheduler=lsf")
+                                     "--run_cluster", "--scheduler=lsf", "--lsf_array", "--num_jobs=1")
+    wait_for(lambda: started(folder) == 1 and len(lsf_elements(env)) == 4, 60, "one element running, three waiting")
+    assert sorted(lsf_elements(env).values()) == ["PEND", "PEND", "PEND", "RUN"]
     paused = serve.run("pause", search_id)
-    assert paused.returncode == 2 and "cluster" in paused.stderr
+    assert paused.returncode == 0, paused.stderr
+    assert registry_state(serve, search_id) == "paused"
+    wait_for(lambda: sorted(lsf_elements(env).values()) == ["PSUSP", "PSUSP", "PSUSP", "RUN"], 60,
+             "the waiting elements to be held")
+    gate.touch()  # the running one ends; the held ones must not start
+    wait_for(lambda: sorted(lsf_elements(env).values()) == ["DONE", "PSUSP", "PSUSP", "PSUSP"], 60,
+             "the running element to end")
+    calls = bjobs_calls(tmp_path / "lsf_state")
+    wait_for(lambda: bjobs_calls(tmp_path / "lsf_state") >= calls + 2, 60, "the driver to look at its jobs again")
+    assert started(folder) == 1 and sorted(lsf_elements(env).values()) == ["DONE", "PSUSP", "PSUSP", "PSUSP"]
+    assert serve.run("unpause", search_id).returncode == 0
     wait_for(lambda: registry_state(serve, search_id) in ("finished", "failed"), 120, "the cluster search to end")
-    assert registry_state(serve, search_id) == "finished", (tmp_path / "state" / "drivers").glob("*.log")
+    assert registry_state(serve, search_id) == "finished"
     assert set(_statuses(folder).values()) == {"done"}
+    starts = Counter(json.loads(line)["i"] for line in (tmp_path / "runs.log").read_text().splitlines()
+                     if json.loads(line)["event"] == "start")
+    assert starts == Counter([1, 2, 3, 4])
+    calls_log = (tmp_path / "lsf_state" / "calls.log").read_text()
+    assert '"bstop"' in calls_log and '"bresume"' in calls_log
 
 
 def test_kill_9_of_the_service_then_serve_again_does_every_configuration_once(serve, tmp_path):

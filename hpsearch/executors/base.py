@@ -177,6 +177,13 @@ class Executor(abc.ABC):
         block or take locks. Runs that outlive the driver are left alone.
         """
 
+    def hold(self, paused: bool) -> str | None:
+        """The search was paused (or unpaused) while runs may wait in a
+        scheduler's queue: keep them from starting (or let them start again);
+        running ones go on. Returns what was done, for the log. Local runs
+        wait for slots the driver no longer takes: nothing to do here."""
+        return None
+
     def can_adopt(self, handle: JobHandle) -> bool:
         """Whether ``handle`` (from an earlier driver) is one this executor can follow."""
         return handle.backend == self.name

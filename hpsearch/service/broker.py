@@ -124,6 +124,11 @@ class Broker:
             client.wake.set()  # a paused driver stops waiting; an unpaused one asks again
             self._wake_winners()
 
+    def is_paused(self, search: str) -> bool:
+        with self._lock:
+            client = self._clients.get(search)
+            return client is not None and client.paused
+
     def forget(self, search: str) -> list[Any]:
         """A driver is gone: release everything it held; returns the slots released."""
         with self._lock:
