@@ -279,7 +279,7 @@ class LocalExecutor(Executor):
     def capacity(self) -> int:
         if self.slot_source is not None:
             want = self.num_jobs - len(self._runs) - len(self._granted)
-            if want > 0:
+            if want > 0 and self.slot_source.may_ask():
                 holding = [None if run.gpu is None else str(run.gpu) for run in self._runs.values()] + self._granted
                 self._granted += self.slot_source.acquire(want, self.limits, holding)
             return len(self._granted)

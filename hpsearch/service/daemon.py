@@ -15,6 +15,7 @@ signal follows the thread that forked, and the socket's threads come and go.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -132,7 +133,9 @@ def _limits(value: dict[str, Any]) -> SlotLimits:
                       float(value["startup_time"]))
 
 
+@functools.lru_cache(maxsize=4096)
 def _folder_key(folder: str) -> str:
+    """A search's folder as the broker knows it; cached: drivers name it in every request."""
     return str(Path(folder).resolve())
 
 
