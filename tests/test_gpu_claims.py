@@ -130,6 +130,7 @@ def test_the_claim_of_a_detached_run_outlives_its_killed_driver_until_the_run_en
     run_b = json.loads(next(out_b.glob("sim_*/trace.json")).read_text())
     assert run_a["gpu"] == run_b["gpu"] == "0"
     assert run_b["start"] >= run_a["end"], (run_a, run_b)
+    assert not list(shared.glob("*.claim"))  # B removed the lapsed claim of A's ended run, and its own
 
 
 def _job_file(out: Path) -> str | None:

@@ -180,13 +180,16 @@ class ClaimBoard:
             if not entry.name.endswith(SUFFIX) or entry.name in self._mine or entry.name in self._handed:
                 continue
             claim = self._read(entry.name)
-            if claim is None or claim.pid == self.pid or claim.written > now + FUTURE_SLACK or claim.until() <= now:
+            if claim is None or claim.pid == self.pid or claim.written > now + FUTURE_SLACK:
                 continue
             who = (claim.pid, claim.pid_started, claim.uid)
-            if who not in alive:
+            if claim.until() > now and who not in alive:
                 alive[who] = _process_of(*who)
-            if alive[who]:
+            if claim.until() > now and alive[who]:
                 found.append(claim)
+            elif claim.uid == self.uid:  # a lapsed claim of ours, e.g. of a detached run that ended unfollowed
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.name, dir_fd=self._fd)
         return found
 
     def _read(self, name: str) -> Claim | None:
