@@ -669,7 +669,8 @@ class LocalExecutor(Executor):
                 return handle, None
             return handle, outcome
         returncode = recorded_returncode(run_dir)
-        if returncode is None:
+        if returncode is None:  # never started, or its wrapper was killed: what it left goes, the run starts anew
+            proctree.terminate_processes(_marked_processes(str(launch["marker"])), self.kill_grace)
             return None
         handle = JobHandle(key, self.name, "", where, dict(launch))
         return handle, Outcome(key, returncode if returncode >= 0 else None,
@@ -736,6 +737,20 @@ def find_wrapper(marker: str) -> psutil.Process | None:
         except psutil.Error:
             continue
     return None
+
+
+def _marked_processes(marker: str) -> list[psutil.Process]:
+    """Live processes whose environment carries the run marker ``marker``."""
+    wanted = f"{RUN_MARKER_ENV}={marker}".encode()
+    found = []
+    for info in proctree.scan().values():
+        if info.zombie or not proctree.has_marker(info.pid, wanted):
+            continue
+        try:
+            found.append(psutil.Process(info.pid))
+        except psutil.Error:
+            pass
+    return found
 
 
 def _stop_here_in_tests(point: str) -> None:
