@@ -520,3 +520,46 @@ def test_subcommands_are_dispatched_and_a_foreground_flag_is_not_one():
     assert subcommand("pause").__name__ == "pause_main"
     hidden = subprocess.run(hpsearch_cmd("--help"), capture_output=True, text=True)
     assert hidden.returncode == 0 and "--service_socket" not in hidden.stdout and "--detached_runs" not in hidden.stdout
+
+
+def test_a_service_runs_gpu_claim_is_the_runs_and_outlives_a_killed_service(gpu_serve, fake_gpus, tmp_path):
+    """The service's broker claims a GPU slot for the start-up window (the run's memory never shows:
+    per_run_memory is 0) and hands the claim to the run's wrapper once the driver says it started. After kill -9
+    of the service (its driver dies with it; the run goes on), a foreground search on the same GPU, through the
+    real GPUtil and the same claims folder, gets it only once the run has ended."""
+    fake_gpus.configure(1)
+    claims_dir = Path(os.environ["HPSEARCH_CLAIMS_DIR"])
+    gate = tmp_path / "release"
+    project = write_project(tmp_path / "proj", {"i": [1], "wait_for": [str(gate)]})
+    project_b = write_project(tmp_path / "proj_b", {"i": [2]})
+    gpu_serve.start("--max_num_jobs_per_gpu=1")
+    b = None
+    try:
+        _id, folder = gpu_serve.submit("--grid_module=grid_cfg", f"--run_cwd={project}", "--sim_startup_time=120",
+                                       f"--out_dir={tmp_path / 'a'}")
+        job = wait_for(lambda: next(iter(folder.glob("sim_*/hpsearch_job.json")), None), 60, "A's run to start")
+        wrapper = int(json.loads(job.read_text())["job_id"])
+        wait_for(lambda: [json.loads(p.read_text())["pid"] for p in claims_dir.glob("*.claim")] == [wrapper], 30,
+                 "the claim to be the run's")
+        os.kill(gpu_serve.proc.pid, signal.SIGKILL)
+        gpu_serve.proc.wait()
+        wait_for(lambda: not drivers_of(folder), 30, "the driver to die with the service")
+        assert psutil.pid_exists(wrapper) and psutil.Process(wrapper).status() != psutil.STATUS_ZOMBIE
+        calls = len(fake_gpus.calls_log.read_text().splitlines())
+        out_b = tmp_path / "b"
+        b = subprocess.Popen(hpsearch_cmd("--grid_module=grid_cfg", f"--out_dir={out_b}", "--force_out_dir",
+                                          "--visible_gpus=0", "--max_num_jobs_per_gpu=1", "--allowed_memory=0.5",
+                                          "--sim_startup_time=120", "--gpu_poll_interval=0.2"),
+                             cwd=project_b, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: len(fake_gpus.calls_log.read_text().splitlines()) >= calls + 8, 60, "B to plan a few rounds")
+        assert started(out_b) == 0, "B got the GPU of the service's live run"
+        gate.touch()
+        _, stderr = b.communicate(timeout=120)
+        assert b.returncode == 0, stderr
+    finally:
+        gate.touch()
+        if b is not None and b.poll() is None:
+            b.kill()
+    run_a, run_b = traces(folder)[0], traces(out_b)[0]
+    assert run_a["gpu"] == run_b["gpu"] == "0"
+    assert run_b["start"] >= run_a["end"], (run_a, run_b)

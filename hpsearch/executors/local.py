@@ -341,6 +341,8 @@ class LocalExecutor(Executor):
             run.reservation = self.planner.reservation(gpu, self.limits)
             if self.runs_outlive_driver:  # the start-up claim lives as long as the run, not as we do
                 self.planner.hand_over(run.reservation, proc.pid, create_time)
+        elif gpu is not None:  # the service's broker holds the slot's claim: it becomes the run's
+            self.slot_source.started(str(gpu), proc.pid, create_time)
         self._runs[spec.key] = run
         run.waiter = threading.Thread(
             target=self._wait_for, args=(run,), name=f"hpsearch-wait-{proc.pid}", daemon=True

@@ -226,18 +226,19 @@ class ClaimBoard:
         self._mine[name] = claim
         return name
 
-    def hand_over(self, name: str | None, pid: int, pid_started: float) -> None:
+    def hand_over(self, name: str | None, pid: int, pid_started: float) -> bool:
         """Make our claim ``name`` the claim of process ``pid`` (a run that
         outlives this process, see :mod:`hpsearch.runwrap`): it then counts
         while that process lives, also after we died, until its expiry. We
         still remove it when the run ends while we follow it, and
-        :meth:`close` leaves it."""
+        :meth:`close` leaves it. False if ``name`` is no claim of ours (any more)."""
         claim = self._mine.get(name) if name is not None else None
-        if claim is None:
-            return
+        if claim is None:  # not ours, or handed over already
+            return False
         if self._store(name, replace(claim, pid=pid, pid_started=pid_started)):
             del self._mine[name]
             self._handed.add(name)
+        return True
 
     def _store(self, name: str, claim: Claim) -> bool:
         """Write ``claim`` as file ``name`` (temporary file, then rename); False (warned once) if it failed."""

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpsearch.errors import GpuQueryError, HpsearchError, UsageError
+from hpsearch.gpu.claims import ClaimBoard
 from hpsearch.gpu.planner import SlotLimits
 from hpsearch.service import protocol
 from hpsearch.service.broker import Broker
@@ -125,7 +126,7 @@ def make_broker(options: ServeOptions) -> Broker:
         log.warning("no usable GPU (%s); the pool is %d CPU slot(s) (--num_jobs)", exc, options.num_jobs or 1)
         return cpu
     return Broker(monitor, max_per_gpu=options.max_num_jobs_per_gpu, poll_interval=options.gpu_poll_interval,
-                  first=first)
+                  first=first, claims=ClaimBoard.from_environment())
 
 
 def _limits(value: dict[str, Any]) -> SlotLimits:
@@ -186,6 +187,11 @@ class Service:
     def _op_release(self, request: dict[str, Any]) -> dict[str, Any]:
         slots = request["slots"] if "slots" in request else [request["slot"]]
         self.broker.release(_folder_key(request["search"]), slots, bool(request.get("satisfied")))
+        return protocol.ok()
+
+    def _op_started(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.broker.started(_folder_key(request["search"]), request["slot"], int(request["pid"]),
+                            float(request["pid_started"]))
         return protocol.ok()
 
     def _op_wait(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -71,6 +71,13 @@ class SlotSource:
         except ServiceUnavailable as exc:  # a service that went away holds no slots: nothing to give back
             log.debug("slot release failed: %s", exc)
 
+    def started(self, slot: Any, pid: int, pid_started: float) -> None:
+        """A run started on a GPU slot as process ``pid``: its start-up claim becomes the run's."""
+        try:
+            self._call({"op": "started", "search": self.search, "slot": slot, "pid": pid, "pid_started": pid_started})
+        except ServiceUnavailable as exc:
+            log.debug("started: %s", exc)
+
     def stop_request(self) -> tuple[bool, bool]:
         """Why the service stops this driver: ``(cancel, kill)``. Cancel: the search is
         cancelled and its runs stop too (else the service stops, and runs may outlive
