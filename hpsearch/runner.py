@@ -291,7 +291,8 @@ class SearchDriver:
             return
         self.paused = self.pause_watch.paused
         done = self.executor.hold(self.paused)
-        self.progress.message(f"{'paused' if self.paused else 'unpaused'} by the service" + (f"; {done}" if done else ""))
+        word = "paused" if self.paused else "unpaused"
+        self.progress.message(f"{word} by the service" + (f"; {done}" if done else ""))
 
     def _launch(self) -> None:
         queued = self._queued()
