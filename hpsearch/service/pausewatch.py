@@ -37,11 +37,15 @@ class PauseWatch:
         self.search = search
         self._wake = wake
         self._closed = False
+        self.paused = False
         try:  # known before the first submission
-            self.paused = self._ask(None, Connection(self.socket_path))
+            first = Connection(self.socket_path)
+            try:
+                self.paused = self._ask(None, first)
+            finally:
+                first.close()
         except (ServiceUnavailable, ServiceError) as exc:  # the thread keeps asking
             log.debug("pause watch: %s", exc)
-            self.paused = False
         self._thread = threading.Thread(target=self._loop, name="hpsearch-pause-watch", daemon=True)
         self._thread.start()
 
