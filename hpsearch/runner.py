@@ -32,6 +32,7 @@ from hpsearch.report_writer import LiveReport, ReportLayout
 from hpsearch.rebuild import rebuild_store
 from hpsearch.runfolders import run_folders
 from hpsearch.runs import STDERR_FILE, JobHandle, LaunchSpec, Outcome, RunStatus, last_lines
+from hpsearch.service.pausewatch import PauseWatch
 from hpsearch.service.registry import ForegroundEntry
 from hpsearch.searchdir import (
     RUN_RESULT_FILE,
@@ -148,8 +149,11 @@ class SearchDriver:
         progress: Progress,
         *,
         report_helper: bool = True,
+        pause_watch: Any = None,
     ) -> None:
         self.settings = settings
+        self.pause_watch = pause_watch  # a cluster search's pause state in the service (PauseWatch)
+        self.paused = False
         self.spec = spec
         self.folder = folder
         self.store = store
@@ -225,6 +229,7 @@ class SearchDriver:
 
     def _loop(self) -> None:
         while self.stop_signal is None:
+            self._follow_pause()
             ended = self.executor.poll()
             if self._may_fail_fast():  # record first: a failure that stops the search must stop this launch
                 self._collect(ended)
@@ -312,9 +317,18 @@ class SearchDriver:
 
     # ---- launching
 
+    def _follow_pause(self) -> None:
+        """A paused search submits nothing, and its scheduler holds its jobs still waiting."""
+        if self.pause_watch is None or self.pause_watch.paused == self.paused:
+            return
+        self.paused = self.pause_watch.paused
+        done = self.executor.hold(self.paused)
+        word = "paused" if self.paused else "unpaused"
+        self.progress.message(f"{word} by the service" + (f"; {done}" if done else ""))
+
     def _launch(self) -> None:
         queued = self._queued()
-        if queued == 0 or self.stop_signal is not None or self.failing_fast:
+        if queued == 0 or self.stop_signal is not None or self.failing_fast or self.paused:
             return
         capacity = self.executor.capacity()
         if capacity <= 0:
@@ -480,16 +494,25 @@ class SearchDriver:
         self._harvest()
 
     def _harvest(self) -> None:
-        """Collect runs whose job scripts were submitted by hand (``--generate_only``)."""
-        outcomes = []
+        """Collect runs whose job scripts were submitted by hand (``--generate_only``),
+        and adopt runs an earlier driver started but died before recording."""
+        outcomes, adopted = [], 0
         for record in self.store.records([RunStatus.QUEUED]):
-            harvested = self.executor.harvest(record.key, self.folder.path / record.run_dir)
+            run_dir = self.folder.path / record.run_dir
+            harvested = self.executor.harvest(record.key, run_dir)
             if harvested is None:
                 continue
             handle, outcome = harvested
-            self.store.mark_running(record.key, handle, time.time())
+            now = time.time()
+            self.store.mark_running(record.key, handle, now)
             self._move(RunStatus.QUEUED, RunStatus.RUNNING)
-            outcomes.append(outcome)
+            if outcome is None:  # still running: the executor follows it now
+                record_job(run_dir, _job_facts(handle, record.attempts + 1, now))
+                adopted += 1
+            else:
+                outcomes.append(outcome)
+        if adopted:
+            self.progress.message(f"re-attaching to {adopted} runs the previous driver started but had not recorded")
         self._collect(outcomes)
 
 
@@ -531,12 +554,17 @@ def run_search(
             _prepare_store(store, folder, spec, settings, configs)
             progress.seed(store.done_summaries())
             wakeup = Wakeup()
+            watch = None
             try:
                 executor = factory(wakeup, folder.path)
+                if settings.service_socket and settings.run_cluster:  # the broker's pause does not reach it
+                    watch = PauseWatch(settings.service_socket, str(folder.path), wakeup.set)
                 driver = SearchDriver(settings, spec, folder, store, executor, wakeup, progress,
-                                      report_helper=report_helper)
+                                      report_helper=report_helper, pause_watch=watch)
                 return entry.ended(driver.run())
             finally:
+                if watch is not None:
+                    watch.close()
                 wakeup.close()
         except (HpsearchError, OSError) as exc:
             exc.resume_hint = resume_hint(folder.path)  # type: ignore[attr-defined]  # the CLI prints it

@@ -231,3 +231,73 @@ def test_wrapper_of_a_missing_program_records_127(tmp_path):
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 127 and "cannot start" in stderr
     assert (tmp_path / "exit_code.txt").read_text() == "127\n"
+
+
+# --------------------------------------------------------------------------- the window between start and record
+
+
+def stopped(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("point, ends_before_resume", [("before_start", False), ("after_start", False),
+                                                       ("after_start", True)])
+def test_driver_killed_between_starting_a_run_and_recording_it_runs_it_exactly_once(tmp_path, run_log, point,
+                                                                                     ends_before_resume):
+    """The driver stops itself (SIGSTOP, the real HPSEARCH_TEST_STOP_AT hook) just before or just after it
+    started the first run's process, before the store or hpsearch_job.json know of it, and is killed -9 there.
+    The resume finds the launch written beforehand: it adopts the live run, collects the exit status of one
+    that ended meanwhile, or starts the run that never began. Each configuration's script runs exactly once
+    (its own 'start' lines)."""
+    gate = tmp_path / "release"
+    project = table_project(tmp_path / "p", [("ok", str(gate), 1), ("ok", "", 2)])
+    out = tmp_path / "search"
+    env = dict(env_without_gpus(), HPSEARCH_TEST_LOG=str(run_log))
+    driver = subprocess.Popen(hpsearch_cmd(*search_args(out, "--num_jobs=1")), cwd=project,
+                              env=dict(env, HPSEARCH_TEST_STOP_AT=point), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: stopped(driver.pid), "the driver to stop itself in the window")
+        if point == "after_start":
+            wait_until(lambda: starts(run_log).get(1), "the run's script to start")
+        launches = [folder for folder in run_folders(out) if (folder / "hpsearch_launch.json").is_file()]
+        assert len(launches) == 1 and not (launches[0] / "hpsearch_job.json").exists()
+        assert _statuses(out) == {"queued": 2}  # the store does not know of the start
+    finally:
+        driver.kill()  # kill -9, while it is stopped in the window
+        driver.wait(timeout=30)
+    if point == "before_start":
+        assert not starts(run_log)
+    if ends_before_resume:
+        gate.touch()
+        wait_until((launches[0] / "exit_code.txt").is_file, "the run to end while no driver runs")
+    resumed = subprocess.Popen(hpsearch_cmd("--resume", str(out), "--detached_runs"), cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if point == "after_start" and not ends_before_resume:
+            wait_until(lambda: _statuses(out).get("running") == 1, "the resumed driver to adopt the run")
+            assert len(starts(run_log)) == 1
+        gate.touch()
+        _, stderr = resumed.communicate(timeout=DEADLINE)
+    finally:
+        if resumed.poll() is None:
+            resumed.kill()
+    assert resumed.returncode == 0, stderr
+    assert {i: len(found) for i, found in starts(run_log).items()} == {1: 1, 2: 1}
+    ended = results(out)
+    assert ended[1]["status"] == ended[2]["status"] == "done"
+    if point == "after_start" and not ends_before_resume:
+        assert "re-attaching to 1 runs the previous driver started but had not recorded" in stderr
+        assert "adopted" in ended[1]["backend_state"]
+    elif point == "after_start":
+        assert "started just before its driver died" in ended[1]["backend_state"]
+
+
+def _statuses(out: Path) -> dict[str, int]:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{out / 'hpsearch.db'}?mode=ro", uri=True, timeout=10) as db:
+        return dict(db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())

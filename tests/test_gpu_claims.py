@@ -86,6 +86,58 @@ def test_without_shared_claims_the_same_two_searches_collide(tmp_path, fake_gpus
     assert set(gpus_a) & set(gpus_b), (gpus_a, gpus_b)
 
 
+def test_the_claim_of_a_detached_run_outlives_its_killed_driver_until_the_run_ends(tmp_path, fake_gpus):
+    """A detached run (a service driver's kind) takes the only GPU; its driver is killed -9 within the
+    start-up window (the run's memory never shows: per_run_memory is 0). Another search, planning with the
+    same claims folder through the real GPUtil, gets that GPU only after the run has ended: the claim belongs
+    to the run's wrapper process, not to the dead driver."""
+    fake_gpus.configure(1)
+    shared = tmp_path / "claims"
+    gate = tmp_path / "release_a"
+    common = ["--force_out_dir", "--visible_gpus=0", "--max_num_jobs_per_gpu=1", "--allowed_memory=0.5",
+              "--sim_startup_time=120", "--gpu_poll_interval=0.2"]
+    env = dict(os.environ, HPSEARCH_CLAIMS_DIR=str(shared))
+    project_a = write_project(tmp_path / "p_a", {"mode": ["ok"], "wait_for": [str(gate)], "i": [1]})
+    project_b = write_project(tmp_path / "p_b", {"mode": ["ok"], "i": [2]})
+    out_a, out_b = tmp_path / "search_a", tmp_path / "search_b"
+    a = subprocess.Popen(hpsearch_cmd("--grid_module=grid_cfg", f"--out_dir={out_a}", "--detached_runs", *common),
+                         cwd=project_a, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    b = None
+    wrapper = None
+    try:
+        wait_until(lambda: started(out_a) == 1, "A's run started")
+        wrapper = psutil.Process(int(json.loads(wait_until(lambda: _job_file(out_a)))["job_id"]))
+        claims = wait_until(lambda: [json.loads(p.read_text()) for p in shared.glob("*.claim")], "A's claim")
+        assert [(c["pid"], c["gpu"]) for c in claims] == [(wrapper.pid, 0)]
+        a.kill()  # kill -9 of the driver; its run goes on
+        a.wait(timeout=30)
+        assert wrapper.is_running() and wrapper.status() != psutil.STATUS_ZOMBIE
+        calls = len(fake_gpus.calls_log.read_text().splitlines())
+        b = subprocess.Popen(hpsearch_cmd("--grid_module=grid_cfg", f"--out_dir={out_b}", *common), cwd=project_b,
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # B polls the GPU again and again and is refused each time (a condition, not a sleep)
+        wait_until(lambda: len(fake_gpus.calls_log.read_text().splitlines()) >= calls + 8, "B to plan a few rounds")
+        assert started(out_b) == 0, "B got the GPU of A's live run"
+        gate.touch()
+        _, stderr = b.communicate(timeout=DEADLINE)
+        assert b.returncode == 0, stderr
+    finally:
+        gate.touch()
+        for driver in (a, b):
+            if driver is not None and driver.poll() is None:
+                driver.kill()
+    run_a = json.loads(next(out_a.glob("sim_*/trace.json")).read_text())
+    run_b = json.loads(next(out_b.glob("sim_*/trace.json")).read_text())
+    assert run_a["gpu"] == run_b["gpu"] == "0"
+    assert run_b["start"] >= run_a["end"], (run_a, run_b)
+    assert not list(shared.glob("*.claim"))  # B removed the lapsed claim of A's ended run, and its own
+
+
+def _job_file(out: Path) -> str | None:
+    found = list(out.glob("sim_*/hpsearch_job.json"))
+    return found[0].read_text() if found else None
+
+
 # --------------------------------------------------------------------------- which claims count
 
 

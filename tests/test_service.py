@@ -386,23 +386,60 @@ def test_serve_stop_leaves_runs_running_and_next_serve_adopts_them(serve, tmp_pa
     assert Counter(e["i"] for e in events if e["event"] == "done") == Counter(range(4))
 
 
-def test_cluster_search_through_the_service(serve, tmp_path):
+def lsf_elements(env: dict[str, str]) -> dict[str, str]:
+    """The fake LSF's jobs as bjobs prints them: {"101[2]": "PSUSP", ...}."""
+    done = subprocess.run(["bjobs", "-a", "-noheader", "-o", "jobid jobindex stat delimiter='|'"], env=env,
+                          capture_output=True, text=True)
+    found = {}
+    for line in done.stdout.splitlines():
+        job, index, stat = line.strip().split("|")
+        found[f"{job}[{index}]"] = stat
+    return found
+
+
+def bjobs_calls(state: Path) -> int:
+    log = state / "calls.log"
+    return sum('"bjobs"' in line for line in log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_pause_of_a_cluster_search_holds_its_waiting_jobs_and_unpause_releases_them(serve, tmp_path):
+    """An LSF job array capped at 1 running: one element runs, three wait (PEND). Pause: the three are
+    bstop'ed (PSUSP, LSF's held pending state) and the running one goes on to its end; none of the held ones
+    starts. Unpause: bresume, and the search finishes with every configuration run once."""
     from tests.helpers import FAKES
 
-    lsf = FAKES / "lsf"
     env = dict(serve.env)
-    env["PATH"] = f"{lsf}{os.pathsep}{env['PATH']}"
+    env["PATH"] = f"{FAKES / 'lsf'}{os.pathsep}{env['PATH']}"
     env["FAKE_LSF_STATE"] = str(tmp_path / "lsf_state")
+    env["HPSEARCH_TEST_LOG"] = str(tmp_path / "runs.log")
     serve.env = env
-    project = write_project(tmp_path / "proj", {"i": [1, 2, 3]})
+    gate = tmp_path / "release"
+    project = write_project(tmp_path / "proj", {"i": [1, 2, 3, 4], "wait_for": [str(gate)]})
     serve.start("--visible_gpus=-1")
     search_id, folder = serve.submit("--grid_module=grid_cfg", f"--run_cwd={project}", f"--out_dir={tmp_path / 'o'}",
-                                     "--run_cluster", "--scheduler=lsf")
+                                     "--run_cluster", "--scheduler=lsf", "--lsf_array", "--num_jobs=1")
+    wait_for(lambda: started(folder) == 1 and len(lsf_elements(env)) == 4, 60, "one element running, three waiting")
+    assert sorted(lsf_elements(env).values()) == ["PEND", "PEND", "PEND", "RUN"]
     paused = serve.run("pause", search_id)
-    assert paused.returncode == 2 and "cluster" in paused.stderr
+    assert paused.returncode == 0, paused.stderr
+    assert registry_state(serve, search_id) == "paused"
+    wait_for(lambda: sorted(lsf_elements(env).values()) == ["PSUSP", "PSUSP", "PSUSP", "RUN"], 60,
+             "the waiting elements to be held")
+    gate.touch()  # the running one ends; the held ones must not start
+    wait_for(lambda: sorted(lsf_elements(env).values()) == ["DONE", "PSUSP", "PSUSP", "PSUSP"], 60,
+             "the running element to end")
+    calls = bjobs_calls(tmp_path / "lsf_state")
+    wait_for(lambda: bjobs_calls(tmp_path / "lsf_state") >= calls + 2, 60, "the driver to look at its jobs again")
+    assert started(folder) == 1 and sorted(lsf_elements(env).values()) == ["DONE", "PSUSP", "PSUSP", "PSUSP"]
+    assert serve.run("unpause", search_id).returncode == 0
     wait_for(lambda: registry_state(serve, search_id) in ("finished", "failed"), 120, "the cluster search to end")
-    assert registry_state(serve, search_id) == "finished", (tmp_path / "state" / "drivers").glob("*.log")
+    assert registry_state(serve, search_id) == "finished"
     assert set(_statuses(folder).values()) == {"done"}
+    starts = Counter(json.loads(line)["i"] for line in (tmp_path / "runs.log").read_text().splitlines()
+                     if json.loads(line)["event"] == "start")
+    assert starts == Counter([1, 2, 3, 4])
+    calls_log = (tmp_path / "lsf_state" / "calls.log").read_text()
+    assert '"bstop"' in calls_log and '"bresume"' in calls_log
 
 
 def test_kill_9_of_the_service_then_serve_again_does_every_configuration_once(serve, tmp_path):
@@ -495,3 +532,46 @@ def test_subcommands_are_dispatched_and_a_foreground_flag_is_not_one():
     assert subcommand("pause").__name__ == "pause_main"
     hidden = subprocess.run(hpsearch_cmd("--help"), capture_output=True, text=True)
     assert hidden.returncode == 0 and "--service_socket" not in hidden.stdout and "--detached_runs" not in hidden.stdout
+
+
+def test_a_service_runs_gpu_claim_is_the_runs_and_outlives_a_killed_service(gpu_serve, fake_gpus, tmp_path):
+    """The service's broker claims a GPU slot for the start-up window (the run's memory never shows:
+    per_run_memory is 0) and hands the claim to the run's wrapper once the driver says it started. After kill -9
+    of the service (its driver dies with it; the run goes on), a foreground search on the same GPU, through the
+    real GPUtil and the same claims folder, gets it only once the run has ended."""
+    fake_gpus.configure(1)
+    claims_dir = Path(os.environ["HPSEARCH_CLAIMS_DIR"])
+    gate = tmp_path / "release"
+    project = write_project(tmp_path / "proj", {"i": [1], "wait_for": [str(gate)]})
+    project_b = write_project(tmp_path / "proj_b", {"i": [2]})
+    gpu_serve.start("--max_num_jobs_per_gpu=1")
+    b = None
+    try:
+        _id, folder = gpu_serve.submit("--grid_module=grid_cfg", f"--run_cwd={project}", "--sim_startup_time=120",
+                                       f"--out_dir={tmp_path / 'a'}")
+        job = wait_for(lambda: next(iter(folder.glob("sim_*/hpsearch_job.json")), None), 60, "A's run to start")
+        wrapper = int(json.loads(job.read_text())["job_id"])
+        wait_for(lambda: [json.loads(p.read_text())["pid"] for p in claims_dir.glob("*.claim")] == [wrapper], 30,
+                 "the claim to be the run's")
+        os.kill(gpu_serve.proc.pid, signal.SIGKILL)
+        gpu_serve.proc.wait()
+        wait_for(lambda: not drivers_of(folder), 30, "the driver to die with the service")
+        assert psutil.pid_exists(wrapper) and psutil.Process(wrapper).status() != psutil.STATUS_ZOMBIE
+        calls = len(fake_gpus.calls_log.read_text().splitlines())
+        out_b = tmp_path / "b"
+        b = subprocess.Popen(hpsearch_cmd("--grid_module=grid_cfg", f"--out_dir={out_b}", "--force_out_dir",
+                                          "--visible_gpus=0", "--max_num_jobs_per_gpu=1", "--allowed_memory=0.5",
+                                          "--sim_startup_time=120", "--gpu_poll_interval=0.2"),
+                             cwd=project_b, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: len(fake_gpus.calls_log.read_text().splitlines()) >= calls + 8, 60, "B to plan a few rounds")
+        assert started(out_b) == 0, "B got the GPU of the service's live run"
+        gate.touch()
+        _, stderr = b.communicate(timeout=120)
+        assert b.returncode == 0, stderr
+    finally:
+        gate.touch()
+        if b is not None and b.poll() is None:
+            b.kill()
+    run_a, run_b = traces(folder)[0], traces(out_b)[0]
+    assert run_a["gpu"] == run_b["gpu"] == "0"
+    assert run_b["start"] >= run_a["end"], (run_a, run_b)

@@ -8,6 +8,7 @@ token the page is refused. No errors in the browser's console.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -191,3 +192,127 @@ def test_without_the_token_the_page_is_refused(page, service):
     assert page.locator("#runs").count() == 0
     wrong = page.goto(f"{service['base']}?token=not-the-token")
     assert wrong.status == 403
+
+
+# --------------------------------------------------------------------------- a search larger than one page
+
+
+BIG = 5000
+
+
+@pytest.fixture(scope="module")
+def big_search(tmp_path_factory):
+    """A 5,000-run search folder written with the store API (running 5,000 runs here would take minutes):
+    90 % done with an acc value, 5 % failed, 8 running, the rest queued; in a registry and behind a web
+    server of its own (the other tests count the searches of theirs)."""
+    from benchmarks.status import build_search
+    from hpsearch.service.paths import StatePaths
+
+    base = tmp_path_factory.mktemp("big")
+    folder = base / "search"
+    folder.mkdir()
+    build_search(folder, BIG)
+    settings = json.loads((folder / "search.json").read_text())
+    (folder / "search.json").write_text(json.dumps({**settings, "grid_keys": ["lr", "i"]}))
+    paths = StatePaths(base / "state")
+    paths.root.mkdir(mode=0o700)
+    search_id = register(paths, folder, "running")
+    handle, url = start_server(create_app(RegistryProvider(paths), RecordingActions(), TOKEN), "127.0.0.1", 0)
+    try:
+        yield folder, search_id, url.split("?")[0]
+    finally:
+        handle.stop()
+
+
+def test_every_run_of_a_large_search_is_reachable_sorted_and_filtered_over_all_runs(page, big_search):
+    folder, search_id, base = big_search
+    stored = records(folder)
+    assert len(stored) == BIG
+    page.goto(f"{base}search/{search_id}?token={TOKEN}")
+    page.wait_for_selector("#runs tbody tr")
+    assert visible_rows(page) == 500
+    assert page.locator("#shown").inner_text() == f"runs 1–500 of {BIG} runs"
+    assert page.locator("#page-info").inner_text() == "page 1 of 10"
+    for _ in range(9):
+        page.click("#page-next")
+    page.wait_for_function("document.getElementById('page-info').textContent === 'page 10 of 10'")
+    numbers = [int(text) for text in page.locator("#runs tbody td.col-number").all_inner_texts()]
+    assert numbers == list(range(4501, BIG + 1))  # the last runs, from the store
+    assert page.locator("#page-next").is_disabled()
+
+    # sorting covers every run: the best value first, from whichever page it was on
+    page.locator('#runs thead th[data-key="value"]').click()
+    page.wait_for_function("document.getElementById('page-info').textContent === 'page 1 of 10'")
+    best = max((r for r in stored if r.status.value == "done"), key=lambda r: r.summary["acc"])
+    first = page.locator("#runs tbody tr").first
+    assert first.locator("td.col-run").inner_text() == best.run_dir
+
+    # the status filter covers every run too: 250 failed runs, on one page
+    page.select_option("#status-filter", "failed")
+    page.wait_for_function("document.querySelectorAll('#runs tbody tr').length === 250")
+    failed = {r.run_dir for r in stored if r.status.value == "failed"}
+    assert set(page.locator("#runs tbody td.col-run").all_inner_texts()) == failed
+    assert page.locator("#pager").is_hidden()
+    page.select_option("#status-filter", "done")
+    page.wait_for_function("document.getElementById('page-info').textContent === 'page 1 of 9'")
+    assert page.locator("#shown").inner_text() == f"runs 1–500 of 4500 of {BIG} runs"
+    assert page.errors == []
+
+
+
+# --------------------------------------------------------------------------- through a real `hpsearch serve --http`
+
+
+def test_the_page_of_a_real_serve_http_shows_a_submitted_search_live(browser, tmp_path):
+    """The real service with --http on a free port (0: the kernel picks it) and its own state folder; a real
+    search submitted to it; the URL the service printed opened in chromium."""
+    import re
+    import urllib.error
+    import urllib.request
+
+    from tests.helpers import write_project
+    from tests.test_service import Serve, wait_for
+
+    env = dict(os.environ, HPSEARCH_STATE_DIR=str(tmp_path / "state"), HPSEARCH_CLAIMS_DIR=str(tmp_path / "claims"))
+    serve = Serve(tmp_path, env)
+    gate = tmp_path / "release"
+    project = write_project(tmp_path / "proj", {"score": [0.2, 0.4, 0.6, 0.8], "wait_for": [str(gate)]})
+    try:
+        serve.start("--visible_gpus=-1", "--num_jobs=2", "--http=127.0.0.1:0")
+        url = wait_for(lambda: re.search(r"web page: (http://127\.0\.0\.1:\d+/\?token=\S+)", serve.log.read_text()),
+                       60, "the service to print its URL").group(1)
+        base = url.split("?")[0]
+        search_id, folder = serve.submit("--grid_module=grid_cfg", f"--run_cwd={project}",
+                                         f"--out_dir={tmp_path / 'out'}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}api/search/{search_id}", timeout=30)
+        assert refused.value.code == 403
+
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        errors: list[str] = []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url)  # the searches page, as the service printed it
+        page.wait_for_selector(f'#searches tbody tr[data-search="{search_id}"]')
+        page.click(f'#searches a:has-text("{search_id}")')
+        page.wait_for_function("document.querySelectorAll('#runs tbody tr').length === 4")
+        page.wait_for_function("[...document.querySelectorAll('#runs tbody td.col-status')]"
+                               ".filter(td => td.innerText === 'running').length === 2")
+        assert sorted(page.locator("#runs tbody td.col-status").all_inner_texts()) == ["queued", "queued",
+                                                                                   "running", "running"]
+        page.evaluate("window.__same_document = true")
+        gate.touch()
+        page.wait_for_function("[...document.querySelectorAll('#runs tbody td.col-status')]"
+                               ".filter(td => td.innerText === 'done').length === 4", timeout=120_000)
+        assert page.evaluate("window.__same_document") is True  # changed live, not by a reload
+        page.wait_for_selector("#plot-best svg.main-svg")
+        page.wait_for_selector("#plot-parallel svg")
+        assert "score" in page.locator("#plot-slices .plot").first.locator(".xtitle").text_content()
+        assert errors == []
+        context.close()
+        wait_for(lambda: "finished" in serve.run("status", search_id).stdout, 60, "the search to finish")
+    finally:
+        gate.touch()
+        serve.stop()

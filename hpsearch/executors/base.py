@@ -177,14 +177,23 @@ class Executor(abc.ABC):
         block or take locks. Runs that outlive the driver are left alone.
         """
 
+    def hold(self, paused: bool) -> str | None:
+        """The search was paused (or unpaused) while runs may wait in a
+        scheduler's queue: keep them from starting (or let them start again);
+        running ones go on. Returns what was done, for the log. Local runs
+        wait for slots the driver no longer takes: nothing to do here."""
+        return None
+
     def can_adopt(self, handle: JobHandle) -> bool:
         """Whether ``handle`` (from an earlier driver) is one this executor can follow."""
         return handle.backend == self.name
 
-    def harvest(self, key: str, run_dir: Path) -> tuple[JobHandle, Outcome] | None:
+    def harvest(self, key: str, run_dir: Path) -> tuple[JobHandle, Outcome | None] | None:
         """A queued run that ran without this driver (its job script submitted by
-        hand after ``--generate_only``) and has ended: its handle for the store
-        and its outcome. None if it did not, which is all that most executors know."""
+        hand after ``--generate_only``, or started by a driver that died before
+        recording it): its handle for the store and its outcome, or None as the
+        outcome if it still runs and this executor now follows it. None if it
+        did not run, which is all that most executors know."""
         return None
 
     def attempt_files(self) -> tuple[str, ...]:

@@ -263,6 +263,8 @@ class ClusterExecutor(Executor):
     task_format = ""  # how an array task's id is written, e.g. "{array}_{index}"
     first_index = 0  # the index of an array's first task
     queue_names_argv: tuple[str, ...] = ()  # lists the names of the user's queued and running jobs
+    pending_states: tuple[str, ...] = ()  # a job waiting to start, in the scheduler's words
+    held_states: tuple[str, ...] = ()  # a job kept from starting by hold_argv
 
     def __init__(
         self,
@@ -438,6 +440,40 @@ class ClusterExecutor(Executor):
                 outcomes.append(Outcome(job.key, None, interrupted=True, backend_state="cancelled by hpsearch"))
         self._jobs.clear()
         return outcomes
+
+    def hold_argv(self, job_ids: Sequence[str], paused: bool) -> list[str]:
+        """The command that holds (``paused``) or releases these pending jobs."""
+        raise NotImplementedError
+
+    def hold(self, paused: bool) -> str | None:
+        """Pause: hold this search's jobs that still wait in the queue, so the
+        scheduler starts none of them; running jobs go on. Unpause: release
+        the held ones. Asks the scheduler which are pending (an array's tasks
+        one by one: holding the array's id would reach its running tasks)."""
+        if not self._jobs or self.options.generate_only:
+            return None
+        wanted = self.pending_states if paused else self.held_states
+        try:
+            states = self.query(list(self._jobs))
+        except ToolError as exc:
+            return f"could not ask the scheduler which jobs wait ({exc}); none {'held' if paused else 'released'}"
+        ids = sorted((job_id for job_id, state in states.items()
+                      if job_id in self._jobs and state.state.split(" ")[0] in wanted), key=id_order)
+        if not ids:
+            return "no job waits in the queue" if paused else None
+        try:
+            result = run_tool(self.hold_argv(ids, paused))
+        except ToolError as exc:
+            return f"{'holding' if paused else 'releasing'} the waiting jobs failed: {exc}"
+        done = f"{'held' if paused else 'released'} {len(ids)} waiting job(s)"
+        if result.returncode != 0:  # some may have started meanwhile; the others are held
+            done = f"{done}; {failure(result)}"
+        if paused:
+            self.after_hold(ids)
+        return done
+
+    def after_hold(self, job_ids: Sequence[str]) -> None:
+        """Undo what holding did to jobs that had started in the meantime."""
 
     # ---- helpers
 

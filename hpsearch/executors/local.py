@@ -17,6 +17,7 @@ the run folder, and a later driver adopts the runs still alive.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ from typing import Any, Callable, Sequence
 import psutil
 
 from hpsearch import proctree
+from hpsearch.atomic import write_json_atomic
 from hpsearch.containment import RUN_MARKER_ENV, Containment
 from hpsearch.errors import SubmissionError, UsageError
 from hpsearch.executors.base import Executor, Wakeup
@@ -44,6 +47,7 @@ from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading, GpuSnap
 from hpsearch.gpu.planner import SlotLimits, SlotPlanner
 from hpsearch.options import LOCAL_NUM_JOBS, default_of
 from hpsearch.runs import EXIT_CODE_FILE, RUN_KEY_ENV, JobHandle, LaunchSpec, Outcome, read_exit_code
+from hpsearch.searchdir import RUN_JOB_FILE
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,18 @@ nothing of hpsearch's, so no ``PYTHONPATH`` has to reach the run."""
 
 _FOREIGN_POLL = 1.0
 """Seconds between two looks at an adopted run where ``pidfd_open`` is missing."""
+
+LAUNCH_FILE = "hpsearch_launch.json"
+"""Written into the run folder of a detached run *before* it starts: which
+launch it is and the marker its wrapper carries. A driver killed before it
+recorded the start leaves the run queued; its successor finds the launch
+here, looks for the wrapper by its marker or takes its exit status, and so
+adopts the run instead of starting it twice (:meth:`LocalExecutor.harvest`)."""
+
+TEST_STOP_ENV = "HPSEARCH_TEST_STOP_AT"
+"""Tests only: ``before_start`` or ``after_start`` makes the driver stop
+itself (SIGSTOP) once at that point of a detached run's launch, so a test can
+``kill -9`` it exactly between starting a run and recording it."""
 
 _PR_SET_PDEATHSIG = 1
 _SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
@@ -263,7 +279,7 @@ class LocalExecutor(Executor):
     def capacity(self) -> int:
         if self.slot_source is not None:
             want = self.num_jobs - len(self._runs) - len(self._granted)
-            if want > 0:
+            if want > 0 and self.slot_source.may_ask():
                 holding = [None if run.gpu is None else str(run.gpu) for run in self._runs.values()] + self._granted
                 self._granted += self.slot_source.acquire(want, self.limits, holding)
             return len(self._granted)
@@ -306,7 +322,10 @@ class LocalExecutor(Executor):
         if spec.key in self._runs:
             raise RuntimeError(f"run {spec.key} is already in flight")
         gpu = self._claim_slot()
+        launch = self._record_launch(spec, gpu) if self.runs_outlive_driver else None
         proc = self._start(spec, gpu)
+        if launch is not None:
+            _stop_here_in_tests("after_start")
         now = self.clock()
         process = psutil.Process(proc.pid)  # not reaped yet: the waiter starts below
         create_time = process.create_time()
@@ -320,15 +339,18 @@ class LocalExecutor(Executor):
         if gpu is not None and self.slot_source is None:
             self._plan.pop(0)
             run.reservation = self.planner.reservation(gpu, self.limits)
+            if self.runs_outlive_driver:  # the start-up claim lives as long as the run, not as we do
+                self.planner.hand_over(run.reservation, proc.pid, create_time)
+        elif gpu is not None:  # the service's broker holds the slot's claim: it becomes the run's
+            self.slot_source.started(str(gpu), proc.pid, create_time)
         self._runs[spec.key] = run
         run.waiter = threading.Thread(
             target=self._wait_for, args=(run,), name=f"hpsearch-wait-{proc.pid}", daemon=True
         )
         run.waiter.start()
         extra: dict = {"create_time": create_time, "gpu": gpu}
-        if self.runs_outlive_driver:  # what a later driver needs to adopt it
-            extra.update(detached=True, marker=self._containment.marker(spec.key), run_dir=str(spec.run_dir),
-                         started=time.time(), timeout=spec.timeout)
+        if launch is not None:  # what a later driver needs to adopt it
+            extra.update(launch)
         return JobHandle(
             key=spec.key,
             backend=self.name,
@@ -336,6 +358,20 @@ class LocalExecutor(Executor):
             where="cpu" if gpu is None else f"gpu {gpu}",
             extra=extra,
         )
+
+    def _record_launch(self, spec: LaunchSpec, gpu: int | None) -> dict[str, Any]:
+        """Write :data:`LAUNCH_FILE` before the run starts; returns its facts
+        (they also go into the run's handle, so a recorded launch is known as such).
+        Not fsynced: it guards against a killed driver, and after a crash of
+        the machine the run is gone anyway."""
+        launch = {"detached": True, "launch": uuid.uuid4().hex, "marker": self._containment.marker(spec.key),
+                  "run_dir": str(spec.run_dir), "started": time.time(), "timeout": spec.timeout, "gpu": gpu}
+        try:
+            write_json_atomic(spec.run_dir / LAUNCH_FILE, launch, durable=False)
+        except OSError as exc:
+            raise SubmissionError(f"run {spec.name}: cannot write {LAUNCH_FILE}: {exc.strerror or exc}") from exc
+        _stop_here_in_tests("before_start")
+        return launch
 
     def _claim_slot(self) -> int | None:
         """The GPU for the next run (None in CPU mode); the driver is expected
@@ -508,7 +544,7 @@ class LocalExecutor(Executor):
         return len(self._runs)
 
     def attempt_files(self) -> tuple[str, ...]:
-        return (EXIT_CODE_FILE,)  # what the wrapper of a detached run leaves
+        return (EXIT_CODE_FILE, LAUNCH_FILE)  # what a detached run's launch and wrapper leave
 
     def submit_many(self, specs: Sequence[LaunchSpec]) -> list[JobHandle | SubmissionError]:
         """Start the runs; slots the last :meth:`capacity` offered and these did
@@ -614,6 +650,35 @@ class LocalExecutor(Executor):
         run.waiter.start()
         return None
 
+    def harvest(self, key: str, run_dir: Path) -> tuple[JobHandle, Outcome | None] | None:
+        """A queued run whose detached launch an earlier driver began but never
+        recorded (it died in between; see :data:`LAUNCH_FILE`): adopted if its
+        wrapper runs (outcome None), else its outcome from ``exit_code.txt``.
+        None if it never started: it stays queued and starts now."""
+        if not self.runs_outlive_driver:
+            return None
+        launch = unrecorded_launch(run_dir)
+        if launch is None:
+            return None
+        gpu = launch.get("gpu") if isinstance(launch.get("gpu"), int) else None
+        where = "cpu" if gpu is None else f"gpu {gpu}"
+        wrapper = find_wrapper(str(launch["marker"]))
+        if wrapper is not None:
+            handle = JobHandle(key, self.name, str(wrapper.pid), where,
+                               {**launch, "create_time": wrapper.create_time()})
+            outcome = self._adopt_detached(handle)
+            if outcome is None:
+                return handle, None
+            return handle, outcome
+        returncode = recorded_returncode(run_dir)
+        if returncode is None:  # never started, or its wrapper was killed: what it left goes, the run starts anew
+            proctree.terminate_processes(_marked_processes(str(launch["marker"])), self.kill_grace)
+            return None
+        handle = JobHandle(key, self.name, "", where, dict(launch))
+        return handle, Outcome(key, returncode if returncode >= 0 else None,
+                               signal=-returncode if returncode < 0 else None,
+                               backend_state=f"started just before its driver died; {_describe_end(returncode)}")
+
     def describe(self) -> str:
         if self.slot_source is not None:
             return "slots of the hpsearch service"
@@ -636,6 +701,69 @@ def recorded_returncode(run_dir: Path) -> int | None:
     if 128 < code < 128 + signal.NSIG:
         return -(code - 128)
     return code
+
+
+def unrecorded_launch(run_dir: Path) -> dict[str, Any] | None:
+    """The facts of :data:`LAUNCH_FILE` if the attempt it names was never
+    recorded as started (``hpsearch_job.json`` missing or of another launch)."""
+    launch = _read_json(run_dir / LAUNCH_FILE)
+    if not isinstance(launch, dict) or not isinstance(launch.get("launch"), str) \
+            or not isinstance(launch.get("marker"), str):
+        return None
+    job = _read_json(run_dir / RUN_JOB_FILE)
+    extra = job.get("extra") if isinstance(job, dict) else None
+    if isinstance(extra, dict) and extra.get("launch") == launch["launch"]:
+        return None
+    return launch
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def find_wrapper(marker: str) -> psutil.Process | None:
+    """The live wrapper of the run whose environment carries ``marker``: the
+    leader of a session of its own (as :meth:`LocalExecutor._start` makes it)
+    running :data:`RUNWRAP`; one pass over ``/proc``."""
+    wanted = f"{RUN_MARKER_ENV}={marker}".encode()
+    for info in proctree.scan().values():
+        if info.pid != info.sid or info.zombie or not proctree.has_marker(info.pid, wanted):
+            continue
+        try:
+            process = psutil.Process(info.pid)
+            if RUNWRAP in process.cmdline():
+                return process
+        except psutil.Error:
+            continue
+    return None
+
+
+def _marked_processes(marker: str) -> list[psutil.Process]:
+    """Live processes whose environment carries the run marker ``marker``."""
+    wanted = f"{RUN_MARKER_ENV}={marker}".encode()
+    found = []
+    for info in proctree.scan().values():
+        if info.zombie or not proctree.has_marker(info.pid, wanted):
+            continue
+        try:
+            found.append(psutil.Process(info.pid))
+        except psutil.Error:
+            pass
+    return found
+
+
+def _stop_here_in_tests(point: str) -> None:
+    """SIGSTOP this process once, at ``point``, if :data:`TEST_STOP_ENV` names it."""
+    global _TEST_STOPPED
+    if not _TEST_STOPPED and os.environ.get(TEST_STOP_ENV) == point:
+        _TEST_STOPPED = True
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+
+_TEST_STOPPED = False
 
 
 def _live_wrapper(handle: JobHandle) -> tuple[psutil.Process, int | None] | None:

@@ -15,6 +15,7 @@ such a job ended as its ``exit_code.txt`` says, or was lost.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ from hpsearch.executors.jobscript import (
 )
 from hpsearch.options import default_of
 from hpsearch.runs import LaunchSpec
+
+logger = logging.getLogger(__name__)
 
 BJOBS_FORMAT = "jobid jobindex stat exit_code exit_reason delimiter='|'"
 _SUBMITTED = re.compile(r"Job <(\d+)> is submitted")
@@ -167,6 +170,8 @@ class LsfExecutor(ClusterExecutor):
     task_format = "{array}[{index}]"
     queue_names_argv = ("bjobs", "-noheader", "-o", "job_name")
     first_index = 1
+    pending_states = ("PEND",)
+    held_states = ("PSUSP",)  # bstop of a pending job suspends it (PSUSP); bresume makes it PEND again
     options: LsfOptions
 
     def job_script(self, spec: LaunchSpec) -> str:
@@ -186,6 +191,20 @@ class LsfExecutor(ClusterExecutor):
 
     def parse_job_id(self, stdout: str) -> str | None:
         return parse_bsub_id(stdout)
+
+    def hold_argv(self, job_ids: Sequence[str], paused: bool) -> list[str]:
+        """``bstop``/``bresume`` with each job (or element ``12[4]``) as its own argument."""
+        return ["bstop" if paused else "bresume", *job_ids]
+
+    def after_hold(self, job_ids: Sequence[str]) -> None:
+        """``bstop`` also suspends a job that started since the query (USUSP): resume those."""
+        try:
+            states = self.query(list(job_ids))
+            started = [job_id for job_id in job_ids if states.get(job_id, JobState("")).state == "USUSP"]
+            if started:
+                run_tool(["bresume", *started])
+        except ToolError as exc:
+            logger.warning("could not check the jobs just held: %s", exc)
 
     def read_max_array_size(self) -> int:
         return self.options.max_array_size

@@ -243,6 +243,8 @@ class SlurmExecutor(ClusterExecutor):
     task_format = "{array}_{index}"
     queue_names_argv = ("squeue", "--me", "-h", "-o", "%j")
     first_index = 0
+    pending_states = ("PENDING",)
+    held_states = ("PENDING",)  # a held job is PENDING (reason JobHeldUser); releasing others does nothing
     options: SlurmOptions
     _sacct_usable = True  # until sacct says accounting is disabled
 
@@ -260,6 +262,11 @@ class SlurmExecutor(ClusterExecutor):
 
     def parse_job_id(self, stdout: str) -> str | None:
         return parse_sbatch_id(stdout)
+
+    def hold_argv(self, job_ids: Sequence[str], paused: bool) -> list[str]:
+        """``scontrol hold|release 12,13_4``: a held job keeps its place but is
+        not started (priority 0) until released; hold on a running job fails for that job only."""
+        return ["scontrol", "hold" if paused else "release", ",".join(job_ids)]
 
     def read_max_array_size(self) -> int:
         try:

@@ -38,7 +38,7 @@ import secrets
 import stat
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -146,7 +146,8 @@ class ClaimBoard:
         self.pid = os.getpid()
         self.pid_started = psutil.Process(self.pid).create_time()
         self.uid = os.getuid()
-        self._mine: set[str] = set()
+        self._mine: dict[str, Claim] = {}
+        self._handed: set[str] = set()  # claims rewritten under a run's own pid (see hand_over)
         self._lock_fd: int | None = None
         self._warned = False
 
@@ -176,16 +177,19 @@ class ClaimBoard:
             self._warn(f"cannot read the GPU claims folder: {exc}")
             return []
         for entry in entries:
-            if not entry.name.endswith(SUFFIX) or entry.name in self._mine:
+            if not entry.name.endswith(SUFFIX) or entry.name in self._mine or entry.name in self._handed:
                 continue
             claim = self._read(entry.name)
-            if claim is None or claim.pid == self.pid or claim.written > now + FUTURE_SLACK or claim.until() <= now:
+            if claim is None or claim.pid == self.pid or claim.written > now + FUTURE_SLACK:
                 continue
             who = (claim.pid, claim.pid_started, claim.uid)
-            if who not in alive:
+            if claim.until() > now and who not in alive:
                 alive[who] = _process_of(*who)
-            if alive[who]:
+            if claim.until() > now and alive[who]:
                 found.append(claim)
+            elif claim.uid == self.uid:  # a lapsed claim of ours, e.g. of a detached run that ended unfollowed
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.name, dir_fd=self._fd)
         return found
 
     def _read(self, name: str) -> Claim | None:
@@ -217,7 +221,28 @@ class ClaimBoard:
                       expires=now + min(seconds, MAX_CLAIM_SECONDS), pid=self.pid, pid_started=self.pid_started,
                       uid=self.uid)
         name = f"{self.pid}-{secrets.token_hex(6)}{SUFFIX}"
-        temp = f".{name}.tmp"
+        if not self._store(name, claim):
+            return None
+        self._mine[name] = claim
+        return name
+
+    def hand_over(self, name: str | None, pid: int, pid_started: float) -> bool:
+        """Make our claim ``name`` the claim of process ``pid`` (a run that
+        outlives this process, see :mod:`hpsearch.runwrap`): it then counts
+        while that process lives, also after we died, until its expiry. We
+        still remove it when the run ends while we follow it, and
+        :meth:`close` leaves it. False if ``name`` is no claim of ours (any more)."""
+        claim = self._mine.get(name) if name is not None else None
+        if claim is None:  # not ours, or handed over already
+            return False
+        if self._store(name, replace(claim, pid=pid, pid_started=pid_started)):
+            del self._mine[name]
+            self._handed.add(name)
+        return True
+
+    def _store(self, name: str, claim: Claim) -> bool:
+        """Write ``claim`` as file ``name`` (temporary file, then rename); False (warned once) if it failed."""
+        temp = f".{name}.{secrets.token_hex(4)}.tmp"
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
                          dir_fd=self._fd)
@@ -230,14 +255,14 @@ class ClaimBoard:
             self._warn(f"cannot write a GPU claim: {exc}")
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=self._fd)
-            return None
-        self._mine.add(name)
-        return name
+            return False
+        return True
 
     def remove(self, name: str | None) -> None:
-        if name is None or name not in self._mine:
+        if name is None or (name not in self._mine and name not in self._handed):
             return
-        self._mine.discard(name)
+        self._mine.pop(name, None)
+        self._handed.discard(name)
         with contextlib.suppress(OSError):
             os.unlink(name, dir_fd=self._fd)
 
@@ -284,7 +309,8 @@ class ClaimBoard:
         return self._lock_fd if self._lock_fd >= 0 else None
 
     def close(self) -> None:
-        """Remove every claim of ours and let go of the folder."""
+        """Remove every claim of ours and let go of the folder; claims handed
+        over to runs that outlive us stay (they lapse with those runs)."""
         for name in list(self._mine):
             self.remove(name)
         for fd in (self._lock_fd, self._fd):

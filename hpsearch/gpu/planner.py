@@ -221,6 +221,17 @@ class SlotPlanner:
                 del self._held[index]
                 return
 
+    def hand_over(self, reservation: Reservation | None, pid: int, pid_started: float) -> bool:
+        """The run holding ``reservation`` is process ``pid``, which may outlive
+        us: its claim becomes that process's (:meth:`ClaimBoard.hand_over`).
+        False if it has no claim of ours that is not handed over yet."""
+        if reservation is None or self.claims is None:
+            return False
+        for held, name in self._held:
+            if held is reservation:
+                return self.claims.hand_over(name, pid, pid_started)
+        return False
+
     def _drop_lapsed(self, now: float) -> None:
         for held, name in [item for item in self._held if item[0].until <= now]:
             self.claims.remove(name)

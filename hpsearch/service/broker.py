@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from hpsearch.gpu.allocate import Reservation
+from hpsearch.gpu.claims import ClaimBoard
 from hpsearch.gpu.monitor import BackgroundPoll, GpuMonitor, GpuReading
 from hpsearch.gpu.planner import SlotLimits, SlotPlanner
 
@@ -83,11 +84,14 @@ class Broker:
         poll_interval: Seconds between two GPU polls at least.
         clock: Monotonic clock.
         first: Readings of the service's start-up poll.
+        claims: The machine's shared GPU claims (:mod:`hpsearch.gpu.claims`): the
+            pool then sees other processes' start-up reservations and shows its
+            own, each handed to its run's process once the driver says it started.
     """
 
     def __init__(self, monitor: GpuMonitor | None, *, max_per_gpu: int = 1, num_jobs: int = 1,
                  poll_interval: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 first: Sequence[GpuReading] | None = None) -> None:
+                 first: Sequence[GpuReading] | None = None, claims: ClaimBoard | None = None) -> None:
         from hpsearch.gpu.monitor import GpuSnapshot
 
         self.monitor = monitor
@@ -102,6 +106,7 @@ class Broker:
                 monitor.poll, BackgroundPoll(monitor.poll, self._poll_answered), poll_interval=poll_interval,
                 error_patience=60.0, clock=clock,
                 first=None if first is None else GpuSnapshot(clock(), tuple(first)),
+                claims=claims,
             )
 
     # ---- searches
@@ -123,6 +128,11 @@ class Broker:
                 client.wanted = 0
             client.wake.set()  # a paused driver stops waiting; an unpaused one asks again
             self._wake_winners()
+
+    def is_paused(self, search: str) -> bool:
+        with self._lock:
+            client = self._clients.get(search)
+            return client is not None and client.paused
 
     def forget(self, search: str) -> list[Any]:
         """A driver is gone: release everything it held; returns the slots released."""
@@ -172,6 +182,8 @@ class Broker:
                     reservation = self.planner.reservation(int(slot), limits)
                     if reservation is not None:
                         client.reservations.setdefault(slot, []).append(reservation)
+            if self.planner is not None and self.planner.claims is not None:
+                self.planner.withdraw_offers()  # what this search was offered and not given
             client.wanted = n - len(grant)
             if client.wanted == 0:
                 client.waiting_since = 0.0
@@ -190,10 +202,23 @@ class Broker:
                         del client.held[slot]
                     pending = client.reservations.get(slot)
                     if pending:
-                        pending.pop(0)
+                        reservation = pending.pop(0)
+                        if self.planner is not None:
+                            self.planner.release(reservation)  # its claim goes
             if satisfied:
                 client.wanted = 0
             self._wake_winners()
+
+    def started(self, search: str, slot: Any, pid: int, pid_started: float) -> None:
+        """A run of ``search`` started on ``slot`` as process ``pid``: the slot's
+        start-up claim becomes that process's, so it outlives this service."""
+        with self._lock:
+            client = self._clients.get(search)
+            if client is None or self.planner is None:
+                return
+            for reservation in client.reservations.get(slot, []):
+                if self.planner.hand_over(reservation, pid, pid_started):  # the first not handed over yet
+                    return
 
     def wait(self, search: str, timeout: float) -> bool:
         """Block until a slot the search would get may be free (or ``timeout``); True if woken."""

@@ -15,6 +15,7 @@ signal follows the thread that forked, and the socket's threads come and go.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpsearch.errors import GpuQueryError, HpsearchError, UsageError
+from hpsearch.gpu.claims import ClaimBoard
 from hpsearch.gpu.planner import SlotLimits
 from hpsearch.service import protocol
 from hpsearch.service.broker import Broker
@@ -124,7 +126,7 @@ def make_broker(options: ServeOptions) -> Broker:
         log.warning("no usable GPU (%s); the pool is %d CPU slot(s) (--num_jobs)", exc, options.num_jobs or 1)
         return cpu
     return Broker(monitor, max_per_gpu=options.max_num_jobs_per_gpu, poll_interval=options.gpu_poll_interval,
-                  first=first)
+                  first=first, claims=ClaimBoard.from_environment())
 
 
 def _limits(value: dict[str, Any]) -> SlotLimits:
@@ -132,17 +134,9 @@ def _limits(value: dict[str, Any]) -> SlotLimits:
                       float(value["startup_time"]))
 
 
-def _is_cluster_search(folder: str) -> bool:
-    from hpsearch.searchdir import saved_settings
-
-    try:
-        options = (saved_settings(Path(folder)) or {}).get("options") or {}
-    except HpsearchError:
-        return False
-    return bool(options.get("run_cluster"))
-
-
+@functools.lru_cache(maxsize=4096)
 def _folder_key(folder: str) -> str:
+    """A search's folder as the broker knows it; cached: drivers name it in every request."""
     return str(Path(folder).resolve())
 
 
@@ -161,6 +155,7 @@ class Service:
         self.stopping: dict[str, Any] | None = None
         self.signalled = False  # set by the signal handler, acted on by the main loop
         self.start_after_exit: dict[str, bool] = {}  # searches to start again once their stopping driver ended
+        self.pause_changed = threading.Condition()  # a search was paused or unpaused (op paused waits on it)
         self.started = time.time()
         self.pid = os.getpid()
         (paths.root / "drivers").mkdir(mode=0o700, exist_ok=True)
@@ -194,6 +189,11 @@ class Service:
         self.broker.release(_folder_key(request["search"]), slots, bool(request.get("satisfied")))
         return protocol.ok()
 
+    def _op_started(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.broker.started(_folder_key(request["search"]), request["slot"], int(request["pid"]),
+                            float(request["pid_started"]))
+        return protocol.ok()
+
     def _op_wait(self, request: dict[str, Any]) -> dict[str, Any]:
         woken = self.broker.wait(_folder_key(request["search"]), min(float(request.get("timeout", 5.0)), 30.0))
         return protocol.ok(woken=woken)
@@ -215,10 +215,7 @@ class Service:
         entry = self._service_entry(request["search"])
         if not entry.active:
             raise UsageError(f"search {entry.id} is {entry.state}; only a queued or running search can be paused")
-        if _is_cluster_search(entry.folder):
-            raise UsageError(f"search {entry.id} runs on a cluster, whose scheduler starts its jobs; pause is for "
-                             f"local searches (cancel stops it, unpause continues it)")
-        self.broker.set_paused(_folder_key(entry.folder), True)
+        self._set_paused(entry.folder, True)  # a cluster search's driver learns it through op paused
         self._update(entry.id, state="paused")
         return protocol.ok(id=entry.id, state="paused")
 
@@ -226,16 +223,32 @@ class Service:
         entry = self._service_entry(request["search"])
         if entry.state == "finished":
             raise UsageError(f"search {entry.id} is finished; nothing to run")
-        self.broker.set_paused(_folder_key(entry.folder), False)
+        self._set_paused(entry.folder, False)
         self.actions.put(lambda: self._start_driver(entry.id))
         return protocol.ok(id=entry.id, state="running")
+
+    def _op_paused(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Long-poll of a driver that submits to a scheduler itself (:mod:`hpsearch.service.pausewatch`):
+        answered once the search's pause state differs from ``known`` (at once if it is null), or after
+        ``timeout`` seconds."""
+        key = _folder_key(request["search"])
+        known = request.get("known")
+        timeout = min(float(request.get("timeout", 5.0)), 60.0)
+        with self.pause_changed:
+            self.pause_changed.wait_for(lambda: known is None or self.broker.is_paused(key) != known, timeout)
+            return protocol.ok(paused=self.broker.is_paused(key))
+
+    def _set_paused(self, folder: str, paused: bool) -> None:
+        with self.pause_changed:
+            self.broker.set_paused(_folder_key(folder), paused)
+            self.pause_changed.notify_all()
 
     def _op_cancel(self, request: dict[str, Any]) -> dict[str, Any]:
         entry = self._service_entry(request["search"])
         if not entry.active:
             raise UsageError(f"search {entry.id} is {entry.state}; nothing to cancel")
         kill = bool(request.get("kill"))
-        self.broker.set_paused(_folder_key(entry.folder), True)
+        self._set_paused(entry.folder, True)
         self.actions.put(lambda: self._cancel(entry.id, kill))
         return protocol.ok(id=entry.id, state="cancelled")
 
@@ -313,6 +326,8 @@ class Service:
                 return
             self.start_after_exit[search_id] = keep_paused  # the old driver is still stopping
             return
+        if keep_paused:  # before it starts: its driver may ask at once
+            self._set_paused(entry.folder, True)
         argv = [sys.executable, "-m", "hpsearch", "--resume", entry.folder, f"--service_socket={self.paths.socket}",
                 "--detached_runs", "--quiet"]
         log_handle = open(self.paths.root / "drivers" / f"{entry.id}.log", "ab")

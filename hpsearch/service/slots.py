@@ -42,6 +42,13 @@ class SlotSource:
         self._want_wait = threading.Event()  # the driver was refused: the waiter sends the next wait
         self._waiter: threading.Thread | None = None
         self._closed = False
+        self.refused = False  # the last request got fewer slots than asked, and nothing changed since
+
+    def may_ask(self) -> bool:
+        """Whether asking again could get more: not after a refusal, until the
+        broker wakes us (a slot we would get freed, or the wait timed out) or
+        a run of ours gave a slot back. Saves a round trip per driver wake-up."""
+        return not self.refused
 
     def acquire(self, n: int, limits: SlotLimits, holding: list[Any] | None = None) -> list[Any]:
         """Up to ``n`` slots (GPU id text, or None for a CPU slot); fewer means wait to be woken.
@@ -49,7 +56,8 @@ class SlotSource:
         request = {"op": "acquire", "search": self.search, "n": n, "limits": dataclasses.asdict(limits),
                    "holding": holding}
         slots = self._call(request).get("slots", [])
-        if len(slots) < n:
+        self.refused = len(slots) < n
+        if self.refused:
             self._start_waiting()
         return slots
 
@@ -57,10 +65,18 @@ class SlotSource:
         """Give slots back; ``satisfied``: the search wants no more for now."""
         if not (slots or satisfied):
             return
+        self.refused = False
         try:
             self._call({"op": "release", "search": self.search, "slots": list(slots), "satisfied": satisfied})
         except ServiceUnavailable as exc:  # a service that went away holds no slots: nothing to give back
             log.debug("slot release failed: %s", exc)
+
+    def started(self, slot: Any, pid: int, pid_started: float) -> None:
+        """A run started on a GPU slot as process ``pid``: its start-up claim becomes the run's."""
+        try:
+            self._call({"op": "started", "search": self.search, "slot": slot, "pid": pid, "pid_started": pid_started})
+        except ServiceUnavailable as exc:
+            log.debug("started: %s", exc)
 
     def stop_request(self) -> tuple[bool, bool]:
         """Why the service stops this driver: ``(cancel, kill)``. Cancel: the search is
@@ -103,4 +119,5 @@ class SlotSource:
                 connection = None
                 time.sleep(0.5)  # the service is gone or restarting; the driver's own calls will say so
             if not self._closed:
+                self.refused = False
                 self._wake()

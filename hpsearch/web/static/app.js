@@ -2,7 +2,7 @@
 "use strict";
 
 const POLL_MS = 2000;
-const MAX_ROWS = 2000;
+const PAGE_ROWS = 500;  // rows per page of the runs table; every run is on some page
 const STATUS_ORDER = ["running", "queued", "interrupted", "done", "failed", "timed_out"];
 const csrf = document.querySelector('meta[name="csrf-token"]').content;
 
@@ -142,7 +142,7 @@ function renderQueue(data) {
 
 // ---- one search
 
-const view = {sortKey: "number", sortDir: 1, status: "", columns: [], search: null, figuresKey: null};
+const view = {sortKey: "number", sortDir: 1, status: "", page: 0, columns: [], search: null, figuresKey: null};
 
 function runColumns(search) {
   const perf = search.performance_key;
@@ -187,6 +187,7 @@ function renderHeader(columns) {
     th.addEventListener("click", () => {
       view.sortDir = view.sortKey === c.key ? -view.sortDir : (c.key === "value" && !view.search.ascending ? -1 : 1);
       view.sortKey = c.key;
+      view.page = 0;
       renderRuns();
     });
     return th;
@@ -227,7 +228,10 @@ function renderRuns() {
     const missing = column.value(a) === null || column.value(a) === undefined || column.value(b) === null || column.value(b) === undefined;
     return (missing ? primary : view.sortDir * primary) || a.number - b.number;
   });
-  const shown = runs.slice(0, MAX_ROWS);
+  const pages = Math.max(1, Math.ceil(runs.length / PAGE_ROWS));
+  view.page = Math.min(Math.max(0, view.page), pages - 1);
+  const first = view.page * PAGE_ROWS;
+  const shown = runs.slice(first, first + PAGE_ROWS);
   fillBody(document.getElementById("runs"), shown.map((run) => el("tr", {"data-status": run.status, "data-key": run.key},
     ...columns.map((c) => {
       const value = c.value(run);
@@ -236,9 +240,13 @@ function renderRuns() {
       return el("td", {class: cls}, c.badge ? statusBadge(value) : text);
     }),
     fileLinks(search, run))));
-  document.getElementById("shown").textContent = runs.length > MAX_ROWS
-    ? `showing the first ${MAX_ROWS} of ${runs.length} runs; filter or sort to see others`
-    : `${runs.length} of ${search.counts.total} runs`;
+  const of = runs.length === search.counts.total ? `${runs.length} runs` : `${runs.length} of ${search.counts.total} runs`;
+  document.getElementById("shown").textContent = runs.length > shown.length
+    ? `runs ${first + 1}–${first + shown.length} of ${of}` : of;
+  document.getElementById("page-info").textContent = `page ${view.page + 1} of ${pages}`;
+  document.getElementById("page-prev").disabled = view.page === 0;
+  document.getElementById("page-next").disabled = view.page >= pages - 1;
+  document.getElementById("pager").hidden = pages === 1;
 }
 
 function renderSummary(search) {
@@ -306,8 +314,15 @@ function startSearchPage() {
   const searchId = document.body.dataset.search;
   document.getElementById("status-filter").addEventListener("change", (event) => {
     view.status = event.target.value;
+    view.page = 0;
     if (view.search) renderRuns();
   });
+  for (const [id, step] of [["page-prev", -1], ["page-next", 1]]) {
+    document.getElementById(id).addEventListener("click", () => {
+      view.page += step;
+      if (view.search) renderRuns();
+    });
+  }
   for (const button of document.querySelectorAll("button[data-action]")) {
     button.addEventListener("click", () => act(searchId, button.dataset.action));
   }

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""A small fake of LSF's ``bsub``, ``bjobs`` and ``bkill`` that really runs jobs.
+"""A small fake of LSF's ``bsub``, ``bjobs``, ``bkill``, ``bstop`` and ``bresume`` that really runs jobs.
 
 No LSF can be installed for the tests, so these programs follow LSF's
 documented command lines and output formats closely enough to drive
 hpsearch's LSF executor:
 
-``bsub``, ``bjobs`` and ``bkill`` are links to this file; it acts as the
+``bsub``, ``bjobs``, ``bkill``, ``bstop`` and ``bresume`` are links to this file; it acts as the
 one it is called by.
 
 * ``bsub [options] [command]`` (the job script on stdin when no command is
@@ -21,6 +21,13 @@ one it is called by.
   gives ``Job <N> is not found`` on stderr and exit status 255.
 * ``bkill ids`` stops a job (or one element, ``123[4]``): its process group
   gets SIGTERM, then SIGKILL; it ends as ``EXIT`` with ``TERM_OWNER``.
+* ``bstop ids`` suspends jobs or elements: a pending one becomes ``PSUSP``
+  and is not started, a running one gets SIGSTOP and becomes ``USUSP``
+  (``Job <N> is being stopped``). ``bresume ids`` undoes it: ``PSUSP`` becomes
+  ``PEND`` again, ``USUSP`` gets SIGCONT and is ``RUN`` (``Job <N> is being
+  resumed``); a job that is not suspended gets ``Job <N>: The job was not
+  suspended`` on stderr, a finished one ``Job has already finished``, both
+  exit status 255.
 
 State lives in the folder named by ``$FAKE_LSF_STATE``. Test knobs:
 ``$FAKE_LSF_MINUTE`` (seconds per LSF minute, default 60), the file
@@ -278,6 +285,7 @@ def run(state: Path, job_id: str) -> int:
                                                             "exit_reason": TERM_OWNER})
         for element in list(running.values()):
             if kill_requested(state, job_id, element.index):
+                signal_group(element.process.pid, signal.SIGCONT)  # a suspended job must see its SIGTERM
                 element.stop(TERM_OWNER)
             if spec["runlimit"] is not None and time.monotonic() - element.started > spec["runlimit"]:
                 element.stop(TERM_RUNLIMIT)
@@ -285,12 +293,18 @@ def run(state: Path, job_id: str) -> int:
                 signal_group(element.process.pid, signal.SIGKILL)
             status = element.process.poll()
             if status is not None:
-                finish_element(state, job_id, element, status)
+                with job_lock(state, job_id):
+                    finish_element(state, job_id, element, status)
                 del running[element.index]
         if dependencies_ended(state, spec["depends"]):
-            while pending and len(running) < limit:
-                index = pending.pop(0)
-                running[index] = start_element(state, spec, index)
+            with job_lock(state, job_id):  # bstop of a pending element and its start exclude each other
+                for index in list(pending):
+                    if len(running) >= limit:
+                        break
+                    if read_json(element_path(state, job_id, index))["stat"] == "PSUSP":
+                        continue
+                    pending.remove(index)
+                    running[index] = start_element(state, spec, index)
         time.sleep(TICK)
     return 0
 
@@ -421,10 +435,82 @@ def bkill(argv: list[str]) -> int:
     return status
 
 
+# --------------------------------------------------------------------------- bstop, bresume
+
+
+def job_lock(state: Path, job_id: str):
+    """An exclusive lock on one job's state (a context manager)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def locked():
+        with open(job_dir(state, job_id) / "lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    return locked()
+
+
+def suspend_or_resume(argv: list[str], stop: bool) -> int:
+    state = state_dir()
+    tool = "bstop" if stop else "bresume"
+    status = 0
+    for ref in argv:
+        if ref.startswith("-"):
+            raise Refused(f"{tool}: illegal option -- {ref}")
+        match = _JOB_REF.match(ref)
+        if not match or not (job_dir(state, match.group("id")) / "spec.json").exists():
+            print(f"Job <{ref}>: No matching job found", file=sys.stderr)
+            status = 255
+            continue
+        job_id, index = match.group("id"), match.group("index")
+        with job_lock(state, job_id):
+            states = elements(state, job_id)
+            targets = [int(index)] if index is not None else list(states)
+            changed = False
+            for target in targets:
+                element = states.get(target)
+                if element is None or element["stat"] in FINAL:
+                    continue
+                new = dict(element)
+                if stop and element["stat"] == "PEND":
+                    new["stat"] = "PSUSP"
+                elif stop and element["stat"] == "RUN":
+                    signal_group(element["pgid"], signal.SIGSTOP)
+                    new["stat"] = "USUSP"
+                elif not stop and element["stat"] == "PSUSP":
+                    new["stat"] = "PEND"
+                elif not stop and element["stat"] == "USUSP":
+                    signal_group(element["pgid"], signal.SIGCONT)
+                    new["stat"] = "RUN"
+                else:
+                    continue
+                write_json(element_path(state, job_id, target), new)
+                changed = True
+        if all(states.get(i, {"stat": "DONE"})["stat"] in FINAL for i in targets):
+            print(f"Job <{ref}>: Job has already finished", file=sys.stderr)
+            status = 255
+        elif not changed:
+            print(f"Job <{ref}>: {'The job was already suspended' if stop else 'The job was not suspended'}",
+                  file=sys.stderr)
+            status = 255
+        else:
+            print(f"Job <{ref}> is being {'stopped' if stop else 'resumed'}")
+    return status
+
+
+def bstop(argv: list[str]) -> int:
+    return suspend_or_resume(argv, True)
+
+
+def bresume(argv: list[str]) -> int:
+    return suspend_or_resume(argv, False)
+
+
 # --------------------------------------------------------------------------- entry
 
 
-TOOLS = {"bsub": bsub, "bjobs": bjobs, "bkill": bkill}
+TOOLS = {"bsub": bsub, "bjobs": bjobs, "bkill": bkill, "bstop": bstop, "bresume": bresume}
 
 
 def main(tool: str, argv: list[str]) -> int:
