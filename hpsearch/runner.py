@@ -350,7 +350,8 @@ class SearchDriver:
             status = verdict.status
             retry = status in (RunStatus.FAILED, RunStatus.TIMED_OUT) and record.attempts <= self.settings.max_retries
             if status == RunStatus.INTERRUPTED and not stopping and self.stop_signal is None:
-                retry = True
+                # cut off by the scheduler (time limit, preemption): again up to --max_retries times
+                retry = not outcome.cut_off or record.attempts <= self.settings.max_retries
             if retry and not stopping and self.stop_signal is None:
                 self.store.requeue(record.key, verdict.reason)
                 self._move(record.status, RunStatus.QUEUED)

@@ -33,11 +33,14 @@ from hpsearch.executors.cluster import (
 from hpsearch.executors.jobscript import (
     ARRAY_LOG_DIR,
     ClusterOptions,
+    Pack,
+    as_pack,
     case_table,
     job_name,
     job_script,
     option_groups,
-    run_lines,
+    pack_body,
+    pack_preamble,
 )
 from hpsearch.options import default_of
 from hpsearch.runs import LaunchSpec
@@ -82,20 +85,47 @@ def bsub_argv(options: LsfOptions, *, name: str, output: Path, depends_on: Seque
         argv += ["-R", resources]
     for group in option_groups(options.extra, options.extra_flag):
         argv += group
+    if options.warning is not None:  # LSF's warning time is in minutes
+        signal_name, lead = options.warning
+        argv += ["-wa", signal_name, "-wt", str(max(1, -(-lead // 60)))]
     if depends_on:
         argv += ["-w", " && ".join(f"ended({job_id})" for job_id in depends_on)]
     return argv
 
 
-def bsub_script(spec: LaunchSpec, options: LsfOptions) -> str:
-    """One run's job script (LSF's own messages go to ``lsf-<id>.out`` in the run folder)."""
-    return job_script([], options.setup, run_lines(spec), comment=f"hpsearch job script of {job_name(spec.name)}")
+def limit_seconds(options: LsfOptions) -> float:
+    """The job's run limit: ``--num_hours``, or a ``-W [hours:]minutes`` in the extra options (it wins)."""
+    limit = options.num_hours * 3600.0
+    for group in option_groups(options.extra, options.extra_flag):
+        if group[0] == "-W" and len(group) > 1:
+            hours, _, minutes = group[1].rpartition(":")
+            if minutes.isdigit() and (not hours or hours.isdigit()):
+                limit = (int(hours or 0) * 60 + int(minutes)) * 60.0
+    return limit
 
 
-def bsub_array_script(specs: Sequence[LaunchSpec], options: LsfOptions) -> str:
-    """An array script: element ``i`` (``LSB_JOBINDEX``, from 1) runs ``specs[i - 1]``."""
-    return job_script([], options.setup, case_table("LSB_JOBINDEX", specs, 1),
-                      comment=f"hpsearch array script of {len(specs)} runs")
+def warning_seconds(options: LsfOptions) -> tuple[str, int] | None:
+    """The warning as LSF sends it: its lead time rounded up to whole minutes."""
+    if options.warning is None:
+        return None
+    signal_name, lead = options.warning
+    return signal_name, max(1, -(-lead // 60)) * 60
+
+
+def bsub_script(pack: LaunchSpec | Pack, options: LsfOptions) -> str:
+    """A job's script: its runs one after another (LSF's own messages go to ``lsf-<id>.out`` in
+    the first run's folder)."""
+    runs = as_pack(pack)
+    body = pack_preamble(limit_seconds(options), warning_seconds(options)) + pack_body(runs)
+    return job_script([], options.setup, body, comment=f"hpsearch job script of {job_name(runs[0].name)}"
+                      + (f" and {len(runs) - 1} more" if len(runs) > 1 else ""))
+
+
+def bsub_array_script(packs: Sequence[LaunchSpec | Pack], options: LsfOptions) -> str:
+    """An array script: element ``i`` (``LSB_JOBINDEX``, from 1) runs ``packs[i - 1]``."""
+    body = pack_preamble(limit_seconds(options), warning_seconds(options)) + case_table(
+        "LSB_JOBINDEX", [as_pack(p) for p in packs], 1)
+    return job_script([], options.setup, body, comment=f"hpsearch array script of {len(packs)} jobs")
 
 
 # --------------------------------------------------------------------------- parsers
@@ -169,11 +199,11 @@ class LsfExecutor(ClusterExecutor):
     first_index = 1
     options: LsfOptions
 
-    def job_script(self, spec: LaunchSpec) -> str:
-        return bsub_script(spec, self.options)
+    def job_script(self, pack: Pack) -> str:
+        return bsub_script(pack, self.options)
 
-    def array_script(self, specs: Sequence[LaunchSpec], name: str) -> str:
-        return bsub_array_script(specs, self.options)
+    def array_script(self, packs: Sequence[Pack], name: str) -> str:
+        return bsub_array_script(packs, self.options)
 
     def submission(self, script: Path, *, name: str, array_size: int, depends_on: Sequence[str]) -> Submission:
         if array_size:

@@ -15,7 +15,10 @@ links to this file; it acts as the one it is called by.
   at once, ``SLURM_ARRAY_TASK_ID``), in the submission's folder with
   ``SLURM_JOB_ID`` set and its output appended to ``--output``/``--error``
   (``%j``, ``%A``, ``%a``, ``%x`` and ``%%`` expanded). ``--time`` is enforced
-  (state ``TIMEOUT``), ``--dependency=afterany:...`` waits for other jobs.
+  (state ``TIMEOUT``; every process of the job is killed, also those in
+  process groups of their own), ``--signal=[B:]SIG@SECONDS`` sends SIG that
+  long before it (seconds scaled like minutes, to the batch shell only with
+  ``B:``), ``--dependency=afterany:...`` waits for other jobs.
 * ``squeue [-h] [--me] [-t all] [-r] [-o FORMAT] [-j ids]`` knows ``%i %A %F %K %T
   %t %l %r %j %Z``; without ``-t all`` only unfinished jobs are shown, and
   without ``-r`` pending array tasks are folded into ``123_[2-5%2]``. Ended
@@ -318,6 +321,7 @@ class Task:
         self.started = time.monotonic()
         self.ending: str | None = None  # CANCELLED or TIMEOUT once asked to stop
         self.kill_at: float | None = None
+        self.warned = False
 
     def stop(self, ending: str) -> None:
         if self.ending is None:
@@ -331,6 +335,28 @@ def signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def kill_marked(marker: str) -> None:
+    """SIGKILL every process whose environment holds ``marker`` (``NAME=value``): a real
+    scheduler stops every process of a job, also those in process groups of their own."""
+    wanted = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+def warning_of(text: str) -> tuple[bool, int, float]:
+    """``[B:]SIG@SECONDS`` of ``--signal`` -> (batch shell only, signal number, seconds)."""
+    batch, _, rest = text.rpartition(":") if ":" in text else ("", "", text)
+    name, _, seconds = rest.partition("@")
+    number = int(name) if name.isdigit() else getattr(signal, name if name.startswith("SIG") else f"SIG{name}")
+    return batch.upper() == "B", int(number), float(seconds or 60)
 
 
 def cancel_requested(state: Path, job_id: str, index: int) -> bool:
@@ -356,7 +382,7 @@ def start_task(state: Path, spec: dict, index: int, first: bool) -> Task:
     job_id = spec["id"]
     raw = job_id if first or not spec["array"] else allocate_id(state)
     env = dict(spec["env"], SLURM_JOB_ID=raw, SLURM_JOBID=raw, SLURM_JOB_NAME=spec["name"],
-               SLURM_SUBMIT_DIR=spec["cwd"])
+               SLURM_SUBMIT_DIR=spec["cwd"], FAKE_SLURM_TASK=f"{job_id}_{index}")
     if spec["array"]:
         env.update(SLURM_ARRAY_JOB_ID=job_id, SLURM_ARRAY_TASK_ID=str(index))
     cwd = Path(spec["cwd"])
@@ -377,6 +403,7 @@ def finish_task(state: Path, job_id: str, task: Task, status: int) -> None:
     else:
         final = "COMPLETED" if code == 0 and signum == 0 else "FAILED"
     signal_group(task.process.pid, signal.SIGKILL)  # leftovers of the job's process group
+    kill_marked(f"FAKE_SLURM_TASK={job_id}_{task.index}")  # and of the process groups its script made
     write_json(task_path(state, job_id, task.index), {"state": final, "exit": f"{code}:{signum}", "raw": task.raw,
                                                       "end": time.time(), "reason": "None"})
 
@@ -397,6 +424,16 @@ def run(state: Path, job_id: str) -> int:
                 task.stop("CANCELLED")
             if spec["timelimit"] is not None and time.monotonic() - task.started > spec["timelimit"]:
                 task.stop("TIMEOUT")
+            warning = spec["options"].get("--signal")
+            if (warning and spec["timelimit"] is not None and not task.warned and task.ending is None
+                    and time.monotonic() - task.started > spec["timelimit"] - warning_of(warning)[2]
+                    * float(os.environ.get(MINUTE_ENV, "60")) / 60):
+                task.warned = True
+                batch_only, number, _ = warning_of(warning)
+                try:
+                    os.kill(task.process.pid, number) if batch_only else os.killpg(task.process.pid, number)
+                except (ProcessLookupError, PermissionError):
+                    pass
             if task.kill_at is not None and time.monotonic() > task.kill_at:
                 signal_group(task.process.pid, signal.SIGKILL)
             status = task.process.poll()
