@@ -61,6 +61,9 @@ class LaunchSpec:
         run_dir: The run folder; exists before the executor's ``submit``.
         env: Extra environment variables for the run.
         timeout: Wall-clock limit in seconds, or None.
+        attempt: Which attempt of the run this is (1 for the first), so that a
+            submission recorded before the store knew of it can be told from
+            an earlier attempt's.
     """
 
     key: str
@@ -70,6 +73,7 @@ class LaunchSpec:
     run_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
+    attempt: int = 1
 
     @property
     def stdout_path(self) -> Path:

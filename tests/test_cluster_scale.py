@@ -29,8 +29,8 @@ import pytest
 from hpsearch.errors import UsageError
 from hpsearch.executors.base import Wakeup
 from hpsearch.executors.jobscript import ClusterOptions
-from hpsearch.executors.lsf import LsfExecutor, LsfOptions
-from hpsearch.executors.slurm import SlurmExecutor, SlurmOptions
+from hpsearch.executors.lsf import LsfExecutor, LsfOptions, bsub_argv
+from hpsearch.executors.slurm import SlurmExecutor, SlurmOptions, sbatch_script
 from hpsearch.runs import CUT_OFF_FILE, EXIT_CODE_FILE
 from tests.cluster_fixtures import cluster_args, collect, job_spec, results, start_events
 from tests.helpers import hpsearch_cmd, run_folders, run_hpsearch, write_project
@@ -208,11 +208,11 @@ def test_packed_job_cut_by_its_time_limit_keeps_finished_runs_and_reruns_the_res
         assert f"{folder.name}: interrupted (not started" in result.stderr
 
 
-def test_lsf_warning_reaches_the_run_and_the_next_runs_are_skipped(tmp_path, fake_lsf, monkeypatch):
-    """LSF's -wa/-wt (whole minutes): with -W 1 and a lead of a minute the warning comes at once."""
-    monkeypatch.setenv("FAKE_LSF_MINUTE", "60")
+def test_lsf_warning_reaches_the_run_and_the_next_runs_are_skipped(tmp_path, fake_lsf):
+    """LSF's -wa/-wt (whole minutes, here seconds): -W 2 and a lead of 30 s (one minute) warn the
+    job after one fake minute; the script, counting real seconds, sees its end near."""
     executor = LsfExecutor(Wakeup(), LsfOptions(num_jobs=1, runs_per_job=2, warn_signal="USR1@30",
-                                                extra=["-W", "1"]), tmp_path, poll_interval=0.05,
+                                                extra=["-W", "2"]), tmp_path, poll_interval=0.05,
                            max_poll_interval=0.3)
     specs = [job_spec(tmp_path, 0, "--sleep=30", python=PY), job_spec(tmp_path, 1, python=PY)]
     executor.submit_many(specs)
@@ -226,7 +226,7 @@ def test_lsf_warning_reaches_the_run_and_the_next_runs_are_skipped(tmp_path, fak
 
 def test_runs_after_the_warning_are_not_started(tmp_path, fake_slurm, monkeypatch):
     monkeypatch.setenv("FAKE_SLURM_MINUTE", "60")
-    executor = slurm(tmp_path, num_jobs=1, runs_per_job=3, warn_signal="USR1@2", extra=["--time=0:04"])
+    executor = slurm(tmp_path, num_jobs=1, runs_per_job=3, warn_signal="USR1@1", extra=["--time=0:04"])
     specs = [job_spec(tmp_path, 0, "--sleep=1", python=PY), job_spec(tmp_path, 1, "--sleep=30", python=PY),
              job_spec(tmp_path, 2, python=PY)]
     executor.submit_many(specs)
@@ -235,4 +235,51 @@ def test_runs_after_the_warning_are_not_started(tmp_path, fake_slurm, monkeypatc
     assert (second.exit_code, second.cut_off) == (138, "time limit")  # cut by the forwarded SIGUSR1
     assert third.interrupted and "not started: time limit" in third.backend_state
     assert not (specs[2].run_dir / "argv.json").exists()
-    assert "#SBATCH --signal=B:USR1@2" in (specs[0].run_dir / "job.sh").read_text().splitlines()
+    assert "#SBATCH --signal=B:USR1@1" in (specs[0].run_dir / "job.sh").read_text().splitlines()
+
+
+def test_a_warning_as_long_as_half_the_limit_is_left_out():
+    assert "--signal" not in sbatch_script(_spec(), SlurmOptions(extra=["--time=0:01"]))  # 120 s lead, 60 s job
+    assert "#SBATCH --signal=B:USR1@120" in sbatch_script(_spec(), SlurmOptions()).splitlines()
+    assert "-wa" not in bsub_argv(LsfOptions(extra=["-W", "3"]), name="x", output=Path("/o"))
+    assert bsub_argv(LsfOptions(extra=["-W", "5"]), name="x", output=Path("/o"))[-4:] == ["-wa", "USR1", "-wt", "2"]
+
+
+def _spec():
+    from hpsearch.runs import LaunchSpec
+    return LaunchSpec(key="k", name="sim_1", argv=("true",), cwd=Path("/p"), run_dir=Path("/out/sim_1"))
+
+
+# --------------------------------------------------------------------------- adoption after kill -9
+
+
+@pytest.mark.parametrize("mode", [("--slurm_array",), ()])
+def test_driver_killed_while_sbatch_answers_is_adopted_not_resubmitted(tmp_path, fake_slurm, mode):
+    """The job is in the queue but the driver dies before it hears its id: the submission was
+    recorded in submissions/ first, so the resume finds the job by name and submits nothing."""
+    project = write_project(tmp_path / "project", {"i": list(range(6)), "sleep": [0.5]})
+    out = tmp_path / "search"
+    events = tmp_path / "events.log"
+    env = dict(os.environ, HPSEARCH_TEST_LOG=str(events))
+    fake_slurm.write("sbatch_delay", "30")
+    args = cluster_args(out, "slurm", "--num_jobs=3", "--runs_per_job=2", "--slurm_gres=", *mode)
+    driver = subprocess.Popen(hpsearch_cmd(*args), cwd=project, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(fake_slurm.state.glob("jobs/*/spec.json")):  # queued; sbatch has not answered
+            assert time.monotonic() < deadline and driver.poll() is None
+            time.sleep(0.05)
+    finally:
+        driver.kill()  # SIGKILL
+        driver.wait()
+    (fake_slurm.state / "sbatch_delay").unlink()
+    submitted = len(fake_slurm.calls("sbatch"))
+    assert submitted == 1 and list((out / "submissions").glob("*.json"))
+    result = run_hpsearch(["--resume", str(out)], tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"adopting {6 if mode else 2} runs submitted by the previous driver" in result.stderr
+    # per-job mode submits the other two jobs on resume; arrays had every run in the one array
+    assert len(fake_slurm.calls("sbatch")) == (1 if mode else 3)
+    assert sorted(start_events(events).values()) == [1] * 6
+    assert sorted(r["status"] for r in results(out).values()) == ["done"] * 6

@@ -26,6 +26,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import json
 import logging
 import re
 import shlex
@@ -272,6 +273,11 @@ class TrackedJob:
     running: bool = False  # the scheduler said so, or a run folder showed it
 
 
+INTENT_DIR = "submissions"
+"""Folder of the search where each submission is recorded before the scheduler is asked
+(``<job name>.json``: its runs and attempts, then its job id), so that a driver killed
+between the two is followed up, not repeated (:meth:`ClusterExecutor.reclaim`)."""
+
 FILE_CHECK_INTERVAL = 1.0
 """Seconds between two looks at the run folders of running jobs at most."""
 
@@ -365,6 +371,15 @@ class ClusterExecutor(Executor):
     def read_max_array_size(self) -> int:
         """The largest array the scheduler accepts."""
 
+    @abc.abstractmethod
+    def jobs_named(self, names: Sequence[str]) -> dict[str, str]:
+        """``{job name: job id}`` (an array's own id) of the user's jobs with these names,
+        queued, running or recently ended, from one call.
+
+        Raises:
+            ToolError: The scheduler could not be asked.
+        """
+
     # ---- Executor interface
 
     def capacity(self) -> int:
@@ -383,6 +398,36 @@ class ClusterExecutor(Executor):
             return None
         state = "submitted by hand"
         return JobHandle(key, self.name, "", state), Outcome(key, exit_code, backend_state=state)
+
+    def reclaim(self, queued: dict[str, int]) -> list[JobHandle]:
+        """Submissions recorded in ``submissions/`` whose runs the store still has as queued
+        at the attempt before (the driver was killed between ``sbatch`` and the store):
+        their handles, by the recorded job id or else by job name from one query."""
+        found = []  # (intent, task index, run)
+        for path in sorted((self.search_dir / INTENT_DIR).glob("*.json")):
+            try:
+                intent = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            for index, pack in enumerate(intent["tasks"], self.first_index):
+                found += [(intent, index, run) for run in pack if queued.get(run["key"]) == run["attempt"] - 1]
+        if not found:
+            return []
+        unnamed = sorted({intent["name"] for intent, _, _ in found if not intent.get("job_id")})
+        try:
+            ids = self.jobs_named(unnamed) if unnamed else {}
+        except ToolError as exc:
+            raise SchedulerQueryError(f"cannot tell whether the last submissions of the previous driver "
+                                      f"reached the scheduler: {exc}") from None
+        handles = []
+        for intent, index, run in found:
+            job_id = intent.get("job_id") or ids.get(intent["name"])
+            if not job_id:
+                continue  # never submitted: it runs as a queued run
+            task = self.task_id(job_id, index) if intent["array"] else job_id
+            extra = {"run_dir": run["run_dir"], "slot": run["slot"]}
+            handles.append(JobHandle(run["key"], self.name, task, f"job {task}", extra))
+        return handles
 
     def attempt_files(self) -> tuple[str, ...]:
         return (EXIT_CODE_FILE, CUT_OFF_FILE)
@@ -653,7 +698,9 @@ class ClusterExecutor(Executor):
             self._generated.append((name, submission.shell_line()))
             return [self._handle(spec, "", "not submitted (--generate_only)", slot, len(pack))
                     for slot, spec in enumerate(pack)]
+        intent = self._record_intent(name, [pack], array=False)
         job_id = self._run_submission(submission)
+        self._confirm_intent(intent, job_id)
         self._track(job_id, pack)
         return [self._handle(spec, job_id, f"job {job_id}", slot, len(pack)) for slot, spec in enumerate(pack)]
 
@@ -672,7 +719,9 @@ class ClusterExecutor(Executor):
                     for pack in packs for slot, spec in enumerate(pack)]
         waiting_for = sorted({self.array_id(job_id) for job_id in self._jobs} - {None}, key=id_order)
         submission = self.submission(script, name=name, array_size=len(packs), depends_on=waiting_for)
+        intent = self._record_intent(name, packs, array=True)
         array_id = self._run_submission(submission)
+        self._confirm_intent(intent, array_id)
         handles = []
         for index, pack in enumerate(packs, self.first_index):
             task = self.task_id(array_id, index)
@@ -680,6 +729,20 @@ class ClusterExecutor(Executor):
             handles += [self._handle(spec, task, f"array {array_id} task {index}", slot, len(pack))
                         for slot, spec in enumerate(pack)]
         return handles
+
+    def _record_intent(self, name: str, packs: Sequence[Sequence[LaunchSpec]], *, array: bool) -> Path:
+        folder = self.search_dir / INTENT_DIR
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{name}.json"
+        tasks = [[{"key": spec.key, "run_dir": str(spec.run_dir), "slot": slot, "attempt": spec.attempt}
+                  for slot, spec in enumerate(pack)] for pack in packs]
+        write_text_atomic(path, json.dumps({"name": name, "array": array, "job_id": None, "tasks": tasks}))
+        return path
+
+    @staticmethod
+    def _confirm_intent(path: Path, job_id: str) -> None:
+        data = json.loads(path.read_text())
+        write_text_atomic(path, json.dumps({**data, "job_id": job_id}))
 
     def _track(self, job_id: str, pack: Sequence[LaunchSpec]) -> None:
         self._jobs[job_id] = TrackedJob(job_id, [TrackedRun(spec.key, spec.run_dir, slot)

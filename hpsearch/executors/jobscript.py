@@ -96,6 +96,12 @@ class ClusterOptions:
         """(signal name, seconds before the time limit), or None."""
         return parse_warn_signal(self.warn_signal)
 
+    def warning_within(self, limit_seconds: float) -> tuple[str, int] | None:
+        """The warning, unless its lead time is half the job's time limit or more: then it
+        would cut every run short at its start (a one-minute test job and a 120 s lead)."""
+        warning = self.warning
+        return warning if warning is not None and warning[1] < limit_seconds / 2 else None
+
     def pack_size(self) -> int:
         """Runs per job: ``runs_per_job``, or as many of ``time_per_run`` minutes as fit in
         ``num_hours`` minus the warning's lead time."""

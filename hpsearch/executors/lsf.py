@@ -85,9 +85,9 @@ def bsub_argv(options: LsfOptions, *, name: str, output: Path, depends_on: Seque
         argv += ["-R", resources]
     for group in option_groups(options.extra, options.extra_flag):
         argv += group
-    if options.warning is not None:  # LSF's warning time is in minutes
-        signal_name, lead = options.warning
-        argv += ["-wa", signal_name, "-wt", str(max(1, -(-lead // 60)))]
+    warning = warning_seconds(options)
+    if warning is not None:  # LSF's warning time is in minutes
+        argv += ["-wa", warning[0], "-wt", str(warning[1] // 60)]
     if depends_on:
         argv += ["-w", " && ".join(f"ended({job_id})" for job_id in depends_on)]
     return argv
@@ -106,9 +106,10 @@ def limit_seconds(options: LsfOptions) -> float:
 
 def warning_seconds(options: LsfOptions) -> tuple[str, int] | None:
     """The warning as LSF sends it: its lead time rounded up to whole minutes."""
-    if options.warning is None:
+    warning = options.warning_within(limit_seconds(options))
+    if warning is None:
         return None
-    signal_name, lead = options.warning
+    signal_name, lead = warning
     return signal_name, max(1, -(-lead // 60)) * 60
 
 
@@ -219,6 +220,19 @@ class LsfExecutor(ClusterExecutor):
 
     def read_max_array_size(self) -> int:
         return self.options.max_array_size
+
+    def jobs_named(self, names: Sequence[str]) -> dict[str, str]:
+        """``bjobs -a -o "jobid job_name"`` of every job of the user (array elements show ``name[i]``)."""
+        result = run_tool(["bjobs", "-a", "-noheader", "-o", "jobid job_name delimiter='|'"])
+        if result.returncode != 0 and (unexplained_errors(result.stderr) or not result.stderr.strip()):
+            raise ToolError(failure(result))
+        wanted, found = set(names), {}
+        for line in result.stdout.splitlines():
+            job_id, _, name = line.strip().partition("|")
+            name = re.sub(r"\[\d+\]$", "", name)
+            if name in wanted:
+                found[name] = job_id
+        return found
 
     def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         result = run_tool(["bjobs", "-a", "-noheader", "-o", BJOBS_FORMAT, *self.query_ids(job_ids)])

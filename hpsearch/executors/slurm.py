@@ -99,9 +99,9 @@ def directives(options: SlurmOptions, *, name: str, output: str, array: str = ""
     """The ``#SBATCH`` lines, each one shell-quoted (sbatch reads them like a shell)."""
     groups = [[f"--job-name={name}"], [f"--output={output}"], [f"--error={output}"],
               [f"--time={options.num_hours}:00:00"]]
-    if options.warning is not None:
-        signal_name, lead = options.warning
-        groups.append([f"--signal=B:{signal_name}@{lead}"])
+    warning = options.warning_within(limit_seconds(options))
+    if warning is not None:
+        groups.append([f"--signal=B:{warning[0]}@{warning[1]}"])
     for flag, value in (("--mem", options.mem), ("--gres", options.gres), ("--partition", options.partition),
                         ("--qos", options.qos), ("--constraint", options.constraint), ("--array", array)):
         if value:
@@ -144,7 +144,7 @@ def sbatch_script(pack: LaunchSpec | Pack, options: SlurmOptions) -> str:
     ``slurm-<id>.out`` in the first run's folder."""
     runs = as_pack(pack)
     lines = directives(options, name=pack_name(runs), output=output_path(runs[0].run_dir, "slurm-%j.out"))
-    body = pack_preamble(limit_seconds(options), options.warning) + pack_body(runs)
+    body = pack_preamble(limit_seconds(options), options.warning_within(limit_seconds(options))) + pack_body(runs)
     return job_script(lines, options.setup, body)
 
 
@@ -157,7 +157,7 @@ def sbatch_array_script(packs: Sequence[LaunchSpec | Pack], options: SlurmOption
         output=output_path(log_dir, f"{name}-%A_%a.out"),
         array=f"0-{len(packs) - 1}%{options.num_jobs}",
     )
-    body = pack_preamble(limit_seconds(options), options.warning) + case_table(
+    body = pack_preamble(limit_seconds(options), options.warning_within(limit_seconds(options))) + case_table(
         "SLURM_ARRAY_TASK_ID", [as_pack(p) for p in packs], 0)
     return job_script(lines, options.setup, body)
 
@@ -314,6 +314,18 @@ class SlurmExecutor(ClusterExecutor):
             logger.warning("MaxArraySize not in scontrol show config; assuming %d", DEFAULT_MAX_ARRAY_SIZE)
             return DEFAULT_MAX_ARRAY_SIZE
         return size
+
+    def jobs_named(self, names: Sequence[str]) -> dict[str, str]:
+        """``squeue --me -t all -o '%F|%j' -n NAMES``: one line per job (arrays folded)."""
+        result = run_tool(["squeue", "--me", "-h", "-t", "all", "-o", "%F|%j", "-n", ",".join(names)])
+        if result.returncode != 0:
+            raise ToolError(failure(result))
+        found = {}
+        for line in result.stdout.splitlines():
+            job_id, _, name = line.strip().partition("|")
+            if job_id.isdigit() and name in names:
+                found[name] = job_id
+        return found
 
     def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         """One ``squeue`` call for every job (an array's id covers its tasks)."""

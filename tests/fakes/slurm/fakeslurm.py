@@ -39,8 +39,9 @@ links to this file; it acts as the one it is called by.
 State lives in the folder named by ``$FAKE_SLURM_STATE``. Test knobs:
 ``$FAKE_SLURM_MINUTE`` (seconds per Slurm minute, default 60), the files
 ``<state>/fail_squeue`` and ``<state>/fail_sbatch`` holding how many of the
-next calls fail (-1: all), and ``<state>/calls.log`` with one JSON line per
-command call.
+next calls fail (-1: all), ``<state>/sbatch_delay`` (seconds ``sbatch`` waits
+between queueing the job and answering), and ``<state>/calls.log`` with one
+JSON line per command call.
 """
 
 from __future__ import annotations
@@ -306,6 +307,9 @@ def sbatch(argv: list[str]) -> int:
                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                   close_fds=True)
     (folder / "runner.pid").write_text(str(runner.pid))
+    delay = state / "sbatch_delay"
+    if delay.exists():  # the job is in the queue; the answer is late (a test kills the caller meanwhile)
+        time.sleep(float(delay.read_text()))
     print(job_id if "--parsable" in options else f"Submitted batch job {job_id}")
     return 0
 
@@ -502,6 +506,7 @@ def squeue(argv: list[str]) -> int:
         print("squeue: error: Unable to contact slurm controller (connect failure)", file=sys.stderr)
         return 1
     header, show_all, one_per_line, fmt, refs = True, False, False, "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R", []
+    names: set[str] | None = None
     position = 0
     while position < len(argv):
         arg = argv[position]
@@ -522,6 +527,9 @@ def squeue(argv: list[str]) -> int:
         elif arg in ("-j", "--jobs"):
             position += 1
             refs += [ref for ref in argv[position].split(",") if ref]
+        elif arg in ("-n", "--name"):
+            position += 1
+            names = set(argv[position].split(","))
         else:
             raise Refused(f"squeue: unrecognized option '{arg}'")
         position += 1
@@ -530,6 +538,8 @@ def squeue(argv: list[str]) -> int:
     rows = []
     for job_id, only in jobs:
         spec = read_json(job_dir(state, job_id) / "spec.json")
+        if names is not None and spec["name"] not in names:
+            continue
         folded = []
         for shown, (index, task) in task_ids(state, job_id, spec).items():
             if only is not None and index != only:
