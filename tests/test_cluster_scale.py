@@ -283,3 +283,14 @@ def test_driver_killed_while_sbatch_answers_is_adopted_not_resubmitted(tmp_path,
     assert len(fake_slurm.calls("sbatch")) == (1 if mode else 3)
     assert sorted(start_events(events).values()) == [1] * 6
     assert sorted(r["status"] for r in results(out).values()) == ["done"] * 6
+
+
+def test_a_cut_off_run_is_interrupted_unless_it_finished(tmp_path):
+    from hpsearch.runs import Outcome
+    from hpsearch.verdict import SummaryReader, judge
+
+    reader = SummaryReader("performance_overview.txt", ["acc", "finished"])
+    cut = judge(Outcome("k", 138, cut_off="preempted"), tmp_path, 0, reader)
+    assert (cut.status.value, cut.reason) == ("interrupted", "cut off: preempted")
+    (tmp_path / "performance_overview.txt").write_text("acc 0.5\nfinished 1\n")
+    assert judge(Outcome("k", 0, cut_off="time limit"), tmp_path, 0, reader).status.value == "done"
