@@ -294,3 +294,29 @@ def test_a_cut_off_run_is_interrupted_unless_it_finished(tmp_path):
     assert (cut.status.value, cut.reason) == ("interrupted", "cut off: preempted")
     (tmp_path / "performance_overview.txt").write_text("acc 0.5\nfinished 1\n")
     assert judge(Outcome("k", 0, cut_off="time limit"), tmp_path, 0, reader).status.value == "done"
+
+
+@pytest.mark.parametrize("scheduler", ["slurm", "lsf"])
+def test_reclaim_finds_an_unconfirmed_submission_by_its_name(tmp_path, request, scheduler):
+    """As if the driver died before it heard the job id: the intent names the runs and their
+    attempt; a later driver finds the job by name (one call) and adopts it."""
+    fake = request.getfixturevalue(f"fake_{scheduler}")
+    if scheduler == "slurm":
+        make = lambda: slurm(tmp_path, array=True, num_jobs=2, runs_per_job=2)  # noqa: E731
+    else:
+        make = lambda: LsfExecutor(Wakeup(), LsfOptions(array=True, num_jobs=2, runs_per_job=2), tmp_path,  # noqa: E731
+                                   poll_interval=0.05, max_poll_interval=0.3)
+    first = make()
+    handles = first.submit_many([job_spec(tmp_path, i, "--sleep=0.3", python=PY) for i in range(4)])
+    [intent] = (tmp_path / "submissions").glob("*.json")
+    data = json.loads(intent.read_text())
+    intent.write_text(json.dumps({**data, "job_id": None}))
+    later = make()
+    # key0 queued after one attempt: its next attempt is not the one this submission ran
+    assert [h.key for h in later.reclaim({"key0": 1, "key1": 0})] == ["key1"]
+    reclaimed = later.reclaim({"key1": 0, "key2": 0, "key3": 0})
+    assert sorted((h.key, h.job_id) for h in reclaimed) == sorted((h.key, h.job_id) for h in handles[1:])
+    assert len(fake.calls("sbatch" if scheduler == "slurm" else "bsub")) == 1
+    done = later.adopt(reclaimed)
+    done += collect(later, 3 - len(done), timeout=60)
+    assert sorted(o.key for o in done) == ["key1", "key2", "key3"] and all(o.exit_code == 0 for o in done)
