@@ -199,8 +199,8 @@ def pack_preamble(limit_seconds: float, warning: tuple[str, int] | None) -> list
             f"hpsearch_warned() {{  # SIG{name}: the scheduler's warning before the time limit, or preemption",
             "  hpsearch_woken=1",
             '  [ -n "$hpsearch_cut" ] && return',
-            f'  if [ $((hpsearch_deadline - SECONDS)) -le {lead + TIME_LIMIT_MARGIN} ]; then hpsearch_cut="time limit"; '
-            'else hpsearch_cut="preempted"; fi',
+            f"  if [ $((hpsearch_deadline - SECONDS)) -le {lead + TIME_LIMIT_MARGIN} ]; then "
+            'hpsearch_cut="time limit"; else hpsearch_cut="preempted"; fi',
             '  if [ -n "$hpsearch_pid" ]; then',
             f'    hpsearch_record "$hpsearch_dir" {CUT_OFF_FILE} "$hpsearch_cut"',
             f'    kill -s {name} -- "-$hpsearch_pid" 2>/dev/null',

@@ -301,8 +301,9 @@ def run(state: Path, job_id: str) -> int:
             if spec["runlimit"] is not None and time.monotonic() - element.started > spec["runlimit"]:
                 element.stop(TERM_RUNLIMIT)
             options = spec["options"]
-            if ("-wa" in options and spec["runlimit"] is not None and not element.warned and element.reason is None
-                    and time.monotonic() - element.started > spec["runlimit"] - parse_runlimit(options.get("-wt", "0"))):
+            warn_at = None if spec["runlimit"] is None else spec["runlimit"] - parse_runlimit(options.get("-wt", "0"))
+            if ("-wa" in options and warn_at is not None and not element.warned and element.reason is None
+                    and time.monotonic() - element.started > warn_at):
                 element.warned = True  # -wa SIG -wt [hours:]minutes: the warning action before the run limit
                 name = options["-wa"].upper()
                 signal_group(element.process.pid, getattr(signal, name if name.startswith("SIG") else f"SIG{name}"))
