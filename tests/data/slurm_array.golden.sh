@@ -38,11 +38,13 @@ hpsearch_wait() {  # PID: wait for the run through any signal, then record its e
   while [ -n "$hpsearch_woken" ]; do
     hpsearch_woken=""
     wait "$1" 2>/dev/null; local again=$?
-    [ "$again" -eq 127 ] && break  # reaped already: $status is its exit status
+    if [ "$again" -eq 127 ] || [ "$again" -lt 0 ]; then break; fi  # reaped already: $status stands
     status=$again
   done
   hpsearch_pid=""
-  if [ -n "$hpsearch_stop" ] && [ "$status" -gt 128 ]; then exit "$status"; fi
+  if [ -n "$hpsearch_stop" ] && { [ "$status" -gt 128 ] || [ "$status" -lt 0 ]; }; then
+    trap - TERM; kill -s TERM $$; exit 143  # end by the signal, as the scheduler expects
+  fi
   hpsearch_record "$hpsearch_dir" exit_code.txt "$status"
 }
 case "${SLURM_ARRAY_TASK_ID:-}" in
