@@ -30,6 +30,7 @@ if str(REPO) not in sys.path:  # started as a script: make ``benchmarks`` import
 
 from benchmarks.common import Context  # noqa: E402
 from benchmarks.figures import WorkloadResult, render_table, tally  # noqa: E402
+from benchmarks.cluster_scale import cluster_scale  # noqa: E402
 from benchmarks.launch import launch_overhead  # noqa: E402
 from benchmarks.loaded import loaded_exit  # noqa: E402
 from benchmarks.polling import gpu_polling  # noqa: E402
@@ -51,8 +52,10 @@ WORKLOADS: dict[str, tuple[str, Workload]] = {
     "status": ("7. status --json of a 20,000-run search", status_json),
     "service": ("8. searches through the service against one foreground search", service_overhead),
     "results": ("9. load_results and group_seeds of a 20,000-run search", results_load),
+    "cluster": ("10. 2,000 runs as Slurm arrays of packed jobs on the local Slurm", cluster_scale),
 }
-LEFT_OUT_BY_QUICK = {"hypnettorch": "left out by --quick (about a minute); name it with --only to run it"}
+LEFT_OUT_BY_QUICK = {"hypnettorch": "left out by --quick (about a minute); name it with --only to run it",
+                     "cluster": "left out by --quick (needs the local Slurm, minutes); name it with --only"}
 RESULTS = REPO / "benchmarks" / "results.json"
 WORK = REPO / "benchmarks" / "_work"
 

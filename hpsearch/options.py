@@ -139,6 +139,15 @@ def shell_words(value: str) -> str | None:
     return None
 
 
+def _warn_signal_problem(text: str) -> str | None:
+    if not text.strip():
+        return None
+    word, at, seconds = text.strip().partition("@")
+    if not at or not word or not word.replace("SIG", "", 1).isalnum() or not seconds.isdigit():
+        return "must be SIGNAL@SECONDS such as USR1@120, or '' for none"
+    return None
+
+
 def parse_gpu_ids(text: str) -> list[int] | None:
     """``''`` -> None (every GPU), ``'-1'`` -> [-1] (none), ``'0,2'`` -> [0, 2].
 
@@ -228,6 +237,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("scheduler", _C, "lsf", "The cluster's scheduler.", choices=("lsf", "slurm"), resume=Resume.FIXED),
     Option("num_hours", _C, 24, "Time limit of each job in hours.", int, at_least(1), executor_field="num_hours",
            metavar="N"),
+    Option("runs_per_job", _C, None, "Configurations one cluster job runs one after another, each in its own run "
+           "folder (default: from --time_per_run, else 1); a job cut off by its time limit keeps the runs it "
+           "finished and the rest run again.", int, at_least(1), executor_field="runs_per_job", metavar="K"),
+    Option("time_per_run", _C, None, "Minutes one run takes, about: without --runs_per_job, each job runs as many "
+           "as fit in --num_hours.", float, positive, executor_field="time_per_run", metavar="MINUTES"),
+    Option("cluster_poll_max", _C, 60.0, "Seconds between two job-state queries at most (they start a few seconds "
+           "apart after a submission and back off to this).", float, positive, executor_field="poll_max",
+           metavar="SECONDS"),
+    Option("cluster_signal", _C, "USR1@120", "SIGNAL@SECONDS: the scheduler warns each job that long before its "
+           "time limit (sbatch --signal=B:, bsub -wa/-wt); the run is cut off and runs again ('' for none).",
+           check=lambda text: _warn_signal_problem(text), executor_field="warn_signal", metavar="SIG@SECONDS"),
     Option("cancel_on_exit", _C, False, "On Ctrl-C/SIGTERM cancel this search's jobs (default: they keep running "
            "and a resume adopts them).", bool),
     Option("generate_only", _C, False, "Write the job scripts and submit.sh without submitting anything "

@@ -367,6 +367,7 @@ class SearchDriver:
             run_dir=run_dir,
             env={"HPSEARCH_SEARCH_DIR": str(self.folder.path)},
             timeout=self.settings.timeout,
+            attempt=record.attempts + 1,
         )
 
     def _write_config_file(self, run_dir: Path, record: RunRecord) -> None:
@@ -405,7 +406,8 @@ class SearchDriver:
             status = verdict.status
             retry = status in (RunStatus.FAILED, RunStatus.TIMED_OUT) and record.attempts <= self.settings.max_retries
             if status == RunStatus.INTERRUPTED and not stopping and self.stop_signal is None:
-                retry = True
+                # cut off by the scheduler (time limit, preemption): again up to --max_retries times
+                retry = not outcome.cut_off or record.attempts <= self.settings.max_retries
             if retry and not stopping and self.stop_signal is None:
                 self.store.requeue(record.key, verdict.reason)
                 self._move(record.status, RunStatus.QUEUED)
@@ -485,6 +487,7 @@ class SearchDriver:
             self._collect(self.executor.adopt(ours))
         for handle in foreign:
             self._collect([Outcome(handle.key, None, interrupted=True, backend_state=f"left by a {handle.backend} driver")])
+        self._reclaim()
         requeue = [RunStatus.INTERRUPTED]
         if self.settings.rerun_failed:
             requeue += [RunStatus.FAILED, RunStatus.TIMED_OUT]
@@ -492,6 +495,24 @@ class SearchDriver:
             self.store.requeue(record.key, record.reason)
             self._move(record.status, RunStatus.QUEUED)
         self._harvest()
+
+    def _reclaim(self) -> None:
+        """Adopt what an earlier driver submitted but had not recorded when it was killed."""
+        if not self._queued():
+            return
+        queued = {record.key: record.attempts for record in self.store.records([RunStatus.QUEUED])}
+        handles = self.executor.reclaim(queued)
+        if not handles:
+            return
+        now = time.time()
+        for handle in handles:
+            record = self.store.get(handle.key)
+            self.store.mark_running(handle.key, handle, now)
+            record_job(self.folder.path / record.run_dir, _job_facts(handle, record.attempts + 1, now))
+            self._move(RunStatus.QUEUED, RunStatus.RUNNING)
+        self.progress.message(f"adopting {len(handles)} runs submitted by the previous driver just before it "
+                              "stopped")
+        self._collect(self.executor.adopt(handles))
 
     def _harvest(self) -> None:
         """Collect runs whose job scripts were submitted by hand (``--generate_only``),

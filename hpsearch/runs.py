@@ -18,6 +18,10 @@ from hpsearch.summary import read_run_file
 EXIT_CODE_FILE = "exit_code.txt"
 """Where a cluster job script records its run's exit status, in the run folder."""
 
+CUT_OFF_FILE = "cut_off.txt"
+"""Where a cluster job script records why it cut a run short or skipped it
+(``time limit``, ``preempted``, ``not started: <reason>``), in the run folder."""
+
 STDOUT_FILE = "stdout.txt"
 STDERR_FILE = "stderr.txt"
 """Where every executor streams a run's output, in the run folder."""
@@ -57,6 +61,9 @@ class LaunchSpec:
         run_dir: The run folder; exists before the executor's ``submit``.
         env: Extra environment variables for the run.
         timeout: Wall-clock limit in seconds, or None.
+        attempt: Which attempt of the run this is (1 for the first), so that a
+            submission recorded before the store knew of it can be told from
+            an earlier attempt's.
     """
 
     key: str
@@ -66,6 +73,7 @@ class LaunchSpec:
     run_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
+    attempt: int = 1
 
     @property
     def stdout_path(self) -> Path:
@@ -118,6 +126,10 @@ class Outcome:
             ``COMPLETED`` or ``TIMEOUT after 1:00:00``.
         leftovers_killed: Processes of the run other than its main one that
             the executor had to stop (left behind, or stopped with it).
+        cut_off: Why the scheduler cut the run short although it was not the
+            run's fault (``time limit`` of a job that ran other runs first,
+            ``preempted``): it runs again up to ``--max_retries`` times and
+            is not a failure of its configuration.
     """
 
     key: str
@@ -127,6 +139,17 @@ class Outcome:
     interrupted: bool = False
     backend_state: str = ""
     leftovers_killed: int = 0
+    cut_off: str = ""
+
+
+def read_cut_off(run_dir: Path | None) -> str:
+    """What a job script recorded in :data:`CUT_OFF_FILE` of ``run_dir``, or ''."""
+    if run_dir is None:
+        return ""
+    try:
+        return read_run_file(Path(run_dir) / CUT_OFF_FILE).strip()
+    except (OSError, ValueError):
+        return ""
 
 
 def read_exit_code(run_dir: Path | None) -> int | None:

@@ -70,6 +70,8 @@ def judge(outcome: Outcome, run_dir: Path, index: int, reader: SummaryReader) ->
         return Verdict(RunStatus.INTERRUPTED, _with_state("interrupted", outcome), None)
     summary, summary_problem = _try_summary(run_dir, index, reader)
     status, reason = _failure(outcome, summary, summary_problem, reader)
+    if outcome.cut_off and status is not RunStatus.DONE:  # not the configuration's fault
+        return Verdict(RunStatus.INTERRUPTED, f"cut off: {outcome.cut_off}", summary)
     if status is RunStatus.DONE:
         return Verdict(status, None, summary)
     return Verdict(status, _with_stderr(reason, run_dir), summary)

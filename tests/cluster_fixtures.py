@@ -116,6 +116,12 @@ class FakeScheduler:
         lines = log.read_text().splitlines() if log.exists() else []
         return [entry["argv"] for entry in map(json.loads, lines) if entry["tool"] == tool]
 
+    def call_times(self, tool: str) -> list[float]:
+        """When each call of ``tool`` came (wall clock), in order."""
+        log = self.state / "calls.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [entry["time"] for entry in map(json.loads, lines) if entry["tool"] == tool]
+
     def write(self, name: str, text: str) -> None:
         (self.state / name).write_text(text)
 

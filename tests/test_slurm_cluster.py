@@ -136,8 +136,9 @@ def test_executor_states_exit_code_and_outside_scancel(tmp_path):
     wait_until(lambda: (specs[2].run_dir / "argv.json").exists(), 30, "the third job starting")
     subprocess.run(["scancel", handles[2].job_id], check=True)
     outcomes = {o.key: o for o in collect(slurm, 3, timeout=60)}
-    assert (outcomes["key1"].exit_code, outcomes["key1"].backend_state) == (0, "COMPLETED")
-    assert (outcomes["key2"].exit_code, outcomes["key2"].backend_state) == (3, "FAILED")
+    # from the run folders (exit_code.txt), with squeue's word if the same poll saw the job end
+    assert (outcomes["key1"].exit_code, outcomes["key1"].backend_state) in ((0, "exit code 0"), (0, "COMPLETED"))
+    assert (outcomes["key2"].exit_code, outcomes["key2"].backend_state) in ((3, "exit code 3"), (3, "FAILED"))
     cancelled = outcomes["key3"]
     assert (cancelled.exit_code, cancelled.signal, cancelled.interrupted) == (None, 15, False)
     assert cancelled.backend_state.startswith("CANCELLED")
@@ -224,7 +225,8 @@ def test_failed_cancelled_and_timed_out_runs_are_recorded(tmp_path, project):
     [(_, ok)] = by_mode["ok"]
     [(_, failed)] = by_mode["exit3"]
     assert ok["status"] == "done"
-    assert (failed["status"], failed["exit_code"], failed["backend_state"]) == ("failed", 3, "FAILED")
+    assert (failed["status"], failed["exit_code"]) == ("failed", 3)
+    assert failed["backend_state"] in ("exit code 3", "FAILED")
     hang = dict(by_mode["hang"])
     cancelled, timed_out = hang[victim.name], next(r for n, r in hang.items() if n != victim.name)
     assert (cancelled["status"], cancelled["signal"]) == ("failed", 15)

@@ -93,6 +93,7 @@ def test_empty_options_are_left_out():
         "#SBATCH '--output=/search dir/sim_20260101120000_01/slurm-%j.out'",
         "#SBATCH '--error=/search dir/sim_20260101120000_01/slurm-%j.out'",
         "#SBATCH --time=24:00:00",
+        "#SBATCH --signal=B:USR1@120",
     ]
 
 
@@ -417,22 +418,21 @@ def wait_until(predicate, timeout: float) -> None:
 
 
 def test_failing_squeue_backs_off_and_never_ends_a_job(tmp_path, fake_slurm):
-    executor = slurm(tmp_path)
-    [spec] = make_specs(tmp_path, 1, "sleep", "0.5")
+    executor = SlurmExecutor(Wakeup(), SlurmOptions(mem="", gres=""), tmp_path, poll_interval=0.2,
+                             max_poll_interval=0.8)
+    [spec] = make_specs(tmp_path, 1, "sleep", "6")
     executor.submit(spec)
     fake_slurm.fail_squeue(4)
-    delays = []  # the wait after each failed query
-    while len(fake_slurm.calls("squeue")) < 4:
+    while len(fake_slurm.calls("squeue")) < 5:
         time.sleep(executor.next_event_in())
-        queries = len(fake_slurm.calls("squeue"))
         assert executor.poll() == []
-        if len(fake_slurm.calls("squeue")) > queries:
-            delays.append(executor.next_event_in())
-    assert delays[0] == pytest.approx(0.1, abs=0.03)
-    assert max(delays) == pytest.approx(0.2, abs=0.03)
+    times = fake_slurm.call_times("squeue")
+    gaps = [later - earlier for earlier, later in zip(times, times[1:5])]
+    # waits of 0.4, 0.8 (the cap), 0.8, 0.8 s after the failures, plus each call's own time
+    assert gaps[0] < gaps[2] and all(0.75 <= gap <= 1.8 for gap in gaps[1:]), gaps
     assert executor.in_flight() == 1
-    [outcome] = collect(executor, 1, timeout=30)
-    assert (outcome.key, outcome.exit_code, outcome.backend_state) == ("k0", 0, "COMPLETED")
+    [outcome] = collect(executor, 1, timeout=30)  # from its exit_code.txt, whatever squeue says
+    assert (outcome.key, outcome.exit_code) == ("k0", 0) and outcome.backend_state in ("exit code 0", "COMPLETED")
 
 
 def test_squeue_failing_for_too_long_stops_the_search(tmp_path, fake_slurm):
@@ -455,7 +455,7 @@ def test_job_unknown_everywhere_ends_by_its_exit_code_file(tmp_path, fake_slurm)
     executor = slurm(tmp_path)
     outcomes = executor.adopt([JobHandle("k1", "slurm", "77", extra={"run_dir": str(run_dir)})])
     assert [(o.exit_code, o.interrupted) for o in outcomes] == [(4, False)]
-    assert fake_slurm.calls("scontrol") == [["-o", "show", "job", "77"]]
+    assert fake_slurm.calls("scontrol") == [] and fake_slurm.calls("sacct") == []  # the folder told it all
     assert fake_slurm.calls("sbatch") == []
 
 
@@ -495,8 +495,16 @@ def test_status_watcher_backoff_with_a_clock():
         delays.append(watcher.next_in())
         now[0] += watcher.next_in()
     assert delays == [4.0, 8.0, 16.0, 30.0, 30.0]
-    watcher.succeeded()
+    watcher.succeeded()  # 90 s after the start: half of it, capped
+    assert watcher.next_in() == 30.0
+    watcher.submitted()
     assert watcher.next_in() == 2.0
+    now[0] += 2.0
+    watcher.succeeded()
+    assert watcher.next_in() == 2.0  # 2 s after the submission: the floor
+    now[0] += 18.0
+    watcher.succeeded()
+    assert watcher.next_in() == 10.0
     for _ in range(2):  # 60 s of failures: below give_up_after
         watcher.failed("boom")
         now[0] += 60.0

@@ -196,6 +196,12 @@ class Executor(abc.ABC):
         did not run, which is all that most executors know."""
         return None
 
+    def reclaim(self, queued: dict[str, int]) -> list[JobHandle]:
+        """Runs the store has as queued (``{key: attempts so far}``) that an earlier driver
+        did submit but was killed before it could record: their handles, for the store and
+        :meth:`adopt`, so that they are never submitted twice. None by default."""
+        return []
+
     def attempt_files(self) -> tuple[str, ...]:
         """Names of the files this executor leaves in a run folder for one attempt;
         the driver sets them aside before the run starts again."""

@@ -1,9 +1,13 @@
 """What the Slurm and LSF executors share: following jobs and their life cycle.
 
-Both follow their jobs the same way: one batched status query per poll
-for every unfinished job, spaced out by a :class:`StatusWatcher` that backs off
-while the scheduler does not answer and gives up (``SchedulerQueryError``)
-only after it has failed for a long time. :class:`ClusterExecutor` holds that
+Both follow their jobs the same way: the run folders tell when a run ended
+(``exit_code.txt``, a ``stat`` per running job and second), and one batched
+status query for every unfinished job of the search tells the rest, spaced
+out by a :class:`StatusWatcher` (soon after a submission, then up to
+``--cluster_poll_max`` apart; longer while the scheduler does not answer, and
+``SchedulerQueryError`` only after it has failed for a long time). Details
+(exit codes of jobs that ended without recording them) are asked once per
+job, for jobs that left the queue. :class:`ClusterExecutor` holds that
 common life cycle; the subclasses only speak their scheduler's language.
 
 States a job can end in, and what the search makes of them:
@@ -20,7 +24,9 @@ States a job can end in, and what the search makes of them:
 from __future__ import annotations
 
 import abc
+import dataclasses
 import enum
+import json
 import logging
 import re
 import shlex
@@ -40,16 +46,18 @@ from hpsearch.executors.jobscript import (
     ClusterOptions,
     clear_exit_code,
     job_name,
+    pack_name,
     q,
     submit_script,
 )
-from hpsearch.runs import EXIT_CODE_FILE, JobHandle, LaunchSpec, Outcome, read_exit_code
+from hpsearch.runs import CUT_OFF_FILE, EXIT_CODE_FILE, JobHandle, LaunchSpec, Outcome, read_cut_off, read_exit_code
 
 logger = logging.getLogger(__name__)
 
 # Without an answer from the scheduler for this long, the search stops.
 GIVE_UP_AFTER = 30 * 60.0
 TOOL_TIMEOUT = 120.0
+RUNNING_WORDS = {"RUNNING", "COMPLETING", "RUN", "SIGNALING", "STAGE_OUT"}  # Slurm's and LSF's
 
 
 # --------------------------------------------------------------------------- job states
@@ -121,12 +129,16 @@ def outcome_for(key: str, run_dir: Path | None, state: JobState | None) -> Outco
 class StatusWatcher:
     """When to ask the scheduler next, and when to stop asking.
 
-    A successful query schedules the next one ``interval`` later. Each failed
-    one doubles the wait (up to ``max_interval``) and logs a warning; a query
-    failure never changes any job's state. Only when queries have failed
-    without pause for ``give_up_after`` seconds (and at least ``min_failures``
-    times) does :meth:`failed` raise, so a long scheduler outage ends the
-    search instead of freezing it.
+    After a submission the next query comes ``interval`` later; from then on
+    the queries space out to about half the time since the last submission
+    (as submitit does), up to ``max_interval``: jobs that have waited or run
+    for a while rarely change within a minute, and the run folders tell the
+    ends of runs without asking (:meth:`soon` asks early when a job is about
+    to leave). Each failed query doubles the wait (up to ``max_interval``)
+    and logs a warning; a query failure never changes any job's state. Only
+    when queries have failed without pause for ``give_up_after`` seconds (and
+    at least ``min_failures`` times) does :meth:`failed` raise, so a long
+    scheduler outage ends the search instead of freezing it.
     """
 
     def __init__(
@@ -146,6 +158,7 @@ class StatusWatcher:
         self.failures = 0
         self.delay = interval
         self._first_failure: float | None = None
+        self._changed = clock()
         self._next = clock() + interval
 
     def due(self) -> bool:
@@ -154,13 +167,27 @@ class StatusWatcher:
     def next_in(self) -> float:
         return max(0.0, self._next - self.clock())
 
+    def steady_delay(self) -> float:
+        """The wait after a successful query: half the time since the last submission, within bounds."""
+        return min(self.max_interval, max(self.interval, (self.clock() - self._changed) / 2))
+
+    def submitted(self) -> None:
+        """Jobs were just submitted: ask soon, then back off again from there."""
+        self._changed = self.clock()
+        self.soon()
+
+    def soon(self) -> None:
+        """Ask no later than ``interval`` from now (unless queries are failing)."""
+        if not self.failures:
+            self._next = min(self._next, self.clock() + self.interval)
+
     def succeeded(self) -> None:
         if self.failures:
             logger.warning("job states readable again after %d failed queries", self.failures)
         self.failures = 0
         self._first_failure = None
         self.delay = self.interval
-        self._next = self.clock() + self.interval
+        self._next = self.clock() + self.steady_delay()
 
     def failed(self, problem: str) -> None:
         """Note a failed query; raises :class:`SchedulerQueryError` once it is hopeless."""
@@ -236,20 +263,47 @@ class Submission:
 
 
 @dataclass(frozen=True)
-class TrackedJob:
+class TrackedRun:
     key: str
-    job_id: str
     run_dir: Path | None  # None for an adopted handle that did not keep its run folder
+    slot: int = 0  # its place in its job: 0 runs first
+
+
+@dataclass
+class TrackedJob:
+    """One scheduler job (or array task) and its runs not reported yet, in the order it runs them."""
+
+    job_id: str
+    runs: list[TrackedRun]
+    running: bool = False  # the scheduler said so, or a run folder showed it
+
+
+INTENT_DIR = "submissions"
+"""Folder of the search where each submission is recorded before the scheduler is asked
+(``<job name>.json``: its runs and attempts, then its job id), so that a driver killed
+between the two is followed up, not repeated (:meth:`ClusterExecutor.reclaim`)."""
+
+FILE_CHECK_INTERVAL = 1.0
+"""Seconds between two looks at the run folders of running jobs at most."""
 
 
 class ClusterExecutor(Executor):
-    """Submits runs as scheduler jobs (one per run, or arrays) and follows them.
+    """Submits runs as scheduler jobs (one per job or packed, single or as arrays) and follows them.
 
-    Per-job mode keeps at most ``num_jobs`` of this search's jobs in the
-    queue. Array mode hands everything to the scheduler at once, in arrays of
-    at most the scheduler's maximum size whose ``%num_jobs`` caps how many run
+    Each job runs ``options.pack_size()`` runs one after another. Per-job
+    mode keeps at most ``num_jobs`` of this search's jobs in the queue.
+    Array mode hands everything to the scheduler at once, in arrays of at
+    most the scheduler's maximum size whose ``%num_jobs`` caps how many run
     at once; a new array waits (a scheduler dependency) for this search's
     arrays still in the queue, so the cap holds across arrays too.
+
+    A run ends when its ``exit_code.txt`` appears: the folders of running
+    jobs are looked at every second (a ``stat`` each, no scheduler call), so
+    runs are reported at once. One query covers every job of the search; it
+    comes soon after a submission and then less and less often (see
+    :class:`StatusWatcher`), and tells what the run folders cannot: that a
+    job started, or that it ended without recording its runs (time limit,
+    cancellation, lost node). A job that ended is never asked about again.
 
     With ``generate_only`` nothing is submitted: job scripts and
     ``<search dir>/submit.sh`` are written and the handles carry an empty job
@@ -273,14 +327,18 @@ class ClusterExecutor(Executor):
         search_dir: Path,
         *,
         poll_interval: float = 2.0,
-        max_poll_interval: float = 30.0,
+        max_poll_interval: float | None = None,
         give_up_after: float = GIVE_UP_AFTER,
     ) -> None:
         super().__init__(wakeup)
         self.options = options
         self.search_dir = Path(search_dir)
-        self._watcher = StatusWatcher(poll_interval, max_poll_interval, give_up_after=give_up_after)
+        cap = options.poll_max if max_poll_interval is None else max_poll_interval
+        self._watcher = StatusWatcher(poll_interval, cap, give_up_after=give_up_after)
+        self._file_check = min(FILE_CHECK_INTERVAL, poll_interval)
+        self._next_file_check = 0.0
         self._jobs: dict[str, TrackedJob] = {}
+        self._in_flight = 0  # runs submitted or adopted and not reported yet
         self._generated: list[tuple[str, str]] = []  # (job name, submission line) for submit.sh
         self._max_array: int | None = None
         self._stopped = False
@@ -288,12 +346,12 @@ class ClusterExecutor(Executor):
     # ---- what subclasses provide
 
     @abc.abstractmethod
-    def job_script(self, spec: LaunchSpec) -> str:
-        """The text of one run's job script."""
+    def job_script(self, pack: Sequence[LaunchSpec]) -> str:
+        """The text of one job's script, which runs ``pack`` one after another."""
 
     @abc.abstractmethod
-    def array_script(self, specs: Sequence[LaunchSpec], name: str) -> str:
-        """The text of an array script whose task ``first_index + i`` runs ``specs[i]``."""
+    def array_script(self, packs: Sequence[Sequence[LaunchSpec]], name: str) -> str:
+        """The text of an array script whose task ``first_index + i`` runs ``packs[i]``."""
 
     @abc.abstractmethod
     def submission(self, script: Path, *, name: str, array_size: int, depends_on: Sequence[str]) -> Submission:
@@ -305,22 +363,36 @@ class ClusterExecutor(Executor):
 
     @abc.abstractmethod
     def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
-        """States of the given jobs; jobs the scheduler no longer knows are left out.
+        """States of the given jobs from one call; jobs it does not show are left out.
 
         Raises:
             ToolError: The scheduler could not be asked; nothing can be concluded.
         """
 
+    def details(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """Final states (with exit codes) of jobs that ended or left the queue, where
+        :meth:`query` does not tell them; asked once per job. None by default."""
+        return {}
+
     @abc.abstractmethod
     def read_max_array_size(self) -> int:
         """The largest array the scheduler accepts."""
+
+    @abc.abstractmethod
+    def jobs_named(self, names: Sequence[str]) -> dict[str, str]:
+        """``{job name: job id}`` (an array's own id) of the user's jobs with these names,
+        queued, running or recently ended, from one call.
+
+        Raises:
+            ToolError: The scheduler could not be asked.
+        """
 
     # ---- Executor interface
 
     def capacity(self) -> int:
         if self.options.generate_only or self.options.array:  # arrays carry their own %num_jobs cap
             return UNLIMITED_CAPACITY
-        return max(0, self.options.num_jobs - len(self._jobs))
+        return max(0, self.options.num_jobs - len(self._jobs)) * self.options.pack_size()
 
     @property
     def runs_outlive_driver(self) -> bool:
@@ -334,27 +406,59 @@ class ClusterExecutor(Executor):
         state = "submitted by hand"
         return JobHandle(key, self.name, "", state), Outcome(key, exit_code, backend_state=state)
 
+    def reclaim(self, queued: dict[str, int]) -> list[JobHandle]:
+        """Submissions recorded in ``submissions/`` whose runs the store still has as queued
+        at the attempt before (the driver was killed between ``sbatch`` and the store):
+        their handles, by the recorded job id or else by job name from one query."""
+        found = []  # (intent, task index, run)
+        for path in sorted((self.search_dir / INTENT_DIR).glob("*.json")):
+            try:
+                intent = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            for index, pack in enumerate(intent["tasks"], self.first_index):
+                found += [(intent, index, run) for run in pack if queued.get(run["key"]) == run["attempt"] - 1]
+        if not found:
+            return []
+        unnamed = sorted({intent["name"] for intent, _, _ in found if not intent.get("job_id")})
+        try:
+            ids = self.jobs_named(unnamed) if unnamed else {}
+        except ToolError as exc:
+            raise SchedulerQueryError(f"cannot tell whether the last submissions of the previous driver "
+                                      f"reached the scheduler: {exc}") from None
+        handles = []
+        for intent, index, run in found:
+            job_id = intent.get("job_id") or ids.get(intent["name"])
+            if not job_id:
+                continue  # never submitted: it runs as a queued run
+            task = self.task_id(job_id, index) if intent["array"] else job_id
+            extra = {"run_dir": run["run_dir"], "slot": run["slot"]}
+            handles.append(JobHandle(run["key"], self.name, task, f"job {task}", extra))
+        return handles
+
     def attempt_files(self) -> tuple[str, ...]:
-        return (EXIT_CODE_FILE,)
+        return (EXIT_CODE_FILE, CUT_OFF_FILE)
 
     def generated(self, count: int) -> str:
         return (f"wrote job scripts for {count} runs and {self.search_dir / SUBMIT_SCRIPT} (it keeps at most "
                 f"--num_jobs of them in the queue); nothing was submitted")
 
     def in_flight(self) -> int:
-        return len(self._jobs)
+        return self._in_flight
 
     def next_event_in(self) -> float | None:
         if not self._jobs or self._stopped:
             return None
-        return self._watcher.next_in()
+        return min(self._watcher.next_in(), max(0.0, self._next_file_check - time.monotonic()))
 
     def describe(self) -> str:
+        packed = self.options.pack_size()
+        per_job = f", {packed} runs per job" if packed > 1 else ""
         if self.options.generate_only:
-            return f"{self.name}: write job scripts and {SUBMIT_SCRIPT} only"
+            return f"{self.name}: write job scripts and {SUBMIT_SCRIPT} only{per_job}"
         if self.options.array:
-            return f"{self.name} job arrays, at most {self.options.num_jobs} runs at once"
-        return f"{self.name} jobs, at most {self.options.num_jobs} in the queue"
+            return f"{self.name} job arrays, at most {self.options.num_jobs} jobs at once{per_job}"
+        return f"{self.name} jobs, at most {self.options.num_jobs} in the queue{per_job}"
 
     def submit(self, spec: LaunchSpec) -> JobHandle:
         result = self.submit_many([spec])[0]
@@ -363,42 +467,53 @@ class ClusterExecutor(Executor):
         return result
 
     def submit_many(self, specs: Sequence[LaunchSpec]) -> list[JobHandle | SubmissionError]:  # type: ignore[override]
-        """Submit runs; a refused submission is returned in place of its handles.
+        """Submit runs, ``pack_size()`` per job; a refused submission is returned in place of its handles.
 
-        Per-job mode submits one job per run; array mode one array per chunk
-        of at most the scheduler's maximum array size.
+        Per-job mode submits one job per pack; array mode one array per chunk
+        of at most the scheduler's maximum array size of packs.
         """
         results: list[JobHandle | SubmissionError] = []
-        if self.options.array and specs:
-            for chunk in chunks(specs, self.max_array_size()):
+        packs = list(chunks(specs, self.options.pack_size()))
+        if self.options.array and packs:
+            for array in chunks(packs, self.max_array_size()):
                 try:
-                    results += self._submit_array(chunk)
+                    results += self._submit_array(array)
                 except SubmissionError as exc:
-                    results += [exc] * len(chunk)
+                    results += [exc] * sum(len(pack) for pack in array)
         else:
-            for spec in specs:
+            for pack in packs:
                 try:
-                    results.append(self._submit_single(spec))
+                    results += self._submit_single(pack)
                 except SubmissionError as exc:
-                    results.append(exc)
+                    results += [exc] * len(pack)
+        if any(not isinstance(result, SubmissionError) for result in results) and not self.options.generate_only:
+            self._watcher.submitted()
+            self._next_file_check = 0.0
         self._write_submit_script()
         return results
 
     def poll(self) -> list[Outcome]:
-        if not self._jobs or self._stopped or not self._watcher.due():
+        if not self._jobs or self._stopped:
             return []
-        return self._refresh()
+        outcomes = []
+        if time.monotonic() >= self._next_file_check:
+            outcomes += self._check_run_folders()
+        if self._jobs and self._watcher.due():
+            outcomes += self._refresh()
+        return outcomes
 
     def adopt(self, handles: Sequence[JobHandle]) -> list[Outcome]:
         """Follow the jobs of an earlier driver by their ids; never submit them again.
 
         A handle without job id (a ``--generate_only`` script) cannot be
         followed: its recorded exit status is its outcome, and without one it
-        is reported interrupted. The run folder comes from ``handle.extra``.
+        is reported interrupted. The run folder comes from ``handle.extra``,
+        the run's place in a packed job from ``handle.extra["slot"]``.
         """
         outcomes = []
         for handle in handles:
-            run_dir = Path(handle.extra["run_dir"]) if (handle.extra or {}).get("run_dir") else None
+            extra = handle.extra or {}
+            run_dir = Path(extra["run_dir"]) if extra.get("run_dir") else None
             if not handle.job_id:
                 recorded = read_exit_code(run_dir)
                 if recorded is not None:
@@ -406,13 +521,19 @@ class ClusterExecutor(Executor):
                 else:
                     outcomes.append(Outcome(handle.key, None, interrupted=True, backend_state="no job to follow"))
                 continue
-            self._jobs[handle.job_id] = TrackedJob(handle.key, handle.job_id, run_dir)
+            job = self._jobs.setdefault(handle.job_id, TrackedJob(handle.job_id, []))
+            job.runs.append(TrackedRun(handle.key, run_dir, int(extra.get("slot", 0))))
+            self._in_flight += 1
+        for job in self._jobs.values():
+            job.runs.sort(key=lambda run: run.slot)
+        if self._jobs:
+            outcomes += self._check_run_folders(every_job=True)
         if self._jobs:
             outcomes += self._refresh()
         return outcomes
 
     def shutdown(self, cancel: bool) -> list[Outcome]:
-        """Stop following jobs; with ``cancel`` cancel them and report them interrupted.
+        """Stop following jobs; with ``cancel`` cancel them and report their runs interrupted.
 
         Without ``cancel`` the jobs keep running and still count as in
         flight, so the driver can say how many a resume will adopt.
@@ -422,7 +543,7 @@ class ClusterExecutor(Executor):
             return []
         targets = self.query_ids(self._jobs)
         # read before cancelling: a job script writes the code of the run the cancel kills, too
-        ended = {job_id: read_exit_code(job.run_dir) for job_id, job in self._jobs.items()}
+        ended = {run.run_dir: read_exit_code(run.run_dir) for job in self._jobs.values() for run in job.runs}
         argv = [self.cancel_tool, *targets]
         try:
             result = run_tool(argv)
@@ -433,12 +554,14 @@ class ClusterExecutor(Executor):
             logger.warning("%s", failure(result))
         outcomes = []
         for job in self._jobs.values():
-            recorded = ended[job.job_id]
-            if recorded is not None:
-                outcomes.append(Outcome(job.key, recorded, backend_state="ended before it was cancelled"))
-            else:
-                outcomes.append(Outcome(job.key, None, interrupted=True, backend_state="cancelled by hpsearch"))
+            for run in job.runs:
+                recorded = ended[run.run_dir]
+                if recorded is not None:
+                    outcomes.append(Outcome(run.key, recorded, backend_state="ended before it was cancelled"))
+                else:
+                    outcomes.append(Outcome(run.key, None, interrupted=True, backend_state="cancelled by hpsearch"))
         self._jobs.clear()
+        self._in_flight = 0
         return outcomes
 
     def hold_argv(self, job_ids: Sequence[str], paused: bool) -> list[str]:
@@ -495,57 +618,185 @@ class ClusterExecutor(Executor):
             self._max_array = max(1, self.read_max_array_size())
         return self._max_array
 
+    def _check_run_folders(self, every_job: bool = False) -> list[Outcome]:
+        """Report the runs whose ``exit_code.txt`` appeared, without asking the scheduler.
+
+        Looks at the next run of each running job, and of as many waiting
+        jobs as may start meanwhile (``num_jobs``: arrays start their tasks
+        in order), so a look costs a few ``stat`` calls, not one per run.
+        """
+        self._next_file_check = time.monotonic() + self._file_check
+        outcomes: list[Outcome] = []
+        waiting_looked_at = 0
+        for job in list(self._jobs.values()):
+            if not job.runs:
+                continue
+            if not job.running and not every_job:
+                if waiting_looked_at >= self.options.num_jobs:
+                    continue
+                waiting_looked_at += 1
+            while job.runs and read_exit_code(job.runs[0].run_dir) is not None:
+                job.running = True
+                outcomes.append(self._recorded_outcome(job.runs.pop(0), job, ""))
+            if not job.runs:
+                self._all_runs_reported(job)
+        self._in_flight -= len(outcomes)
+        return outcomes
+
+    def _all_runs_reported(self, job: TrackedJob) -> None:
+        """Array tasks are left alone from here; a job of per-job mode holds its place in the
+        queue until the scheduler shows it gone, which should be soon."""
+        if self.options.array:
+            del self._jobs[job.job_id]
+        else:
+            self._watcher.soon()
+
+    def _recorded_outcome(self, run: TrackedRun, job: TrackedJob, state: str) -> Outcome:
+        """The outcome of a run that recorded its exit status (and maybe why it was cut off)."""
+        cut = read_cut_off(run.run_dir)
+        exit_code = read_exit_code(run.run_dir)
+        label = state or f"exit code {exit_code}"  # what the run folder says; adds nothing to a reason
+        if cut == "time limit" and run.slot == 0:  # the job's first run itself outlasted the job's limit
+            return Outcome(run.key, exit_code, timed_out=True, backend_state=f"{label}; warned of the time limit")
+        if cut:
+            return Outcome(run.key, exit_code, cut_off=cut, backend_state=f"{label}; cut off ({cut})")
+        return Outcome(run.key, exit_code, backend_state=label)
+
     def _refresh(self) -> list[Outcome]:
         jobs = list(self._jobs.values())
         try:
             states = self.query([job.job_id for job in jobs])
+            ended = [job.job_id for job in jobs if job.job_id not in states or states[job.job_id].ending is not None]
+            unrecorded = [job_id for job_id in ended
+                          if any(read_exit_code(run.run_dir) is None for run in self._jobs[job_id].runs)]
+            if unrecorded:
+                states = {**states, **self._settled(states, self.details(unrecorded))}
         except ToolError as exc:
             self._watcher.failed(str(exc))
             return []
         self._watcher.succeeded()
         outcomes = []
         for job in jobs:
-            outcome = outcome_for(job.key, job.run_dir, states.get(job.job_id))
-            if outcome is not None:
-                del self._jobs[job.job_id]
-                outcomes.append(outcome)
+            state = states.get(job.job_id)
+            if state is not None and state.ending is None:
+                job.running = job.running or state.state.split()[0] in RUNNING_WORDS
+                continue
+            del self._jobs[job.job_id]
+            outcomes += self._job_ended(job, state)
+        self._in_flight -= len(outcomes)
         return outcomes
 
-    def _submit_single(self, spec: LaunchSpec) -> JobHandle:
-        clear_exit_code(spec.run_dir)
-        script = spec.run_dir / JOB_SCRIPT
-        _write_script(script, self.job_script(spec))
-        submission = self.submission(script, name=job_name(spec.name), array_size=0, depends_on=())
-        if self.options.generate_only:
-            self._generated.append((job_name(spec.name), submission.shell_line()))
-            return self._handle(spec, "", "not submitted (--generate_only)")
-        job_id = self._run_submission(submission)
-        self._jobs[job_id] = TrackedJob(spec.key, job_id, spec.run_dir)
-        return self._handle(spec, job_id, f"job {job_id}")
+    @staticmethod
+    def _settled(states: dict[str, JobState], details: dict[str, JobState]) -> dict[str, JobState]:
+        """The details that count: accounting may lag behind the queue, so a job the queue
+        showed ended stays ended."""
+        return {job_id: state for job_id, state in details.items()
+                if job_id not in states or state.ending is not None}
 
-    def _submit_array(self, specs: Sequence[LaunchSpec]) -> list[JobHandle]:
-        for spec in specs:
+    def _job_ended(self, job: TrackedJob, state: JobState | None) -> list[Outcome]:
+        """Outcomes of a job's runs not reported yet, now that it ended (``state``) or
+        is unknown to the scheduler (None).
+
+        The first of them was running when the job ended, unless the script
+        skipped it; the others never started, and run again unless the job
+        was cancelled (then they fail as not started, for ``--rerun_failed``).
+        """
+        outcomes = []
+        label = state.state if state is not None else "left the queue"
+        running_one_seen = False
+        for run in job.runs:
+            cut = read_cut_off(run.run_dir)
+            if read_exit_code(run.run_dir) is not None:
+                outcomes.append(self._recorded_outcome(run, job, label))
+            elif cut.startswith("not started"):
+                outcomes.append(Outcome(run.key, None, interrupted=True, backend_state=f"{cut} ({label})"))
+            elif not running_one_seen:
+                running_one_seen = True
+                outcomes.append(self._cut_short(run, state, cut))
+            elif state is None or state.ending in (Ending.TIMED_OUT, Ending.INTERRUPTED):
+                outcomes.append(Outcome(run.key, None, interrupted=True, backend_state=f"not started ({label})"))
+            else:
+                outcomes.append(Outcome(run.key, None, backend_state=f"not started ({label})"))
+        return outcomes
+
+    @staticmethod
+    def _cut_short(run: TrackedRun, state: JobState | None, cut: str) -> Outcome:
+        """The run that was running when its job ended without its exit status."""
+        outcome = outcome_for(run.key, run.run_dir, state)
+        assert outcome is not None  # the job ended
+        if outcome.timed_out and run.slot > 0:  # runs before it took the job's time
+            return dataclasses.replace(outcome, timed_out=False, cut_off="time limit")
+        if cut and not outcome.interrupted and run.slot > 0:
+            return dataclasses.replace(outcome, cut_off=cut)
+        return outcome
+
+    def _submit_single(self, pack: Sequence[LaunchSpec]) -> list[JobHandle]:
+        for spec in pack:
             clear_exit_code(spec.run_dir)
+        script = pack[0].run_dir / JOB_SCRIPT
+        _write_script(script, self.job_script(pack))
+        name = pack_name(pack)
+        submission = self.submission(script, name=name, array_size=0, depends_on=())
+        if self.options.generate_only:
+            self._generated.append((name, submission.shell_line()))
+            return [self._handle(spec, "", "not submitted (--generate_only)", slot, len(pack))
+                    for slot, spec in enumerate(pack)]
+        intent = self._record_intent(name, [pack], array=False)
+        job_id = self._run_submission(submission)
+        self._confirm_intent(intent, job_id)
+        self._track(job_id, pack)
+        return [self._handle(spec, job_id, f"job {job_id}", slot, len(pack)) for slot, spec in enumerate(pack)]
+
+    def _submit_array(self, packs: Sequence[Sequence[LaunchSpec]]) -> list[JobHandle]:
+        for pack in packs:
+            for spec in pack:
+                clear_exit_code(spec.run_dir)
         script = self._next_array_script()
         name = job_name(f"{self.search_dir.name}_{script.stem}")
         (self.search_dir / ARRAY_LOG_DIR).mkdir(parents=True, exist_ok=True)
-        _write_script(script, self.array_script(specs, name))
+        _write_script(script, self.array_script(packs, name))
         if self.options.generate_only:
-            submission = self.submission(script, name=name, array_size=len(specs), depends_on=())
+            submission = self.submission(script, name=name, array_size=len(packs), depends_on=())
             self._generated.append((name, submission.shell_line()))
-            return [self._handle(spec, "", "not submitted (--generate_only)") for spec in specs]
+            return [self._handle(spec, "", "not submitted (--generate_only)", slot, len(pack))
+                    for pack in packs for slot, spec in enumerate(pack)]
         waiting_for = sorted({self.array_id(job_id) for job_id in self._jobs} - {None}, key=id_order)
-        submission = self.submission(script, name=name, array_size=len(specs), depends_on=waiting_for)
+        submission = self.submission(script, name=name, array_size=len(packs), depends_on=waiting_for)
+        intent = self._record_intent(name, packs, array=True)
         array_id = self._run_submission(submission)
+        self._confirm_intent(intent, array_id)
         handles = []
-        for index, spec in enumerate(specs, self.first_index):
+        for index, pack in enumerate(packs, self.first_index):
             task = self.task_id(array_id, index)
-            self._jobs[task] = TrackedJob(spec.key, task, spec.run_dir)
-            handles.append(self._handle(spec, task, f"array {array_id} task {index}"))
+            self._track(task, pack)
+            handles += [self._handle(spec, task, f"array {array_id} task {index}", slot, len(pack))
+                        for slot, spec in enumerate(pack)]
         return handles
 
-    def _handle(self, spec: LaunchSpec, job_id: str, where: str) -> JobHandle:
-        return JobHandle(spec.key, self.name, job_id, where, {"run_dir": str(spec.run_dir)})
+    def _record_intent(self, name: str, packs: Sequence[Sequence[LaunchSpec]], *, array: bool) -> Path:
+        folder = self.search_dir / INTENT_DIR
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{name}.json"
+        tasks = [[{"key": spec.key, "run_dir": str(spec.run_dir), "slot": slot, "attempt": spec.attempt}
+                  for slot, spec in enumerate(pack)] for pack in packs]
+        write_text_atomic(path, json.dumps({"name": name, "array": array, "job_id": None, "tasks": tasks}))
+        return path
+
+    @staticmethod
+    def _confirm_intent(path: Path, job_id: str) -> None:
+        data = json.loads(path.read_text())
+        write_text_atomic(path, json.dumps({**data, "job_id": job_id}))
+
+    def _track(self, job_id: str, pack: Sequence[LaunchSpec]) -> None:
+        self._jobs[job_id] = TrackedJob(job_id, [TrackedRun(spec.key, spec.run_dir, slot)
+                                                 for slot, spec in enumerate(pack)])
+        self._in_flight += len(pack)
+
+    def _handle(self, spec: LaunchSpec, job_id: str, where: str, slot: int, runs: int) -> JobHandle:
+        if runs == 1:
+            return JobHandle(spec.key, self.name, job_id, where, {"run_dir": str(spec.run_dir)})
+        return JobHandle(spec.key, self.name, job_id, f"{where}, run {slot + 1} of {runs}",
+                         {"run_dir": str(spec.run_dir), "slot": slot})
 
     def _run_submission(self, submission: Submission) -> str:
         try:

@@ -34,11 +34,14 @@ from hpsearch.executors.cluster import (
 from hpsearch.executors.jobscript import (
     ARRAY_LOG_DIR,
     ClusterOptions,
+    Pack,
+    as_pack,
     case_table,
     job_name,
     job_script,
     option_groups,
-    run_lines,
+    pack_body,
+    pack_preamble,
 )
 from hpsearch.options import default_of
 from hpsearch.runs import LaunchSpec
@@ -85,20 +88,48 @@ def bsub_argv(options: LsfOptions, *, name: str, output: Path, depends_on: Seque
         argv += ["-R", resources]
     for group in option_groups(options.extra, options.extra_flag):
         argv += group
+    warning = warning_seconds(options)
+    if warning is not None:  # LSF's warning time is in minutes
+        argv += ["-wa", warning[0], "-wt", str(warning[1] // 60)]
     if depends_on:
         argv += ["-w", " && ".join(f"ended({job_id})" for job_id in depends_on)]
     return argv
 
 
-def bsub_script(spec: LaunchSpec, options: LsfOptions) -> str:
-    """One run's job script (LSF's own messages go to ``lsf-<id>.out`` in the run folder)."""
-    return job_script([], options.setup, run_lines(spec), comment=f"hpsearch job script of {job_name(spec.name)}")
+def limit_seconds(options: LsfOptions) -> float:
+    """The job's run limit: ``--num_hours``, or a ``-W [hours:]minutes`` in the extra options (it wins)."""
+    limit = options.num_hours * 3600.0
+    for group in option_groups(options.extra, options.extra_flag):
+        if group[0] == "-W" and len(group) > 1:
+            hours, _, minutes = group[1].rpartition(":")
+            if minutes.isdigit() and (not hours or hours.isdigit()):
+                limit = (int(hours or 0) * 60 + int(minutes)) * 60.0
+    return limit
 
 
-def bsub_array_script(specs: Sequence[LaunchSpec], options: LsfOptions) -> str:
-    """An array script: element ``i`` (``LSB_JOBINDEX``, from 1) runs ``specs[i - 1]``."""
-    return job_script([], options.setup, case_table("LSB_JOBINDEX", specs, 1),
-                      comment=f"hpsearch array script of {len(specs)} runs")
+def warning_seconds(options: LsfOptions) -> tuple[str, int] | None:
+    """The warning as LSF sends it: its lead time rounded up to whole minutes."""
+    warning = options.warning_within(limit_seconds(options))
+    if warning is None:
+        return None
+    signal_name, lead = warning
+    return signal_name, max(1, -(-lead // 60)) * 60
+
+
+def bsub_script(pack: LaunchSpec | Pack, options: LsfOptions) -> str:
+    """A job's script: its runs one after another (LSF's own messages go to ``lsf-<id>.out`` in
+    the first run's folder)."""
+    runs = as_pack(pack)
+    body = pack_preamble(limit_seconds(options), warning_seconds(options)) + pack_body(runs)
+    return job_script([], options.setup, body, comment=f"hpsearch job script of {job_name(runs[0].name)}"
+                      + (f" and {len(runs) - 1} more" if len(runs) > 1 else ""))
+
+
+def bsub_array_script(packs: Sequence[LaunchSpec | Pack], options: LsfOptions) -> str:
+    """An array script: element ``i`` (``LSB_JOBINDEX``, from 1) runs ``packs[i - 1]``."""
+    body = pack_preamble(limit_seconds(options), warning_seconds(options)) + case_table(
+        "LSB_JOBINDEX", [as_pack(p) for p in packs], 1)
+    return job_script([], options.setup, body, comment=f"hpsearch array script of {len(packs)} jobs")
 
 
 # --------------------------------------------------------------------------- parsers
@@ -174,11 +205,11 @@ class LsfExecutor(ClusterExecutor):
     held_states = ("PSUSP",)  # bstop of a pending job suspends it (PSUSP); bresume makes it PEND again
     options: LsfOptions
 
-    def job_script(self, spec: LaunchSpec) -> str:
-        return bsub_script(spec, self.options)
+    def job_script(self, pack: Pack) -> str:
+        return bsub_script(pack, self.options)
 
-    def array_script(self, specs: Sequence[LaunchSpec], name: str) -> str:
-        return bsub_array_script(specs, self.options)
+    def array_script(self, packs: Sequence[Pack], name: str) -> str:
+        return bsub_array_script(packs, self.options)
 
     def submission(self, script: Path, *, name: str, array_size: int, depends_on: Sequence[str]) -> Submission:
         if array_size:
@@ -208,6 +239,19 @@ class LsfExecutor(ClusterExecutor):
 
     def read_max_array_size(self) -> int:
         return self.options.max_array_size
+
+    def jobs_named(self, names: Sequence[str]) -> dict[str, str]:
+        """``bjobs -a -o "jobid job_name"`` of every job of the user (array elements show ``name[i]``)."""
+        result = run_tool(["bjobs", "-a", "-noheader", "-o", "jobid job_name delimiter='|'"])
+        if result.returncode != 0 and (unexplained_errors(result.stderr) or not result.stderr.strip()):
+            raise ToolError(failure(result))
+        wanted, found = set(names), {}
+        for line in result.stdout.splitlines():
+            job_id, _, name = line.strip().partition("|")
+            name = re.sub(r"\[\d+\]$", "", name)
+            if name in wanted:
+                found[name] = job_id
+        return found
 
     def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         result = run_tool(["bjobs", "-a", "-noheader", "-o", BJOBS_FORMAT, *self.query_ids(job_ids)])

@@ -31,10 +31,14 @@ from hpsearch.executors.cluster import (
 from hpsearch.executors.jobscript import (
     ARRAY_LOG_DIR,
     ClusterOptions,
+    Pack,
+    as_pack,
     case_table,
     job_script,
     option_groups,
-    run_lines,
+    pack_body,
+    pack_name,
+    pack_preamble,
 )
 from hpsearch.options import default_of
 from hpsearch.runs import LaunchSpec
@@ -95,6 +99,9 @@ def directives(options: SlurmOptions, *, name: str, output: str, array: str = ""
     """The ``#SBATCH`` lines, each one shell-quoted (sbatch reads them like a shell)."""
     groups = [[f"--job-name={name}"], [f"--output={output}"], [f"--error={output}"],
               [f"--time={options.num_hours}:00:00"]]
+    warning = options.warning_within(limit_seconds(options))
+    if warning is not None:
+        groups.append([f"--signal=B:{warning[0]}@{warning[1]}"])
     for flag, value in (("--mem", options.mem), ("--gres", options.gres), ("--partition", options.partition),
                         ("--qos", options.qos), ("--constraint", options.constraint), ("--array", array)):
         if value:
@@ -103,21 +110,56 @@ def directives(options: SlurmOptions, *, name: str, output: str, array: str = ""
     return [f"#SBATCH {shlex.join(group)}" for group in groups]
 
 
-def sbatch_script(spec: LaunchSpec, options: SlurmOptions) -> str:
-    """One run's job script; Slurm's own messages go to ``slurm-<id>.out`` in the run folder."""
-    lines = directives(options, name=spec.name, output=output_path(spec.run_dir, "slurm-%j.out"))
-    return job_script(lines, options.setup, run_lines(spec))
+def limit_seconds(options: SlurmOptions) -> float:
+    """The job's time limit: ``--num_hours``, or a ``--time``/``-t`` in the extra options (it wins)."""
+    limit = options.num_hours * 3600.0
+    for group in option_groups(options.extra, options.extra_flag):
+        name, has_value, value = group[0].partition("=")
+        if name in ("--time", "-t"):
+            seconds = time_seconds(value if has_value else " ".join(group[1:2]))
+            limit = seconds if seconds is not None else limit
+    return limit
 
 
-def sbatch_array_script(specs: Sequence[LaunchSpec], options: SlurmOptions, *, name: str, log_dir: Path) -> str:
-    """An array script: task ``i`` runs ``specs[i]`` (``SLURM_ARRAY_TASK_ID``), at most ``num_jobs`` at once."""
+def time_seconds(text: str) -> float | None:
+    """Slurm's time formats (``M``, ``M:S``, ``H:M:S``, ``D-H[:M[:S]]``) in seconds; None if unparsable."""
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
+    if not match:
+        return None
+    days, first, second, third = match.groups()
+    numbers = [int(x) for x in (first, second, third) if x is not None]
+    if days is not None:
+        hours, minutes, seconds = (numbers + [0, 0])[:3]
+    elif len(numbers) == 1:
+        hours, minutes, seconds = 0, numbers[0], 0
+    elif len(numbers) == 2:
+        hours, minutes, seconds = 0, numbers[0], numbers[1]
+    else:
+        hours, minutes, seconds = numbers
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60.0 + seconds
+
+
+def sbatch_script(pack: LaunchSpec | Pack, options: SlurmOptions) -> str:
+    """A job's script: its runs one after another; Slurm's own messages go to
+    ``slurm-<id>.out`` in the first run's folder."""
+    runs = as_pack(pack)
+    lines = directives(options, name=pack_name(runs), output=output_path(runs[0].run_dir, "slurm-%j.out"))
+    body = pack_preamble(limit_seconds(options), options.warning_within(limit_seconds(options))) + pack_body(runs)
+    return job_script(lines, options.setup, body)
+
+
+def sbatch_array_script(packs: Sequence[LaunchSpec | Pack], options: SlurmOptions, *, name: str,
+                        log_dir: Path) -> str:
+    """An array script: task ``i`` runs ``packs[i]`` (``SLURM_ARRAY_TASK_ID``), at most ``num_jobs`` at once."""
     lines = directives(
         options,
         name=name,
         output=output_path(log_dir, f"{name}-%A_%a.out"),
-        array=f"0-{len(specs) - 1}%{options.num_jobs}",
+        array=f"0-{len(packs) - 1}%{options.num_jobs}",
     )
-    return job_script(lines, options.setup, case_table("SLURM_ARRAY_TASK_ID", specs, 0))
+    body = pack_preamble(limit_seconds(options), options.warning_within(limit_seconds(options))) + case_table(
+        "SLURM_ARRAY_TASK_ID", [as_pack(p) for p in packs], 0)
+    return job_script(lines, options.setup, body)
 
 
 # --------------------------------------------------------------------------- parsers
@@ -248,11 +290,11 @@ class SlurmExecutor(ClusterExecutor):
     options: SlurmOptions
     _sacct_usable = True  # until sacct says accounting is disabled
 
-    def job_script(self, spec: LaunchSpec) -> str:
-        return sbatch_script(spec, self.options)
+    def job_script(self, pack: Pack) -> str:
+        return sbatch_script(pack, self.options)
 
-    def array_script(self, specs: Sequence[LaunchSpec], name: str) -> str:
-        return sbatch_array_script(specs, self.options, name=name, log_dir=self.search_dir / ARRAY_LOG_DIR)
+    def array_script(self, packs: Sequence[Pack], name: str) -> str:
+        return sbatch_array_script(packs, self.options, name=name, log_dir=self.search_dir / ARRAY_LOG_DIR)
 
     def submission(self, script: Path, *, name: str, array_size: int, depends_on: Sequence[str]) -> Submission:
         argv = ["sbatch", "--parsable"]
@@ -280,21 +322,31 @@ class SlurmExecutor(ClusterExecutor):
             return DEFAULT_MAX_ARRAY_SIZE
         return size
 
+    def jobs_named(self, names: Sequence[str]) -> dict[str, str]:
+        """``squeue --me -t all -o '%F|%j' -n NAMES``: one line per job (arrays folded)."""
+        result = run_tool(["squeue", "--me", "-h", "-t", "all", "-o", "%F|%j", "-n", ",".join(names)])
+        if result.returncode != 0:
+            raise ToolError(failure(result))
+        found = {}
+        for line in result.stdout.splitlines():
+            job_id, _, name = line.strip().partition("|")
+            if job_id.isdigit() and name in names:
+                found[name] = job_id
+        return found
+
     def query(self, job_ids: Sequence[str]) -> dict[str, JobState]:
-        """``squeue`` for all; ``sacct``/``scontrol`` for jobs that ended (squeue shows no
-        exit code) or left the queue, once per job, batched per array."""
+        """One ``squeue`` call for every job (an array's id covers its tasks)."""
+        return self._squeue(self.query_ids(job_ids))
+
+    def details(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """``sacct`` (where accounting is configured), then ``scontrol`` per array for the rest:
+        the exit codes and signals ``squeue`` does not show."""
         wanted = set(job_ids)
-        states = self._squeue(self.query_ids(wanted))
-        settle = {j for j in wanted if j not in states or states[j].ending is not None}
-        details = self._sacct(sorted(settle, key=id_order)) if settle and self._sacct_usable else {}
-        final = {j for j in settle if j in details and details[j].ending is not None}
-        for base in self.query_ids(settle - final):
-            details.update(self._scontrol(base))
-        for job_id in settle & details.keys():
-            # Accounting may lag behind squeue: a job squeue saw end stays ended.
-            if job_id not in states or details[job_id].ending is not None:
-                states[job_id] = details[job_id]
-        return states
+        found = self._sacct(sorted(wanted, key=id_order)) if self._sacct_usable else {}
+        final = {j for j in wanted if j in found and found[j].ending is not None}
+        for base in self.query_ids(wanted - final):
+            found.update(self._scontrol(base))
+        return {job_id: state for job_id, state in found.items() if job_id in wanted}
 
     def _squeue(self, job_ids: Sequence[str]) -> dict[str, JobState]:
         result = run_tool(["squeue", "-h", "-t", "all", "-r", "-o", SQUEUE_FORMAT, "-j", ",".join(job_ids)])

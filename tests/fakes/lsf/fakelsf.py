@@ -13,7 +13,9 @@ one it is called by.
   detached runner process that runs the job, or the elements of an array
   (``-J "name[1-N]%k"``, at most ``k`` at once, ``LSB_JOBINDEX``), with
   ``LSB_JOBID`` set and the output appended to ``-o``/``-e`` (``%J``/``%I``
-  expanded). ``-W [hours:]minutes`` is enforced (``TERM_RUNLIMIT``), ``-w
+  expanded). ``-W [hours:]minutes`` is enforced (``TERM_RUNLIMIT``; every
+  process of the element is killed), ``-wa SIG -wt [hours:]minutes`` sends SIG
+  to the job that long before it, ``-w
   "ended(N) && ..."`` waits for other jobs, and an ``-R`` value that still
   carries shell quotes is refused as LSF refuses it.
 * ``bjobs [-a] [-noheader] [-o "field ... delimiter='c'"] [ids]`` prints
@@ -59,7 +61,7 @@ TERM_RUNLIMIT = "TERM_RUNLIMIT: job killed after reaching LSF run time limit"
 FINAL = ("DONE", "EXIT")
 
 VALUE_OPTIONS = {"-J", "-o", "-e", "-oo", "-eo", "-W", "-n", "-R", "-q", "-w", "-P", "-G", "-M", "-app", "-gpu",
-                 "-cwd", "-m", "-u", "-g", "-c", "-i", "-L", "-sp", "-We"}
+                 "-cwd", "-m", "-u", "-g", "-c", "-i", "-L", "-sp", "-We", "-wa", "-wt"}
 FLAG_OPTIONS = {"-x", "-B", "-N", "-r", "-rn", "-H"}
 _ARRAY_NAME = re.compile(r"^(?P<name>[^\[]*)\[(?P<spec>[^\]]+)\](?:%(?P<limit>\d+))?$")
 _JOB_REF = re.compile(r"^(?P<id>\d+)(?:\[(?P<index>\d+)\])?$")
@@ -217,6 +219,7 @@ class Element:
         self.started = time.monotonic()
         self.reason: str | None = None
         self.kill_at: float | None = None
+        self.warned = False
 
     def stop(self, reason: str) -> None:
         if self.reason is None:
@@ -230,6 +233,21 @@ def signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def kill_marked(marker: str) -> None:
+    """SIGKILL every process whose environment holds ``marker`` (``NAME=value``): a real
+    scheduler stops every process of a job, also those in process groups of their own."""
+    wanted = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
 
 
 def kill_requested(state: Path, job_id: str, index: int) -> bool:
@@ -253,7 +271,7 @@ def dependencies_ended(state: Path, depends: list[str]) -> bool:
 def start_element(state: Path, spec: dict, index: int) -> Element:
     job_id = spec["id"]
     env = dict(spec["env"], LSB_JOBID=job_id, LSB_JOBINDEX=str(index), LSB_JOBNAME=spec["name"],
-               LSB_QUEUE=spec["queue"])
+               LSB_QUEUE=spec["queue"], FAKE_LSF_ELEMENT=f"{job_id}[{index}]")
     with open(expand_path(spec["out"], job_id, index), "ab") as out, \
             open(expand_path(spec["err"] or spec["out"], job_id, index), "ab") as err:
         process = subprocess.Popen([str(job_dir(state, job_id) / "script")], cwd=spec["cwd"], env=env,
@@ -270,6 +288,7 @@ def finish_element(state: Path, job_id: str, element: Element, status: int) -> N
     else:
         record = {"stat": "EXIT", "exit_code": code, "exit_reason": element.reason}
     signal_group(element.process.pid, signal.SIGKILL)  # leftovers of the job's process group
+    kill_marked(f"FAKE_LSF_ELEMENT={job_id}[{element.index}]")  # and of the groups its script made
     write_json(element_path(state, job_id, element.index), record)
 
 
@@ -289,6 +308,13 @@ def run(state: Path, job_id: str) -> int:
                 element.stop(TERM_OWNER)
             if spec["runlimit"] is not None and time.monotonic() - element.started > spec["runlimit"]:
                 element.stop(TERM_RUNLIMIT)
+            options = spec["options"]
+            warn_at = None if spec["runlimit"] is None else spec["runlimit"] - parse_runlimit(options.get("-wt", "0"))
+            if ("-wa" in options and warn_at is not None and not element.warned and element.reason is None
+                    and time.monotonic() - element.started > warn_at):
+                element.warned = True  # -wa SIG -wt [hours:]minutes: the warning action before the run limit
+                name = options["-wa"].upper()
+                signal_group(element.process.pid, getattr(signal, name if name.startswith("SIG") else f"SIG{name}"))
             if element.kill_at is not None and time.monotonic() > element.kill_at:
                 signal_group(element.process.pid, signal.SIGKILL)
             status = element.process.poll()

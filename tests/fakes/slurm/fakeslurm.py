@@ -15,7 +15,10 @@ links to this file; it acts as the one it is called by.
   at once, ``SLURM_ARRAY_TASK_ID``), in the submission's folder with
   ``SLURM_JOB_ID`` set and its output appended to ``--output``/``--error``
   (``%j``, ``%A``, ``%a``, ``%x`` and ``%%`` expanded). ``--time`` is enforced
-  (state ``TIMEOUT``), ``--dependency=afterany:...`` waits for other jobs.
+  (state ``TIMEOUT``; every process of the job is killed, also those in
+  process groups of their own), ``--signal=[B:]SIG@SECONDS`` sends SIG that
+  long before it (seconds scaled like minutes, to the batch shell only with
+  ``B:``), ``--dependency=afterany:...`` waits for other jobs.
 * ``squeue [-h] [--me] [-t all] [-r] [-o FORMAT] [-j ids]`` knows ``%i %A %F %K %T
   %t %l %r %j %Z``; without ``-t all`` only unfinished jobs are shown, and
   without ``-r`` pending array tasks are folded into ``123_[2-5%2]``. Ended
@@ -36,8 +39,9 @@ links to this file; it acts as the one it is called by.
 State lives in the folder named by ``$FAKE_SLURM_STATE``. Test knobs:
 ``$FAKE_SLURM_MINUTE`` (seconds per Slurm minute, default 60), the files
 ``<state>/fail_squeue`` and ``<state>/fail_sbatch`` holding how many of the
-next calls fail (-1: all), and ``<state>/calls.log`` with one JSON line per
-command call.
+next calls fail (-1: all), ``<state>/sbatch_delay`` (seconds ``sbatch`` waits
+between queueing the job and answering), and ``<state>/calls.log`` with one
+JSON line per command call.
 """
 
 from __future__ import annotations
@@ -303,6 +307,9 @@ def sbatch(argv: list[str]) -> int:
                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                   close_fds=True)
     (folder / "runner.pid").write_text(str(runner.pid))
+    delay = state / "sbatch_delay"
+    if delay.exists():  # the job is in the queue; the answer is late (a test kills the caller meanwhile)
+        time.sleep(float(delay.read_text()))
     print(job_id if "--parsable" in options else f"Submitted batch job {job_id}")
     return 0
 
@@ -318,6 +325,7 @@ class Task:
         self.started = time.monotonic()
         self.ending: str | None = None  # CANCELLED or TIMEOUT once asked to stop
         self.kill_at: float | None = None
+        self.warned = False
 
     def stop(self, ending: str) -> None:
         if self.ending is None:
@@ -331,6 +339,28 @@ def signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def kill_marked(marker: str) -> None:
+    """SIGKILL every process whose environment holds ``marker`` (``NAME=value``): a real
+    scheduler stops every process of a job, also those in process groups of their own."""
+    wanted = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+def warning_of(text: str) -> tuple[bool, int, float]:
+    """``[B:]SIG@SECONDS`` of ``--signal`` -> (batch shell only, signal number, seconds)."""
+    batch, _, rest = text.rpartition(":") if ":" in text else ("", "", text)
+    name, _, seconds = rest.partition("@")
+    number = int(name) if name.isdigit() else getattr(signal, name if name.startswith("SIG") else f"SIG{name}")
+    return batch.upper() == "B", int(number), float(seconds or 60)
 
 
 def cancel_requested(state: Path, job_id: str, index: int) -> bool:
@@ -356,7 +386,7 @@ def start_task(state: Path, spec: dict, index: int, first: bool) -> Task:
     job_id = spec["id"]
     raw = job_id if first or not spec["array"] else allocate_id(state)
     env = dict(spec["env"], SLURM_JOB_ID=raw, SLURM_JOBID=raw, SLURM_JOB_NAME=spec["name"],
-               SLURM_SUBMIT_DIR=spec["cwd"])
+               SLURM_SUBMIT_DIR=spec["cwd"], FAKE_SLURM_TASK=f"{job_id}_{index}")
     if spec["array"]:
         env.update(SLURM_ARRAY_JOB_ID=job_id, SLURM_ARRAY_TASK_ID=str(index))
     cwd = Path(spec["cwd"])
@@ -377,6 +407,7 @@ def finish_task(state: Path, job_id: str, task: Task, status: int) -> None:
     else:
         final = "COMPLETED" if code == 0 and signum == 0 else "FAILED"
     signal_group(task.process.pid, signal.SIGKILL)  # leftovers of the job's process group
+    kill_marked(f"FAKE_SLURM_TASK={job_id}_{task.index}")  # and of the process groups its script made
     write_json(task_path(state, job_id, task.index), {"state": final, "exit": f"{code}:{signum}", "raw": task.raw,
                                                       "end": time.time(), "reason": "None"})
 
@@ -397,6 +428,16 @@ def run(state: Path, job_id: str) -> int:
                 task.stop("CANCELLED")
             if spec["timelimit"] is not None and time.monotonic() - task.started > spec["timelimit"]:
                 task.stop("TIMEOUT")
+            warning = spec["options"].get("--signal")
+            if (warning and spec["timelimit"] is not None and not task.warned and task.ending is None
+                    and time.monotonic() - task.started > spec["timelimit"] - warning_of(warning)[2]
+                    * float(os.environ.get(MINUTE_ENV, "60")) / 60):
+                task.warned = True
+                batch_only, number, _ = warning_of(warning)
+                try:
+                    os.kill(task.process.pid, number) if batch_only else os.killpg(task.process.pid, number)
+                except (ProcessLookupError, PermissionError):
+                    pass
             if task.kill_at is not None and time.monotonic() > task.kill_at:
                 signal_group(task.process.pid, signal.SIGKILL)
             status = task.process.poll()
@@ -465,6 +506,7 @@ def squeue(argv: list[str]) -> int:
         print("squeue: error: Unable to contact slurm controller (connect failure)", file=sys.stderr)
         return 1
     header, show_all, one_per_line, fmt, refs = True, False, False, "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R", []
+    names: set[str] | None = None
     position = 0
     while position < len(argv):
         arg = argv[position]
@@ -485,6 +527,9 @@ def squeue(argv: list[str]) -> int:
         elif arg in ("-j", "--jobs"):
             position += 1
             refs += [ref for ref in argv[position].split(",") if ref]
+        elif arg in ("-n", "--name"):
+            position += 1
+            names = set(argv[position].split(","))
         else:
             raise Refused(f"squeue: unrecognized option '{arg}'")
         position += 1
@@ -493,6 +538,8 @@ def squeue(argv: list[str]) -> int:
     rows = []
     for job_id, only in jobs:
         spec = read_json(job_dir(state, job_id) / "spec.json")
+        if names is not None and spec["name"] not in names:
+            continue
         folded = []
         for shown, (index, task) in task_ids(state, job_id, spec).items():
             if only is not None and index != only:
