@@ -235,6 +235,11 @@ def signal_group(pgid: int, signum: int) -> None:
         pass
 
 
+def element_marker(state: Path, job_id: str, index: int) -> str:
+    """Names one element among those of every fake LSF on the machine (job ids repeat across states)."""
+    return f"{state.resolve()}:{job_id}[{index}]"
+
+
 def kill_marked(marker: str) -> None:
     """SIGKILL every process whose environment holds ``marker`` (``NAME=value``): a real
     scheduler stops every process of a job, also those in process groups of their own."""
@@ -271,7 +276,7 @@ def dependencies_ended(state: Path, depends: list[str]) -> bool:
 def start_element(state: Path, spec: dict, index: int) -> Element:
     job_id = spec["id"]
     env = dict(spec["env"], LSB_JOBID=job_id, LSB_JOBINDEX=str(index), LSB_JOBNAME=spec["name"],
-               LSB_QUEUE=spec["queue"], FAKE_LSF_ELEMENT=f"{job_id}[{index}]")
+               LSB_QUEUE=spec["queue"], FAKE_LSF_ELEMENT=element_marker(state, job_id, index))
     with open(expand_path(spec["out"], job_id, index), "ab") as out, \
             open(expand_path(spec["err"] or spec["out"], job_id, index), "ab") as err:
         process = subprocess.Popen([str(job_dir(state, job_id) / "script")], cwd=spec["cwd"], env=env,
@@ -288,7 +293,7 @@ def finish_element(state: Path, job_id: str, element: Element, status: int) -> N
     else:
         record = {"stat": "EXIT", "exit_code": code, "exit_reason": element.reason}
     signal_group(element.process.pid, signal.SIGKILL)  # leftovers of the job's process group
-    kill_marked(f"FAKE_LSF_ELEMENT={job_id}[{element.index}]")  # and of the groups its script made
+    kill_marked(f"FAKE_LSF_ELEMENT={element_marker(state, job_id, element.index)}")  # and of the groups its script made
     write_json(element_path(state, job_id, element.index), record)
 
 

@@ -341,6 +341,11 @@ def signal_group(pgid: int, signum: int) -> None:
         pass
 
 
+def task_marker(state: Path, job_id: str, index: int) -> str:
+    """Names one task among those of every fake cluster on the machine (job ids repeat across states)."""
+    return f"{state.resolve()}:{job_id}_{index}"
+
+
 def kill_marked(marker: str) -> None:
     """SIGKILL every process whose environment holds ``marker`` (``NAME=value``): a real
     scheduler stops every process of a job, also those in process groups of their own."""
@@ -386,7 +391,7 @@ def start_task(state: Path, spec: dict, index: int, first: bool) -> Task:
     job_id = spec["id"]
     raw = job_id if first or not spec["array"] else allocate_id(state)
     env = dict(spec["env"], SLURM_JOB_ID=raw, SLURM_JOBID=raw, SLURM_JOB_NAME=spec["name"],
-               SLURM_SUBMIT_DIR=spec["cwd"], FAKE_SLURM_TASK=f"{job_id}_{index}")
+               SLURM_SUBMIT_DIR=spec["cwd"], FAKE_SLURM_TASK=task_marker(state, job_id, index))
     if spec["array"]:
         env.update(SLURM_ARRAY_JOB_ID=job_id, SLURM_ARRAY_TASK_ID=str(index))
     cwd = Path(spec["cwd"])
@@ -407,7 +412,7 @@ def finish_task(state: Path, job_id: str, task: Task, status: int) -> None:
     else:
         final = "COMPLETED" if code == 0 and signum == 0 else "FAILED"
     signal_group(task.process.pid, signal.SIGKILL)  # leftovers of the job's process group
-    kill_marked(f"FAKE_SLURM_TASK={job_id}_{task.index}")  # and of the process groups its script made
+    kill_marked(f"FAKE_SLURM_TASK={task_marker(state, job_id, task.index)}")  # and of the process groups its script made
     write_json(task_path(state, job_id, task.index), {"state": final, "exit": f"{code}:{signum}", "raw": task.raw,
                                                       "end": time.time(), "reason": "None"})
 
