@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import errno
 import io
 import json
@@ -23,33 +22,18 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from hpsearch import __version__
+from hpsearch.commandline import EXIT_USAGE, CommandParser, stdout_closed
 from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.filesystem import folder_problem
 from hpsearch.options import BY_FLAG, OPTIONS, Group, Option, Resume, display
 from hpsearch.settings import SearchSettings
 
-EXIT_USAGE = 2
 EXIT_DISK_FULL = 4
 STORE_FILE = "hpsearch.db"  # hpsearch.store.STORE_FILE, without importing the store for --help
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 _SQLITE_FULL = 13
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse without prefix matching, and with a "did you mean" for unknown flags."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        prefix = "unrecognized arguments: "
-        if message.startswith(prefix):
-            known = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
-            hints = []
-            for word in message[len(prefix):].split():
-                close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1)
-                if close:
-                    hints.append(f"{word} (did you mean {close[0]}?)")
-                else:
-                    hints.append(word)
-            message = prefix + ", ".join(hints)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _help(option: Option) -> str:
@@ -76,7 +60,7 @@ def _add(group: argparse._ArgumentGroup, option: Option) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the option table; only flags given on the command line end up in its namespace."""
-    parser = _Parser(
+    parser = CommandParser(
         prog="hpsearch",
         description="Run a hyperparameter search described by a grid module on local GPUs/CPUs or a Slurm/LSF "
                     "cluster. Exit status: 0 all runs done, 1 some not done, 2 bad input, 4 disk full, "
@@ -223,16 +207,9 @@ def _check_python(python: str, run_cwd: str) -> None:
 
 def _check_out_dir(out_dir: str) -> None:
     """``--out_dir`` must be a folder, or creatable: its nearest existing ancestor a writable folder."""
-    path = Path(out_dir).resolve()
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--out_dir must be a folder, got {out_dir!r} (a file)")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"--out_dir must be a folder, got {out_dir!r} (it lies under the file {existing})")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--out_dir must be writable, got {out_dir!r} ({existing} is not writable)")
+    problem = folder_problem(Path(out_dir).resolve())
+    if problem is not None:
+        raise UsageError(f"--out_dir must be a writable folder, got {out_dir!r}: it {problem}")
 
 
 # --------------------------------------------------------------------------- --list
@@ -261,11 +238,6 @@ def print_listing(settings: SearchSettings, fmt: str) -> None:
     sys.stdout.flush()
 
 
-def _stdout_closed() -> None:
-    """The reader of our output went away (``--list | head``): drop the rest quietly."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
 
 
 # --------------------------------------------------------------------------- main
@@ -302,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 print_listing(settings, settings.format)
             except BrokenPipeError:
-                _stdout_closed()
+                stdout_closed()
             return 0
         # nvidia-smi answers while the search machinery is imported: only now, so that
         # --help, --version and a mistyped flag end in parse_args without paying for it.
@@ -344,6 +316,6 @@ def console_main() -> None:
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        _stdout_closed()
+        stdout_closed()
     sys.stderr.flush()
     os._exit(code)

@@ -17,8 +17,9 @@ import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
 from hpsearch.errors import UsageError
+from hpsearch.commandline import CommandParser
 from hpsearch.report_command import (
-    DEFAULT_TOP, _Parser, _aligned, _markdown, guarded, load, mean_std, number, plain, positive_int,
+    DEFAULT_TOP, _aligned, _markdown, guarded, load, mean_std, number, plain, positive_int,
 )
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ JSON_VERSION = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hpsearch compare", allow_abbrev=False,
+    parser = CommandParser(prog="hpsearch compare", allow_abbrev=False,
                      description="The configurations two searches share (same grid values apart from the seeds), "
                                  "side by side with the difference of the performance key, then the best of each.")
     parser.add_argument("search_a", metavar="SEARCH_A", help="A search folder or id (the reference).")

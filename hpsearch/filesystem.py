@@ -71,3 +71,21 @@ def filesystem_type(folder: Path) -> str | None:
 def journal_mode_for(folder: Path) -> str:
     """``WAL`` on a local file system, ``DELETE`` (a rollback journal) on a network one."""
     return "DELETE" if is_network_filesystem(filesystem_type(folder)) else "WAL"
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be, or be made, a writable folder; None when it can.
+
+    Checked before anything is created, so a search or a command fails at
+    once and not after its first runs: the nearest existing ancestor decides.
+    """
+    if path.exists() and not path.is_dir():
+        return "is a file, not a folder"
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"lies under the file {existing}"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None

@@ -17,22 +17,17 @@ from pathlib import Path
 from typing import Sequence
 
 from hpsearch.atomic import write_text_atomic
+from hpsearch.commandline import EXIT_USAGE, CommandParser
 from hpsearch.discovery import Discovery, ScriptError, discover
 from hpsearch.discovery.exact import TIMEOUT
 from hpsearch.discovery.outputs import guess_metrics, output_flag
 from hpsearch.discovery.static import read_script
 from hpsearch.scaffold import grid_module_text
 
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"hpsearch init: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hpsearch init", allow_abbrev=False,
+    parser = CommandParser(prog="hpsearch init", allow_abbrev=False,
                      description="Write a grid module for a training script from the flags its parser defines "
                                  "(argparse, hpman/hpargparse). Its one configuration is the script's defaults.")
     parser.add_argument("script", help="the training script (a .py file)")

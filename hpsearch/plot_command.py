@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.commandline import CommandParser, guarded
+from hpsearch.errors import UsageError
+from hpsearch.filesystem import folder_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,22 +26,16 @@ if TYPE_CHECKING:
 
     from hpsearch.plots import SearchFacts
 
-EXIT_USAGE = 2
 PROG = "hpsearch plot"
 FORMATS = ("png", "svg", "pdf")
 DEFAULT_FOLDER = "plots"
 PROGRESS_RUNS = 2000  # above this many runs drawing takes long enough for a progress bar
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a mistake in one line (exit 2), without the usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _parser() -> _Parser:
-    parser = _Parser(prog=PROG, allow_abbrev=False, description=(
+def _parser() -> CommandParser:
+    parser = CommandParser(prog=PROG, allow_abbrev=False, description=(
         "Write figures of a search's results: the performance key against each hyperparameter, the best value "
         "so far over time, parallel coordinates, and the per-epoch curves of the best configurations. "
         "Needs matplotlib: pip install 'hpsearch[plot]'."))
@@ -54,21 +49,7 @@ def _parser() -> _Parser:
 
 def plot_main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
-    try:
-        return _plot(args)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except HpsearchError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return 0
-    except KeyboardInterrupt:
-        return 130
+    return guarded(PROG, lambda: _plot(args))
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -154,15 +135,9 @@ def _load(text: str) -> tuple[Path, pd.DataFrame, SearchFacts]:
 def _check_out(out: Path, given: str | None) -> None:
     """The figures' folder must be a folder, or creatable: its nearest existing ancestor a writable folder."""
     what = f"--out {given}" if given is not None else f"{out} (give --out DIR to write elsewhere)"
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{what}: is a file, not a folder")
-    existing = out
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"{what}: lies under the file {existing}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{what}: {existing} is not writable")
+    problem = folder_problem(out)
+    if problem is not None:
+        raise UsageError(f"{what}: {problem}")
 
 
 def _file_name(name: str) -> str:

@@ -23,12 +23,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from hpsearch.errors import HpsearchError, UsageError
+from hpsearch.commandline import EXIT_USAGE, CommandParser, guarded as _guarded
+from hpsearch.errors import UsageError
 
 if TYPE_CHECKING:
     import pandas
 
-EXIT_USAGE = 2
 FORMATS = ("text", "csv", "json", "markdown")
 DEFAULT_TOP = 10
 FAILED_CRITERIA = "failed_criteria"
@@ -36,11 +36,6 @@ JSON_VERSION = 1
 RUNS_SHOWN_PER_REASON = 5
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a mistake in one line (exit 2), without the usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def positive_int(text: str) -> int:
@@ -56,7 +51,7 @@ def positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from hpsearch.criteria import parse_criteria
 
-    parser = _Parser(prog="hpsearch report", allow_abbrev=False,
+    parser = CommandParser(prog="hpsearch report", allow_abbrev=False,
                      description="The ranked results of a search: runs, or with --by_config configurations "
                                  "over their seeds (n, mean ± std, min, max); counts per status; failures by reason.")
     parser.add_argument("search", metavar="SEARCH", help="A search folder (also one of hypnettorch), or a search id.")
@@ -89,16 +84,8 @@ def report_main(argv: Sequence[str]) -> int:
 
 
 def guarded(prog: str, body: Callable[[], int]) -> int:
-    """A user mistake becomes one line and exit 2; a closed pipe a quiet end."""
-    try:
-        return body()
-    except (UsageError, HpsearchError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except BrokenPipeError:
-        return 0
-    except KeyboardInterrupt:
-        return 130
+    """Report and compare end every error of ours with exit 2: it is about the folders the user named."""
+    return _guarded(prog, body, failure_exit=EXIT_USAGE)
 
 
 # --------------------------------------------------------------------------- loading

@@ -22,7 +22,8 @@ from typing import Any, Sequence
 from hpsearch import space
 from hpsearch.atomic import write_json_atomic
 from hpsearch.command import received_config
-from hpsearch.cli import EXIT_USAGE, _add, _Parser, settings_from_args
+from hpsearch.cli import _add, settings_from_args
+from hpsearch.commandline import EXIT_USAGE, CommandParser
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.gridmodule import GridSpec, load_grid_module
 from hpsearch.options import OPTIONS, Group, Option, Resume
@@ -49,7 +50,7 @@ def _verify_options() -> list[Option]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG, allow_abbrev=False,
         description="Run the K best configurations of a search (grouped over seeds) again, each with S new seeds, "
                     "in a verification search linked to it (SEARCH/verify_<K>x<S>/), and print mean ± std per "
@@ -389,8 +390,8 @@ def _run(settings: Any, origin: Origin, folder: Path, planned: list[Planned], se
 
         code = submit_main(["--resume", str(folder), *_flag_argv(flags_of(args))])
         if code == 0:
-            print(f"when it has ended, the same command without --submit prints mean ± std per configuration "
-                  f"(and starts nothing)", file=sys.stderr)
+            print("when it has ended, the same command without --submit prints mean ± std per configuration "
+                  "(and starts nothing)", file=sys.stderr)
             return SUBMITTED
         return code
     return run_search(settings, executor_factory=factory)

@@ -15,7 +15,8 @@ import sys
 import time
 from typing import Any, Sequence
 
-from hpsearch.cli import EXIT_USAGE, _Parser, build_parser, settings_from_args
+from hpsearch.cli import build_parser, settings_from_args
+from hpsearch.commandline import EXIT_USAGE, CommandParser
 from hpsearch.errors import HpsearchError
 from hpsearch.service import protocol
 from hpsearch.service.paths import state_paths
@@ -31,7 +32,7 @@ def _fail(command: str, message: str) -> int:
 
 
 def _parser(command: str, description: str) -> argparse.ArgumentParser:
-    return _Parser(prog=f"hpsearch {command}", description=description, allow_abbrev=False)
+    return CommandParser(prog=f"hpsearch {command}", description=description, allow_abbrev=False)
 
 
 # --------------------------------------------------------------------------- serve

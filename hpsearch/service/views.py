@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from hpsearch.commandline import CommandParser, guarded
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.runs import STDERR_FILE, STDOUT_FILE, RunStatus
 from hpsearch.progress import format_duration
@@ -30,45 +31,16 @@ from hpsearch.service.registry import Registry
 from hpsearch.service.snapshot import SearchRef
 from hpsearch.store import STORE_FILE, RunRecord, RunStore
 
-EXIT_USAGE = 2
 WATCH_INTERVAL = 1.0
 FOLLOW_INTERVAL = 0.25
 _KEY_PREFIX = re.compile(r"^[0-9a-f]+$")
 _CLEAR = "\x1b[H\x1b[2J"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a mistake in one line (exit 2), without the usage block."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _parser(name: str, description: str) -> _Parser:
-    return _Parser(prog=f"hpsearch {name}", description=description, allow_abbrev=False)
-
-
-def _guarded(prog: str, body: Callable[[], int]) -> int:
-    """Run a command: a user mistake becomes one line and exit 2, a closed pipe a quiet end."""
-    try:
-        return body()
-    except UsageError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except HpsearchError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        _stdout_closed()
-        return 0
-    except KeyboardInterrupt:
-        return 130
-
-
-def _stdout_closed() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+def _parser(name: str, description: str) -> CommandParser:
+    return CommandParser(prog=f"hpsearch {name}", description=description, allow_abbrev=False)
 
 
 def _emit(text: str) -> None:
@@ -119,7 +91,7 @@ def status_main(argv: Sequence[str]) -> int:
             if registry is not None:
                 registry.close()
 
-    return _guarded("hpsearch status", body)
+    return guarded("hpsearch status", body)
 
 
 def _status_frame(args: argparse.Namespace, registry: Registry | None) -> Callable[[], str]:
@@ -291,7 +263,7 @@ def list_main(argv: Sequence[str]) -> int:
             _emit("\n".join(_search_line(search) for search in doc["searches"]))
         return 0
 
-    return _guarded("hpsearch list", body)
+    return guarded("hpsearch list", body)
 
 
 # --------------------------------------------------------------------------- find and logs
@@ -417,7 +389,7 @@ def find_main(argv: Sequence[str]) -> int:
                   file=sys.stderr)
         return 0
 
-    return _guarded("hpsearch find", body)
+    return guarded("hpsearch find", body)
 
 
 def logs_main(argv: Sequence[str]) -> int:
@@ -442,7 +414,7 @@ def logs_main(argv: Sequence[str]) -> int:
             _copy(source)
         return 0
 
-    return _guarded("hpsearch logs", body)
+    return guarded("hpsearch logs", body)
 
 
 def _copy(source: Any) -> int:
