@@ -228,3 +228,16 @@ def reap(pid: int) -> bool:
         return os.waitpid(pid, os.WNOHANG)[0] == pid
     except ChildProcessError:
         return False
+
+
+def process_alive(pid: int | None, started: float | None) -> bool:
+    """True if ``pid`` runs and was started at ``started`` (psutil's create_time, 10 ms slack)."""
+    if not pid:
+        return False
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(process.create_time() - started) < 0.01
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False

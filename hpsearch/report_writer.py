@@ -202,12 +202,15 @@ def stop_orphan(path: Path) -> None:
     """
     import psutil
 
+    from hpsearch.proctree import process_alive  # here: the helper process imports no more than csv
+
     record = _writer_record(path)
     try:
         data = json.loads(record.read_text(encoding="utf-8"))
-        proc = psutil.Process(int(data["pid"]))
-        if abs(proc.create_time() - float(data["started"])) > 0.01:
-            return  # the pid was reused: not our helper
+        pid, started = int(data["pid"]), float(data["started"])
+        if not process_alive(pid, started):
+            return  # gone, or the pid was reused: not our helper
+        proc = psutil.Process(pid)
         if not any("hpsearch.report_writer" in part for part in proc.cmdline()):
             return
         proc.kill()

@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 from hpsearch.errors import UsageError
+from hpsearch.proctree import process_alive
 from hpsearch.service.paths import StatePaths, state_paths
 
 SERVICE = "service"
@@ -78,19 +79,6 @@ class SearchEntry:
 
 
 _COLUMNS = [f.name for f in fields(SearchEntry)]
-
-
-def process_alive(pid: int | None, started: float | None) -> bool:
-    """True if ``pid`` runs and was started at ``started`` (psutil's create_time, 10 ms slack)."""
-    if not pid:
-        return False
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or abs(process.create_time() - started) < 0.01
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
 
 
 def own_process() -> tuple[int, float]:
