@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Iterator, Mapping
 
-from hpsearch.errors import SummaryError
+from hpsearch.errors import SummaryError, UsageError
 from hpsearch.summary import IncompleteSummary, RunFileTooLarge, parse_numbers, read_run_file
 
 STDOUT_FILE = "stdout.txt"  # as hpsearch.runs.STDOUT_FILE, which imports this layer
@@ -107,6 +107,18 @@ class MetricsSource:
 
 
 # --------------------------------------------------------------------------- the grid-module attribute
+
+
+def saved_metrics_source(settings_file: Path, saved: Any) -> MetricsSource | None:
+    """The ``metrics`` entry of a search's ``search.json`` -> its source, so runs are judged as the driver did.
+
+    Raises:
+        UsageError: the entry is not a source (naming the file).
+    """
+    try:
+        return metrics_source(saved)
+    except ValueError as exc:
+        raise UsageError(f"{settings_file}: 'metrics' {exc}") from None
 
 
 def metrics_source(value: Any) -> MetricsSource | None:

@@ -30,7 +30,6 @@ from hpsearch.searchdir import RESULTS_FILE, SETTINGS_FILE, saved_settings
 from hpsearch.store import STORE_FILE, RunStore
 
 if TYPE_CHECKING:
-    from hpsearch.metrics import MetricsSource
     import pandas
 
 DEFAULT_SEED_KEYS = ("random_seed", "seed", "rand_seed")
@@ -144,13 +143,15 @@ def _from_run_folders(folder: Path, settings: dict[str, Any]) -> RunTable:
     ``_SUMMARY_PARSER_HANDLE`` is user code and is not imported here).
     """
     from hpsearch.folder_runs import missing_runs, read_folder_run
+    from hpsearch.metrics import saved_metrics_source
     from hpsearch.runfolders import run_folders
     from hpsearch.verdict import SummaryReader
 
     table = _table(folder, settings, "run_folders")
     strip = bool(settings.get("strip_outer_quotes", True))
+    metrics = saved_metrics_source(folder / SETTINGS_FILE, settings.get("metrics"))
     reader = SummaryReader(str(settings.get("summary_filename") or "performance_overview.txt"),
-                           table.summary_keys or ["finished"], None, _saved_metrics(folder, settings))
+                           table.summary_keys or ["finished"], None, metrics)
     folders = run_folders(folder)
     for path in folders:
         run = read_folder_run(path, reader, strip)
@@ -429,13 +430,3 @@ def _list_stats(values: list[list | None], codes: Any, groups: int) -> dict[str,
 def _last_elements(values: list[list | None]) -> list[float]:
     """Each run's ranking value of a list-valued key: its last element (as the CSV ranks it)."""
     return [float(v[-1]) if v and v[-1] is not None else math.nan for v in values]
-
-
-def _saved_metrics(folder: Path, settings: dict[str, Any]) -> MetricsSource | None:
-    """The search's ``_METRICS`` as ``search.json`` saved it, so runs are judged as the driver judged them."""
-    from hpsearch.metrics import metrics_source
-
-    try:
-        return metrics_source(settings.get("metrics"))
-    except ValueError as exc:
-        raise UsageError(f"{folder}: search.json 'metrics' {exc}") from None

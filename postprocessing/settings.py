@@ -15,7 +15,7 @@ from typing import Any, Callable
 from hpsearch.criteria import module_copy, module_handle
 from hpsearch.errors import UsageError
 from hpsearch.gridmodule import import_grid_module, load_grid_module
-from hpsearch.metrics import MetricsSource, metrics_source
+from hpsearch.metrics import MetricsSource, saved_metrics_source
 from hpsearch.searchdir import SETTINGS_FILE, saved_settings
 
 
@@ -83,15 +83,8 @@ def _info_from_settings(path: Path, data: dict[str, Any]) -> SearchInfo:
         sort_ascending=bool(data.get("performance_sort_asc", False)),
         strip_quotes=bool(data.get("strip_outer_quotes", True)),
         grid_keys=list(data.get("grid_keys") or []),
-        metrics=_saved_metrics(path, data.get("metrics")),
+        metrics=saved_metrics_source(path, data.get("metrics")),
     )
-
-
-def _saved_metrics(path: Path, saved: Any) -> MetricsSource | None:
-    try:
-        return metrics_source(saved)
-    except ValueError as exc:
-        raise UsageError(f"{path}: 'metrics' {exc}") from None
 
 
 def _info_from_module(name: str, search_path: list[Path]) -> SearchInfo:
