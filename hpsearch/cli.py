@@ -45,7 +45,8 @@ def _help(option: Option) -> str:
     return text.replace("%", "%%")
 
 
-def _add(group: argparse._ArgumentGroup, option: Option) -> None:
+def add_option(group: argparse._ArgumentGroup, option: Option) -> None:
+    """One row of the option table as an argparse flag; `verify` builds its parser from a subset of the table."""
     kwargs: dict[str, Any] = {"help": argparse.SUPPRESS if option.hidden else _help(option),
                               "default": argparse.SUPPRESS}
     if option.kind is bool:
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hpsearch {__version__}")
     groups = {group: parser.add_argument_group(group.value) for group in Group}
     for option in OPTIONS:
-        _add(groups[option.group], option)
+        add_option(groups[option.group], option)
     return parser
 
 

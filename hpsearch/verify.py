@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from hpsearch import space
 from hpsearch.atomic import write_json_atomic
 from hpsearch.command import received_config
-from hpsearch.cli import _add, settings_from_args
+from hpsearch.cli import add_option, settings_from_args
 from hpsearch.commandline import EXIT_USAGE, CommandParser
 from hpsearch.errors import HpsearchError, UsageError
 from hpsearch.gridmodule import GridSpec, load_grid_module
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     for option in _verify_options():
         if option.group not in groups:
             groups[option.group] = parser.add_argument_group(option.group.value)
-        _add(groups[option.group], option)
+        add_option(groups[option.group], option)
     return parser
 
 
